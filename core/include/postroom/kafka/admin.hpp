@@ -1,0 +1,57 @@
+#pragma once
+// Topic administration and cluster inspection.
+//
+// Thread-safety: all members may be called from any thread; each call blocks until the
+// broker answers or the configured timeout passes.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "postroom/kafka/config.hpp"
+#include "postroom/message.hpp"
+
+namespace postroom::kafka {
+
+struct TopicInfo {
+    std::string name;
+    int32_t partitions = 0;
+    int32_t replication_factor = 0;
+};
+
+struct Watermarks {
+    int64_t low = -1;   // first offset still in the log
+    int64_t high = -1;  // offset the next message will get
+};
+
+class Admin {
+public:
+    explicit Admin(AdminConfig config);
+    ~Admin();
+    Admin(Admin&&) noexcept;
+    Admin& operator=(Admin&&) noexcept;
+
+    // Creates a topic. With exist_ok, an existing topic is fine (its partition count is not
+    // changed).
+    void create_topic(const std::string& name, int partitions = 3, int replication_factor = 1,
+                      const std::map<std::string, std::string>& topic_config = {},
+                      bool exist_ok = false);
+    void delete_topic(const std::string& name);
+    // User topics, sorted by name (internal topics such as __consumer_offsets left out).
+    std::vector<TopicInfo> list_topics();
+    std::optional<TopicInfo> describe_topic(const std::string& name);
+    Watermarks watermarks(const TopicPartition& partition);
+    // Round trip to the broker; throws TimeoutError when it does not answer.
+    void ping();
+
+    const AdminConfig& config() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace postroom::kafka

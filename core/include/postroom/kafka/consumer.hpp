@@ -1,0 +1,85 @@
+#pragma once
+// Kafka consumer in a consumer group. Offsets are committed only for what the application
+// marked done: per partition, the commit stops at the lowest delivered offset that is not
+// done yet, so a commit never runs ahead of unfinished work, even when messages are
+// finished out of order.
+//
+// Thread-safety: poll(), poll_batch(), subscribe(), seek(), commit() and close() belong to
+// one thread at a time (the polling thread). mark_done() may be called from any thread.
+// Rebalance callbacks run on the polling thread, inside poll()/poll_batch()/close(); an
+// exception they throw is rethrown from that call once librdkafka has returned.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "postroom/kafka/config.hpp"
+#include "postroom/message.hpp"
+
+namespace postroom::kafka {
+
+struct RebalanceListener {
+    // After partitions were assigned to this member.
+    std::function<void(const std::vector<TopicPartition>&)> on_assigned;
+    // Before partitions are taken away; what is marked done when it returns is committed.
+    std::function<void(const std::vector<TopicPartition>&)> on_revoked;
+    // Partitions were lost (session timeout): another member may own them already, so
+    // nothing is committed for them.
+    std::function<void(const std::vector<TopicPartition>&)> on_lost;
+};
+
+class Consumer {
+public:
+    explicit Consumer(ConsumerConfig config);
+    ~Consumer();  // close()
+    Consumer(Consumer&&) noexcept;
+    Consumer& operator=(Consumer&&) noexcept;
+
+    void subscribe(const std::vector<std::string>& topics, RebalanceListener listener = {});
+    // Manual assignment instead of group subscription (offset -1000 = the committed one).
+    void assign(const std::vector<TopicPartitionOffset>& partitions);
+
+    // nullopt when nothing arrived within the timeout.
+    std::optional<Message> poll(std::chrono::milliseconds timeout);
+    // Up to `max_messages`, waiting at most `timeout` for the first ones.
+    std::vector<Message> poll_batch(std::size_t max_messages, std::chrono::milliseconds timeout);
+
+    // Marks a delivered message finished; commit() will include it.
+    void mark_done(const Message& message);
+    void mark_done(const TopicPartition& partition, int64_t offset);
+
+    // Synchronously commits, per partition, the offset after the contiguous done prefix.
+    // Returns what was committed (empty when nothing new was done).
+    std::vector<TopicPartitionOffset> commit();
+    // Offsets committed for the group on the broker, for the given partitions (-1001 =
+    // none yet).
+    std::vector<TopicPartitionOffset> committed(const std::vector<TopicPartition>& partitions,
+                                                std::chrono::milliseconds timeout);
+
+    // Moves the next fetch position; forgets undone messages of that partition.
+    void seek(const TopicPartition& partition, int64_t offset, std::chrono::milliseconds timeout);
+
+    std::vector<TopicPartition> assignment() const;
+    // Delivered but not yet marked done, over all partitions.
+    std::size_t outstanding() const;
+
+    // Commits what is done, leaves the group and releases the client. Idempotent.
+    void close();
+    bool closed() const noexcept;
+
+    const ConsumerConfig& config() const noexcept;
+
+    static constexpr int64_t offset_stored = -1000;   // RD_KAFKA_OFFSET_STORED
+    static constexpr int64_t offset_invalid = -1001;  // RD_KAFKA_OFFSET_INVALID
+    static constexpr int64_t offset_beginning = -2;
+    static constexpr int64_t offset_end = -1;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace postroom::kafka

@@ -1,0 +1,169 @@
+#include "postroom/kafka/admin.hpp"
+
+#include <algorithm>
+
+#include "common.hpp"
+#include "postroom/embedded/broker.hpp"
+
+namespace postroom::kafka {
+
+using namespace detail;
+
+struct Admin::Impl : ClientBase {
+    AdminConfig config;
+    ResolvedBroker broker;
+    ClientHandle rk;  // last: destroyed first
+
+    int timeout_ms() const { return static_cast<int>(config.timeout.count()); }
+
+    MetadataHandle metadata(const char* topic) {
+        const rd_kafka_metadata_t* raw = nullptr;
+        rd_kafka_topic_t* rkt = nullptr;
+        if (topic) rkt = rd_kafka_topic_new(rk.get(), topic, nullptr);
+        auto err = rd_kafka_metadata(rk.get(), topic ? 0 : 1, rkt, &raw, timeout_ms());
+        if (rkt) rd_kafka_topic_destroy(rkt);
+        if (err) throw_error(err, "metadata request to " + config.broker_url);
+        return MetadataHandle(raw);
+    }
+
+    // Runs one admin request and waits for its result event.
+    EventHandle await(QueueHandle& queue, rd_kafka_event_type_t type, const std::string& what) {
+        EventHandle ev(rd_kafka_queue_poll(queue.get(), timeout_ms() + 1000));
+        if (!ev) throw TimeoutError(what + ": no answer from " + config.broker_url + " within " +
+                                    std::to_string(timeout_ms()) + " ms; is the broker running?");
+        if (rd_kafka_event_type(ev.get()) != type || rd_kafka_event_error(ev.get()))
+            throw_error(rd_kafka_event_error(ev.get()), what, rd_kafka_event_error_string(ev.get()));
+        return ev;
+    }
+
+    AdminOptionsHandle options(rd_kafka_admin_op_t op) {
+        AdminOptionsHandle o(rd_kafka_AdminOptions_new(rk.get(), op));
+        char errstr[256];
+        rd_kafka_AdminOptions_set_request_timeout(o.get(), timeout_ms(), errstr, sizeof errstr);
+        rd_kafka_AdminOptions_set_operation_timeout(o.get(), timeout_ms(), errstr, sizeof errstr);
+        return o;
+    }
+};
+
+Admin::Admin(AdminConfig config) : impl_(std::make_unique<Impl>()) {
+    auto& impl = *impl_;
+    impl.config = std::move(config);
+    if (impl.config.timeout.count() <= 0) throw ConfigurationError("admin timeout must be positive");
+    impl.label = "admin client";
+    impl.log_handler = impl.config.log_handler;
+    impl.broker = resolve(impl.config.broker_url);
+    ConfBuilder conf;
+    conf.set("bootstrap.servers", impl.broker.bootstrap_servers)
+        .set("client.id", impl.config.client_id)
+        .set("allow.auto.create.topics", "false");
+    conf.set_all(impl.config.properties);
+    impl.rk = conf.create(RD_KAFKA_PRODUCER, &impl);
+}
+
+Admin::~Admin() = default;
+Admin::Admin(Admin&&) noexcept = default;
+Admin& Admin::operator=(Admin&&) noexcept = default;
+
+const AdminConfig& Admin::config() const noexcept { return impl_->config; }
+
+void Admin::create_topic(const std::string& name, int partitions, int replication_factor,
+                         const std::map<std::string, std::string>& topic_config, bool exist_ok) {
+    if (impl_->broker.embedded) {
+        if (exist_ok && describe_topic(name)) return;
+        impl_->broker.embedded->create_topic(name, partitions, replication_factor);
+        return;
+    }
+    char errstr[512];
+    NewTopicHandle topic(rd_kafka_NewTopic_new(name.c_str(), partitions, replication_factor, errstr,
+                                               sizeof errstr));
+    if (!topic) throw UsageError("cannot create topic '" + name + "': " + errstr);
+    for (const auto& [k, v] : topic_config)
+        if (auto err = rd_kafka_NewTopic_set_config(topic.get(), k.c_str(), v.c_str()))
+            throw_error(err, "topic '" + name + "' setting '" + k + "'");
+    QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+    auto opts = impl_->options(RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_NewTopic_t* topics[] = {topic.get()};
+    rd_kafka_CreateTopics(impl_->rk.get(), topics, 1, opts.get(), queue.get());
+    auto what = "create topic '" + name + "'";
+    auto ev = impl_->await(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, what);
+    size_t n = 0;
+    auto results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev.get()), &n);
+    for (size_t i = 0; i < n; ++i) {
+        auto err = rd_kafka_topic_result_error(results[i]);
+        if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && exist_ok) continue;
+        if (err) throw_error(err, what, rd_kafka_topic_result_error_string(results[i]));
+    }
+}
+
+void Admin::delete_topic(const std::string& name) {
+    if (impl_->broker.embedded)
+        throw UsageError("the embedded broker cannot delete topics; use a new embedded://NAME broker "
+                         "for a clean slate");
+    DeleteTopicHandle topic(rd_kafka_DeleteTopic_new(name.c_str()));
+    QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+    auto opts = impl_->options(RD_KAFKA_ADMIN_OP_DELETETOPICS);
+    rd_kafka_DeleteTopic_t* topics[] = {topic.get()};
+    rd_kafka_DeleteTopics(impl_->rk.get(), topics, 1, opts.get(), queue.get());
+    auto what = "delete topic '" + name + "'";
+    auto ev = impl_->await(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, what);
+    size_t n = 0;
+    auto results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev.get()), &n);
+    for (size_t i = 0; i < n; ++i)
+        if (auto err = rd_kafka_topic_result_error(results[i]))
+            throw_error(err, what, rd_kafka_topic_result_error_string(results[i]));
+}
+
+namespace {
+TopicInfo info_of(const rd_kafka_metadata_topic_t& t) {
+    TopicInfo info{t.topic, t.partition_cnt, 0};
+    if (t.partition_cnt > 0) info.replication_factor = t.partitions[0].replica_cnt;
+    return info;
+}
+}  // namespace
+
+std::vector<TopicInfo> Admin::list_topics() {
+    auto md = impl_->metadata(nullptr);
+    std::vector<TopicInfo> out;
+    for (int i = 0; i < md->topic_cnt; ++i) {
+        const auto& t = md->topics[i];
+        if (t.err || std::string_view(t.topic).rfind("__", 0) == 0) continue;
+        if (impl_->broker.embedded && !impl_->broker.embedded->has_topic(t.topic)) continue;
+        out.push_back(info_of(t));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+    return out;
+}
+
+std::optional<TopicInfo> Admin::describe_topic(const std::string& name) {
+    if (impl_->broker.embedded) {
+        // A metadata request would make the embedded broker create the topic.
+        int n = impl_->broker.embedded->partitions(name);
+        if (n == 0) return std::nullopt;
+        return TopicInfo{name, n, 1};
+    }
+    auto md = impl_->metadata(name.c_str());
+    for (int i = 0; i < md->topic_cnt; ++i) {
+        const auto& t = md->topics[i];
+        if (name != t.topic) continue;
+        if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || t.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+            return std::nullopt;
+        if (t.err) throw_error(t.err, "describe topic '" + name + "'");
+        return info_of(t);
+    }
+    return std::nullopt;
+}
+
+Watermarks Admin::watermarks(const TopicPartition& partition) {
+    Watermarks w;
+    auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), partition.topic.c_str(),
+                                                partition.partition, &w.low, &w.high,
+                                                impl_->timeout_ms());
+    if (err)
+        throw_error(err, "watermarks of " + partition.topic + "[" +
+                             std::to_string(partition.partition) + "]");
+    return w;
+}
+
+void Admin::ping() { impl_->metadata(nullptr); }
+
+}  // namespace postroom::kafka

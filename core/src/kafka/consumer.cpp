@@ -1,0 +1,373 @@
+#include "postroom/kafka/consumer.hpp"
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <utility>
+
+#include "common.hpp"
+#include "messages.hpp"
+
+namespace postroom::kafka {
+
+using namespace detail;
+
+namespace {
+
+std::vector<TopicPartition> to_vector(const rd_kafka_topic_partition_list_t* list) {
+    std::vector<TopicPartition> out;
+    if (!list) return out;
+    out.reserve(static_cast<std::size_t>(list->cnt));
+    for (int i = 0; i < list->cnt; ++i) out.push_back({list->elems[i].topic, list->elems[i].partition});
+    return out;
+}
+
+// Per-partition bookkeeping of what was delivered and what is done.
+struct PartitionProgress {
+    std::set<int64_t> undone;   // delivered, not yet marked done
+    int64_t next_offset = -1;   // offset after the last delivered message; -1 = none yet
+    int64_t committed = -1;     // last offset this member committed
+    std::optional<int64_t> committable() const {
+        if (!undone.empty()) return *undone.begin();
+        if (next_offset < 0) return std::nullopt;
+        return next_offset;
+    }
+};
+
+}  // namespace
+
+struct Consumer::Impl : ClientBase {
+    ConsumerConfig config;
+    ResolvedBroker broker;
+    RebalanceListener listener;
+    std::exception_ptr callback_error;
+    std::atomic<bool> closed{false};
+    mutable std::mutex progress_mutex;
+    std::map<TopicPartition, PartitionProgress> progress;
+    ClientHandle rk;  // last: destroyed first
+
+    void check_open() const {
+        if (closed.load()) throw UsageError("the consumer is closed; create a new one");
+    }
+
+    void capture(std::exception_ptr e) noexcept {
+        if (!callback_error) callback_error = std::move(e);
+    }
+
+    void rethrow_callback_error() {
+        if (callback_error) std::rethrow_exception(std::exchange(callback_error, nullptr));
+    }
+
+    void track_assigned(const std::vector<TopicPartition>& tps) {
+        std::lock_guard lock(progress_mutex);
+        for (const auto& tp : tps) progress[tp] = PartitionProgress{};
+    }
+
+    void forget(const std::vector<TopicPartition>& tps) {
+        std::lock_guard lock(progress_mutex);
+        for (const auto& tp : tps) progress.erase(tp);
+    }
+
+    // Commits the done prefix of `only` (or of every partition when null).
+    std::vector<TopicPartitionOffset> commit_done(const std::vector<TopicPartition>* only) {
+        std::vector<TopicPartitionOffset> todo;
+        {
+            std::lock_guard lock(progress_mutex);
+            auto consider = [&](const TopicPartition& tp, const PartitionProgress& p) {
+                auto c = p.committable();
+                if (c && *c > p.committed) todo.push_back({tp.topic, tp.partition, *c});
+            };
+            if (only) {
+                for (const auto& tp : *only)
+                    if (auto it = progress.find(tp); it != progress.end()) consider(tp, it->second);
+            } else {
+                for (const auto& [tp, p] : progress) consider(tp, p);
+            }
+        }
+        if (todo.empty()) return todo;
+        PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(todo.size())));
+        for (const auto& t : todo)
+            rd_kafka_topic_partition_list_add(list.get(), t.topic.c_str(), t.partition)->offset = t.offset;
+        auto err = rd_kafka_commit(rk.get(), list.get(), 0);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) throw_error(err, "commit for " + label);
+        for (int i = 0; i < list->cnt; ++i)
+            if (list->elems[i].err)
+                throw_error(list->elems[i].err, "commit for " + label + " of " +
+                                                    std::string(list->elems[i].topic) + "[" +
+                                                    std::to_string(list->elems[i].partition) + "]");
+        std::lock_guard lock(progress_mutex);
+        for (const auto& t : todo)
+            if (auto it = progress.find({t.topic, t.partition}); it != progress.end())
+                it->second.committed = std::max(it->second.committed, t.offset);
+        return todo;
+    }
+
+    void call(const std::function<void(const std::vector<TopicPartition>&)>& fn,
+              const std::vector<TopicPartition>& tps) noexcept {
+        if (!fn) return;
+        try {
+            fn(tps);
+        } catch (...) {
+            capture(std::current_exception());
+        }
+    }
+
+    void rebalance(rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t* parts) noexcept {
+        auto tps = to_vector(parts);
+        const bool cooperative =
+            std::string_view(rd_kafka_rebalance_protocol(rk.get())) == "COOPERATIVE";
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+            track_assigned(tps);
+            if (cooperative) {
+                if (auto* e = rd_kafka_incremental_assign(rk.get(), parts)) {
+                    capture(std::make_exception_ptr(
+                        TransportError(std::string("assign failed: ") + rd_kafka_error_string(e),
+                                       Retriable::yes)));
+                    rd_kafka_error_destroy(e);
+                }
+            } else {
+                rd_kafka_assign(rk.get(), parts);
+            }
+            call(listener.on_assigned, tps);
+            return;
+        }
+        // Revoked or lost.
+        const bool lost = rd_kafka_assignment_lost(rk.get());
+        if (lost) {
+            call(listener.on_lost, tps);
+        } else {
+            call(listener.on_revoked, tps);
+            try {
+                commit_done(&tps);
+            } catch (...) {
+                capture(std::current_exception());
+            }
+        }
+        forget(tps);
+        if (cooperative) {
+            if (auto* e = rd_kafka_incremental_unassign(rk.get(), parts)) rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk.get(), nullptr);
+        }
+    }
+
+    static void rebalance_cb(rd_kafka_t* rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t* parts, void* opaque) noexcept {
+        (void)rk;
+        static_cast<Impl*>(static_cast<ClientBase*>(opaque))->rebalance(err, parts);
+    }
+
+    // Turns a consumed rd_kafka_message_t into a Message, or handles its error.
+    std::optional<Message> take(MessageHandle msg) {
+        if (msg->err) {
+            if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return std::nullopt;
+            std::string where = msg->rkt ? std::string(" on topic '") + rd_kafka_topic_name(msg->rkt) + "'" : "";
+            if (msg->err == RD_KAFKA_RESP_ERR__FATAL) {
+                char errstr[512];
+                rd_kafka_fatal_error(rk.get(), errstr, sizeof errstr);
+                throw_error(RD_KAFKA_RESP_ERR__FATAL, label, errstr);
+            }
+            if (msg->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                msg->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                msg->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+                msg->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
+                throw_error(msg->err, label + where, rd_kafka_message_errstr(msg.get()));
+            // Anything else is transient: librdkafka retries by itself. Say so and go on.
+            if (log_handler)
+                log_handler(4, "CONSUME", std::string(rd_kafka_message_errstr(msg.get())) + where);
+            return std::nullopt;
+        }
+        Message m = detail::to_message(*msg);
+        std::lock_guard lock(progress_mutex);
+        auto& p = progress[{m.topic, m.partition}];
+        p.undone.insert(m.offset);
+        p.next_offset = std::max(p.next_offset, m.offset + 1);
+        return m;
+    }
+};
+
+Consumer::Consumer(ConsumerConfig config) : impl_(std::make_unique<Impl>()) {
+    auto& impl = *impl_;
+    impl.config = std::move(config);
+    auto& c = impl.config;
+    if (c.group_id.empty())
+        throw ConfigurationError("consumer group_id is required (the group whose offsets are committed)");
+    for (const char* forbidden : {"enable.auto.commit", "enable.auto.offset.store", "group.id",
+                                  "rebalance_cb", "bootstrap.servers"})
+        if (c.properties.count(forbidden))
+            throw ConfigurationError(std::string("consumer property '") + forbidden +
+                                     "' is managed by postroom (it commits only what is marked "
+                                     "done); use the ConsumerConfig fields instead");
+    impl.label = "consumer of group '" + c.group_id + "'";
+    impl.log_handler = c.log_handler;
+    impl.broker = resolve(c.broker_url);
+    ConfBuilder conf;
+    conf.set("bootstrap.servers", impl.broker.bootstrap_servers)
+        .set("client.id", c.client_id)
+        .set("group.id", c.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", c.offset_reset == OffsetReset::earliest ? "earliest" : "latest")
+        .set("session.timeout.ms", milliseconds(c.session_timeout))
+        .set("max.poll.interval.ms", milliseconds(c.max_poll_interval));
+    conf.set_all(c.properties);
+    rd_kafka_conf_set_rebalance_cb(conf.get(), &Impl::rebalance_cb);
+    impl.rk = conf.create(RD_KAFKA_CONSUMER, &impl);
+    rd_kafka_poll_set_consumer(impl.rk.get());
+}
+
+Consumer::~Consumer() {
+    if (impl_) {
+        try {
+            close();
+        } catch (...) {
+            // Destructors do not throw; close() explicitly to see errors.
+        }
+    }
+}
+
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+
+const ConsumerConfig& Consumer::config() const noexcept { return impl_->config; }
+
+void Consumer::subscribe(const std::vector<std::string>& topics, RebalanceListener listener) {
+    impl_->check_open();
+    if (topics.empty()) throw UsageError("subscribe needs at least one topic");
+    impl_->listener = std::move(listener);
+    PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(topics.size())));
+    for (const auto& t : topics) {
+        if (t.empty()) throw UsageError("empty topic name in subscribe");
+        rd_kafka_topic_partition_list_add(list.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+    }
+    if (auto err = rd_kafka_subscribe(impl_->rk.get(), list.get()))
+        throw_error(err, "subscribe of " + impl_->label);
+}
+
+void Consumer::assign(const std::vector<TopicPartitionOffset>& partitions) {
+    impl_->check_open();
+    PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    std::vector<TopicPartition> tps;
+    for (const auto& p : partitions) {
+        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.offset;
+        tps.push_back({p.topic, p.partition});
+    }
+    {
+        std::lock_guard lock(impl_->progress_mutex);
+        impl_->progress.clear();
+    }
+    impl_->track_assigned(tps);
+    if (auto err = rd_kafka_assign(impl_->rk.get(), list.get()))
+        throw_error(err, "assign of " + impl_->label);
+}
+
+std::optional<Message> Consumer::poll(std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    MessageHandle msg(rd_kafka_consumer_poll(impl_->rk.get(), static_cast<int>(timeout.count())));
+    impl_->rethrow_callback_error();
+    if (!msg) return std::nullopt;
+    return impl_->take(std::move(msg));
+}
+
+std::vector<Message> Consumer::poll_batch(std::size_t max_messages, std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    std::vector<Message> out;
+    if (max_messages == 0) return out;
+    QueueHandle queue(rd_kafka_queue_get_consumer(impl_->rk.get()));
+    std::vector<rd_kafka_message_t*> raw(max_messages);
+    auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()), raw.data(),
+                                          max_messages);
+    std::vector<MessageHandle> owned;
+    owned.reserve(n > 0 ? static_cast<std::size_t>(n) : 0);
+    for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
+    impl_->rethrow_callback_error();
+    out.reserve(owned.size());
+    for (auto& m : owned)
+        if (auto message = impl_->take(std::move(m))) out.push_back(std::move(*message));
+    return out;
+}
+
+void Consumer::mark_done(const Message& message) {
+    mark_done(message.topic_partition(), message.offset);
+}
+
+void Consumer::mark_done(const TopicPartition& partition, int64_t offset) {
+    std::lock_guard lock(impl_->progress_mutex);
+    auto it = impl_->progress.find(partition);
+    // A partition that was revoked meanwhile is someone else's now: nothing to record.
+    if (it == impl_->progress.end()) return;
+    it->second.undone.erase(offset);
+}
+
+std::vector<TopicPartitionOffset> Consumer::commit() {
+    impl_->check_open();
+    return impl_->commit_done(nullptr);
+}
+
+std::vector<TopicPartitionOffset> Consumer::committed(const std::vector<TopicPartition>& partitions,
+                                                      std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    for (const auto& p : partitions)
+        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
+    if (auto err = rd_kafka_committed(impl_->rk.get(), list.get(), static_cast<int>(timeout.count())))
+        throw_error(err, "reading committed offsets of " + impl_->label);
+    std::vector<TopicPartitionOffset> out;
+    for (int i = 0; i < list->cnt; ++i)
+        out.push_back({list->elems[i].topic, list->elems[i].partition, list->elems[i].offset});
+    return out;
+}
+
+void Consumer::seek(const TopicPartition& partition, int64_t offset, std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    PartitionListHandle list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), partition.topic.c_str(), partition.partition)->offset = offset;
+    if (auto* e = rd_kafka_seek_partitions(impl_->rk.get(), list.get(), static_cast<int>(timeout.count())))
+        throw_error(e, "seek of " + impl_->label);
+    if (list->elems[0].err)
+        throw_error(list->elems[0].err, "seek of " + impl_->label + " on " + partition.topic + "[" +
+                                            std::to_string(partition.partition) + "]");
+    std::lock_guard lock(impl_->progress_mutex);
+    if (auto it = impl_->progress.find(partition); it != impl_->progress.end()) {
+        it->second.undone.clear();
+        it->second.next_offset = -1;
+    }
+}
+
+std::vector<TopicPartition> Consumer::assignment() const {
+    impl_->check_open();
+    rd_kafka_topic_partition_list_t* raw = nullptr;
+    if (auto err = rd_kafka_assignment(impl_->rk.get(), &raw))
+        throw_error(err, "assignment of " + impl_->label);
+    PartitionListHandle list(raw);
+    return to_vector(list.get());
+}
+
+std::size_t Consumer::outstanding() const {
+    std::lock_guard lock(impl_->progress_mutex);
+    std::size_t n = 0;
+    for (const auto& [tp, p] : impl_->progress) n += p.undone.size();
+    return n;
+}
+
+void Consumer::close() {
+    if (!impl_ || impl_->closed.load()) return;
+    std::exception_ptr first;
+    try {
+        impl_->commit_done(nullptr);
+    } catch (...) {
+        first = std::current_exception();
+    }
+    impl_->closed.store(true);
+    // Leaves the group; the rebalance callback runs for the final revoke.
+    rd_kafka_consumer_close(impl_->rk.get());
+    impl_->rk.reset();
+    if (!first) first = std::exchange(impl_->callback_error, nullptr);
+    if (first) std::rethrow_exception(first);
+}
+
+bool Consumer::closed() const noexcept { return !impl_ || impl_->closed.load(); }
+
+}  // namespace postroom::kafka

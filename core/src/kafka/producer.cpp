@@ -1,0 +1,396 @@
+#include "postroom/kafka/producer.hpp"
+
+#include <atomic>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "common.hpp"
+#include "postroom/embedded/broker.hpp"
+
+namespace postroom::kafka {
+
+using namespace detail;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------
+// Delivery targets: librdkafka's per-message opaque points at one of these.
+
+namespace {
+
+struct DeliveryTarget {
+    virtual void delivered(const rd_kafka_message_t& msg) noexcept = 0;
+    virtual ~DeliveryTarget() = default;
+};
+
+Persistence persistence_of(rd_kafka_msg_status_t status) {
+    switch (status) {
+        case RD_KAFKA_MSG_STATUS_PERSISTED: return Persistence::persisted;
+        case RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED: return Persistence::possibly_persisted;
+        default: return Persistence::not_persisted;
+    }
+}
+
+DeliveryReport report_of(const rd_kafka_message_t& msg) {
+    DeliveryReport r;
+    r.partition = msg.partition;
+    r.offset = msg.offset;
+    r.error_code = static_cast<int>(msg.err);
+    r.persistence = persistence_of(rd_kafka_message_status(&msg));
+    return r;
+}
+
+struct CallbackTarget final : DeliveryTarget {
+    Producer::DeliveryCallback callback;
+    std::exception_ptr* error_sink;
+    void delivered(const rd_kafka_message_t& msg) noexcept override {
+        if (callback) {
+            try {
+                callback(report_of(msg));
+            } catch (...) {
+                if (error_sink && !*error_sink) *error_sink = std::current_exception();
+            }
+        }
+        delete this;
+    }
+};
+
+}  // namespace
+
+struct BatchDelivery::Impl {
+    struct Slot final : DeliveryTarget {
+        BatchDelivery* batch = nullptr;
+        std::size_t index = 0;
+        void delivered(const rd_kafka_message_t& msg) noexcept override {
+            batch->reports_[index] = report_of(msg);
+            batch->impl_->finish_one(msg.err != RD_KAFKA_RESP_ERR_NO_ERROR);
+        }
+    };
+    std::vector<Slot> slots;
+    std::atomic<std::size_t> pending{0};
+    std::atomic<std::size_t> failed{0};
+    void finish_one(bool failure) noexcept {
+        if (failure) failed.fetch_add(1, std::memory_order_relaxed);
+        pending.fetch_sub(1, std::memory_order_acq_rel);
+    }
+};
+
+std::size_t BatchDelivery::pending() const noexcept {
+    return impl_ ? impl_->pending.load(std::memory_order_acquire) : 0;
+}
+
+std::size_t BatchDelivery::failed() const noexcept {
+    return impl_ ? impl_->failed.load(std::memory_order_acquire) : 0;
+}
+
+void BatchDelivery::raise_for_failures() const {
+    auto n = failed();
+    if (n == 0) return;
+    for (std::size_t i = 0; i < reports_.size(); ++i) {
+        if (!reports_[i].ok()) {
+            std::string context = std::to_string(n) + " of " + std::to_string(size()) +
+                                  " messages failed; first failure: message " +
+                                  std::to_string(i) + " to topic '" + messages_[i].topic + "'";
+            throw_error(static_cast<rd_kafka_resp_err_t>(reports_[i].error_code), context);
+        }
+    }
+}
+
+std::string DeliveryReport::error_message() const {
+    return ok() ? std::string() : rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(error_code));
+}
+
+Retriable DeliveryReport::retriable() const noexcept {
+    return ok() ? Retriable::no : detail::retriable(static_cast<rd_kafka_resp_err_t>(error_code));
+}
+
+void DeliveryReport::raise(std::string_view topic) const {
+    if (ok()) return;
+    throw_error(static_cast<rd_kafka_resp_err_t>(error_code),
+                "delivery to topic '" + std::string(topic) + "' failed");
+}
+
+// ---------------------------------------------------------------------------------------
+
+struct Producer::Impl : ClientBase {
+    ProducerConfig config;
+    ResolvedBroker broker;
+    std::mutex batches_mutex;
+    std::list<std::shared_ptr<BatchDelivery>> batches_in_flight;  // kept alive until done
+    std::exception_ptr callback_error;                             // from a user callback
+    std::atomic<bool> closed{false};
+    std::atomic<int64_t> producer_id{-1};
+    ClientHandle rk;  // last: destroyed first
+
+    static void dr_msg_cb(rd_kafka_t* rk, const rd_kafka_message_t* msg, void*) noexcept {
+        auto* target = static_cast<DeliveryTarget*>(msg->_private);
+        if (!target) return;
+        if (msg->err && rd_kafka_fatal_error(rk, nullptr, 0)) {
+            // The producer died of this (e.g. an idempotence sequence gap): report it as
+            // fatal so the caller recreates the client instead of retrying on it.
+            rd_kafka_message_t copy = *msg;
+            copy.err = RD_KAFKA_RESP_ERR__FATAL;
+            target->delivered(copy);
+            return;
+        }
+        target->delivered(*msg);
+    }
+
+    bool user_debug = false;
+    std::string last_known_topic;  // embedded only: last topic confirmed to exist
+
+    bool intercept_log(int level, std::string_view, std::string_view message) noexcept override {
+        // With debug=eos, librdkafka logs the producer id it acquired; that is the proof
+        // that idempotence is live on this connection.
+        if (level >= 7 && config.idempotent) {
+            auto at = message.find("PID{Id:");
+            if (at != std::string_view::npos) {
+                auto digits = message.substr(at + 7);
+                int64_t id = 0;
+                bool any = false;
+                for (char c : digits) {
+                    if (c < '0' || c > '9') break;
+                    id = id * 10 + (c - '0');
+                    any = true;
+                }
+                if (any) producer_id.store(id);
+            }
+            // Internal debug we enabled ourselves: do not pass it on unless asked.
+            return !user_debug;
+        }
+        return false;
+    }
+
+    void check_open() const {
+        if (closed.load()) throw UsageError("the producer is closed; create a new one");
+    }
+
+    void rethrow_callback_error() {
+        if (callback_error) {
+            auto e = std::exchange(callback_error, nullptr);
+            std::rethrow_exception(e);
+        }
+    }
+
+    void check_fatal() {
+        char errstr[512];
+        auto err = rd_kafka_fatal_error(rk.get(), errstr, sizeof errstr);
+        if (err) throw_error(RD_KAFKA_RESP_ERR__FATAL, "producer", errstr);
+    }
+
+    void prune_batches() {
+        std::lock_guard lock(batches_mutex);
+        batches_in_flight.remove_if([](const auto& b) { return b->done(); });
+    }
+
+    // Queues one message; retries while the local queue is full. Returns the immediate
+    // error, if librdkafka refused it outright.
+    rd_kafka_resp_err_t enqueue(const OutgoingMessage& m, void* opaque, bool copy) {
+        if (broker.embedded && m.topic != last_known_topic) {
+            // The embedded broker would create unknown topics on first use; a real broker
+            // (auto-creation off) refuses them. Behave like the real one.
+            if (!broker.embedded->has_topic(m.topic)) return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+            last_known_topic = m.topic;
+        }
+        for (;;) {
+            rd_kafka_headers_t* headers = nullptr;
+            if (!m.headers.empty()) {
+                headers = rd_kafka_headers_new(m.headers.size());
+                for (const auto& h : m.headers)
+                    rd_kafka_header_add(headers, h.name.data(), static_cast<ssize_t>(h.name.size()),
+                                        h.value ? h.value->data() : nullptr,
+                                        h.value ? static_cast<ssize_t>(h.value->size()) : 0);
+            }
+            // The RD_KAFKA_V_* macros cast their arguments: pass plain variables.
+            const int32_t partition = m.partition ? *m.partition : RD_KAFKA_PARTITION_UA;
+            const int flags = copy ? RD_KAFKA_MSG_F_COPY : 0;
+            void* value = m.value ? const_cast<char*>(m.value->data()) : nullptr;
+            const size_t value_size = m.value ? m.value->size() : 0;
+            const void* key = m.key ? m.key->data() : nullptr;
+            const size_t key_size = m.key ? m.key->size() : 0;
+            auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()),
+                                         RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(flags),
+                                         RD_KAFKA_V_VALUE(value, value_size),
+                                         RD_KAFKA_V_KEY(key, key_size), RD_KAFKA_V_HEADERS(headers),
+                                         RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                if (headers) rd_kafka_headers_destroy(headers);
+                rd_kafka_poll(rk.get(), 5);  // serve delivery reports to make room
+                continue;
+            }
+            if (err && headers) rd_kafka_headers_destroy(headers);  // ours again on failure
+            return err;
+        }
+    }
+};
+
+Producer::Producer(ProducerConfig config) : impl_(std::make_unique<Impl>()) {
+    auto& impl = *impl_;
+    impl.config = std::move(config);
+    auto& c = impl.config;
+    if (c.delivery_timeout.count() <= 0)
+        throw ConfigurationError("producer delivery_timeout must be positive");
+    if (c.linger.count() < 0) throw ConfigurationError("producer linger must not be negative");
+    impl.label = "producer '" + c.client_id + "'";
+    impl.log_handler = c.log_handler;
+    impl.broker = resolve(c.broker_url);
+
+    ConfBuilder conf;
+    conf.set("bootstrap.servers", impl.broker.bootstrap_servers)
+        .set("client.id", c.client_id)
+        .set("enable.idempotence", c.idempotent ? "true" : "false")
+        .set("acks", c.acks)
+        .set("compression.codec", c.compression)
+        .set("linger.ms", milliseconds(c.linger))
+        .set("message.timeout.ms", milliseconds(c.delivery_timeout))
+        .set("allow.auto.create.topics", "false")
+        .set("queue.buffering.max.messages", "500000");
+    conf.set_all(c.properties);
+    if (c.idempotent) {
+        auto it = c.properties.find("debug");
+        impl.user_debug = it != c.properties.end() && !it->second.empty();
+        std::string debug = impl.user_debug ? it->second + ",eos" : "eos";
+        conf.set("debug", debug);
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::dr_msg_cb);
+    impl.rk = conf.create(RD_KAFKA_PRODUCER, &impl);
+}
+
+Producer::~Producer() {
+    if (impl_) {
+        try {
+            close();
+        } catch (...) {
+            // Destructors do not throw; close() explicitly to see errors.
+        }
+    }
+}
+
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+
+const ProducerConfig& Producer::config() const noexcept { return impl_->config; }
+
+void Producer::produce(const OutgoingMessage& message, DeliveryCallback on_delivery) {
+    impl_->check_open();
+    auto* target = new CallbackTarget();
+    target->callback = std::move(on_delivery);
+    target->error_sink = &impl_->callback_error;
+    auto err = impl_->enqueue(message, target, /*copy=*/true);
+    if (err) {
+        delete target;
+        if (err == RD_KAFKA_RESP_ERR__FATAL) impl_->check_fatal();
+        throw_error(err, "cannot queue a message for topic '" + message.topic + "'");
+    }
+}
+
+DeliveryReport Producer::send(const OutgoingMessage& message, std::chrono::milliseconds timeout) {
+    std::vector<OutgoingMessage> one{message};
+    auto batch = produce_batch(std::move(one));
+    if (!wait(*batch, timeout))
+        throw TimeoutError("no delivery report for the message to topic '" + message.topic +
+                           "' within " + std::to_string(timeout.count()) +
+                           " ms; it may still be delivered");
+    batch->reports().front().raise(message.topic);
+    return batch->reports().front();
+}
+
+std::shared_ptr<BatchDelivery> Producer::produce_batch(std::vector<OutgoingMessage> messages) {
+    impl_->check_open();
+    auto batch = std::shared_ptr<BatchDelivery>(new BatchDelivery());
+    batch->messages_ = std::move(messages);
+    const auto n = batch->messages_.size();
+    batch->reports_.resize(n);
+    batch->impl_ = std::make_shared<BatchDelivery::Impl>();
+    auto& bi = *batch->impl_;
+    bi.slots.resize(n);
+    bi.pending.store(n);
+    {
+        std::lock_guard lock(impl_->batches_mutex);
+        impl_->batches_in_flight.push_back(batch);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        auto& slot = bi.slots[i];
+        slot.batch = batch.get();
+        slot.index = i;
+        auto err = impl_->enqueue(batch->messages_[i], &slot, /*copy=*/false);
+        if (err) {
+            if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                // Nothing after this can be queued: fail the rest of the batch too.
+                for (std::size_t k = i; k < n; ++k) {
+                    batch->reports_[k].error_code = err;
+                    bi.finish_one(true);
+                }
+                break;
+            }
+            batch->reports_[i].error_code = err;
+            bi.finish_one(true);
+        }
+    }
+    return batch;
+}
+
+bool Producer::wait(const BatchDelivery& batch, std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (!batch.done()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) break;
+        // Short slices: another thread may be serving our reports.
+        rd_kafka_poll(impl_->rk.get(), static_cast<int>(std::min<int64_t>(left.count(), 50)));
+        impl_->rethrow_callback_error();
+    }
+    impl_->prune_batches();
+    return batch.done();
+}
+
+std::shared_ptr<BatchDelivery> Producer::send_batch(std::vector<OutgoingMessage> messages) {
+    auto batch = produce_batch(std::move(messages));
+    // Every message is reported within delivery_timeout, so this ends.
+    while (!wait(*batch, std::chrono::seconds(1))) {
+    }
+    return batch;
+}
+
+int Producer::poll(std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    int served = rd_kafka_poll(impl_->rk.get(), static_cast<int>(timeout.count()));
+    impl_->prune_batches();
+    impl_->rethrow_callback_error();
+    return served;
+}
+
+bool Producer::flush(std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    auto err = rd_kafka_flush(impl_->rk.get(), static_cast<int>(timeout.count()));
+    impl_->prune_batches();
+    impl_->rethrow_callback_error();
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+int Producer::in_flight() const {
+    return impl_->closed.load() ? 0 : rd_kafka_outq_len(impl_->rk.get());
+}
+
+void Producer::close() { close(impl_->config.close_timeout); }
+
+void Producer::close(std::chrono::milliseconds timeout) {
+    if (!impl_ || impl_->closed.exchange(true)) return;
+    auto* rk = impl_->rk.get();
+    rd_kafka_flush(rk, static_cast<int>(timeout.count()));
+    if (rd_kafka_outq_len(rk) > 0) {
+        // Give up on what is left: each message gets a "purged" report, none is lost silently.
+        rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(rk, 1000);
+    }
+    impl_->rk.reset();
+    impl_->prune_batches();
+}
+
+bool Producer::closed() const noexcept { return !impl_ || impl_->closed.load(); }
+
+bool Producer::idempotence_enabled() const {
+    return impl_->config.idempotent && impl_->producer_id.load() >= 0;
+}
+
+}  // namespace postroom::kafka
