@@ -168,4 +168,4 @@ mv "$work/libs" "$libs"
   (cd "$libs" && ls -1 -- *.jar)
 } >"$marker.tmp"
 mv "$marker.tmp" "$marker"
-log "done: Kafka $version, $(ls -1 "$libs"/*.jar | wc -l) jars in $libs ($((SECONDS - t0)) s)"
+log "done: Kafka $version, $(grep -vc '^#' "$marker") jars in $libs ($((SECONDS - t0)) s)"

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <random>
 
 #include <nlohmann/json.hpp>
 
@@ -144,6 +145,19 @@ bool is_rfc3339(std::string_view t) noexcept {
         t[i + 3] == ':' && all_digits(t.substr(i + 4, 2)))
         return number(t.substr(i + 1, 2)) <= 23 && number(t.substr(i + 4, 2)) <= 59;
     return false;
+}
+
+std::string new_event_id() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    uint64_t hi = rng(), lo = rng();
+    hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+    lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+    char buf[37];
+    std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                  static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+                  static_cast<unsigned>(lo >> 48),
+                  static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+    return buf;
 }
 
 std::string now_rfc3339() {

@@ -59,5 +59,7 @@ bool is_valid_extension_name(std::string_view name) noexcept;
 bool is_rfc3339(std::string_view text) noexcept;
 // A UTC RFC 3339 timestamp for now, with millisecond precision.
 std::string now_rfc3339();
+// A random (version 4) UUID in its 36-character text form: a fresh event id.
+std::string new_event_id();
 
 }  // namespace postroom

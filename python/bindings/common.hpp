@@ -1,0 +1,57 @@
+#pragma once
+// Helpers shared by the bind_<area>.cpp files: GIL handling and conversions. Bindings
+// convert and manage the GIL; behaviour lives in the core.
+
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "postroom/message.hpp"
+
+namespace postroom::python {
+
+namespace py = pybind11;
+
+void bind_errors(py::module_& m);
+void bind_event(py::module_& m);
+void bind_kafka(py::module_& m);
+void bind_embedded(py::module_& m);
+
+// Float seconds (None = forever) to milliseconds.
+std::optional<std::chrono::milliseconds> to_timeout(const std::optional<double>& seconds);
+
+// bytes, bytearray, memoryview or str (UTF-8) to a byte string; None to nullopt.
+std::optional<std::string> to_bytes(const py::handle& value, const char* what);
+py::object from_bytes(const std::optional<std::string>& value);
+
+// [(name, bytes|str|None), ...] or {name: value} to headers.
+Headers to_headers(const py::handle& headers);
+py::list from_headers(const Headers& headers);
+
+// Runs `step(slice)` with the GIL released, in slices of at most 100 ms, until it returns
+// true or the timeout passes; checks for signals (Ctrl-C) between slices. Returns whether
+// `step` succeeded.
+template <typename Step>
+bool interruptible(std::optional<std::chrono::milliseconds> timeout, Step&& step) {
+    using namespace std::chrono;
+    const auto deadline = timeout ? steady_clock::now() + *timeout : steady_clock::time_point::max();
+    for (;;) {
+        auto now = steady_clock::now();
+        auto left = timeout ? duration_cast<milliseconds>(deadline - now) : milliseconds(100);
+        if (left.count() < 0) left = milliseconds(0);
+        auto slice = std::min(left, milliseconds(100));
+        bool done;
+        {
+            py::gil_scoped_release release;
+            done = step(slice);
+        }
+        if (done) return true;
+        if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+        if (timeout && steady_clock::now() >= deadline) return false;
+    }
+}
+
+}  // namespace postroom::python

@@ -1,0 +1,78 @@
+// postroom._core: the private extension module. One bind_<area>.cpp per area.
+#include "common.hpp"
+
+#include <pybind11/stl.h>
+
+namespace postroom::python {
+
+std::optional<std::chrono::milliseconds> to_timeout(const std::optional<double>& seconds) {
+    if (!seconds) return std::nullopt;
+    if (*seconds < 0) throw py::value_error("timeout must not be negative");
+    return std::chrono::milliseconds(static_cast<int64_t>(*seconds * 1000.0));
+}
+
+std::optional<std::string> to_bytes(const py::handle& value, const char* what) {
+    if (value.is_none()) return std::nullopt;
+    if (PyBytes_Check(value.ptr())) {
+        char* data;
+        Py_ssize_t size;
+        PyBytes_AsStringAndSize(value.ptr(), &data, &size);
+        return std::string(data, static_cast<std::size_t>(size));
+    }
+    if (PyUnicode_Check(value.ptr())) {
+        Py_ssize_t size;
+        const char* data = PyUnicode_AsUTF8AndSize(value.ptr(), &size);
+        if (!data) throw py::error_already_set();
+        return std::string(data, static_cast<std::size_t>(size));
+    }
+    if (PyObject_CheckBuffer(value.ptr())) {
+        py::buffer_info info = py::reinterpret_borrow<py::buffer>(value).request();
+        if (!PyBuffer_IsContiguous(reinterpret_cast<Py_buffer*>(&info), 'C') && info.ndim > 1)
+            throw py::type_error(std::string(what) + " must be a contiguous buffer");
+        return std::string(static_cast<const char*>(info.ptr),
+                           static_cast<std::size_t>(info.size * info.itemsize));
+    }
+    throw py::type_error(std::string(what) + " must be bytes, bytearray, memoryview or str, not " +
+                         std::string(py::str(py::type::of(value).attr("__name__"))));
+}
+
+py::object from_bytes(const std::optional<std::string>& value) {
+    if (!value) return py::none();
+    return py::bytes(*value);
+}
+
+Headers to_headers(const py::handle& headers) {
+    Headers out;
+    if (headers.is_none()) return out;
+    auto add = [&](const py::handle& name, const py::handle& value) {
+        if (!PyUnicode_Check(name.ptr())) throw py::type_error("header names must be str");
+        out.push_back({name.cast<std::string>(), to_bytes(value, "a header value")});
+    };
+    if (PyDict_Check(headers.ptr())) {
+        for (auto item : py::reinterpret_borrow<py::dict>(headers)) add(item.first, item.second);
+        return out;
+    }
+    for (auto item : py::reinterpret_borrow<py::iterable>(headers)) {
+        auto pair = py::reinterpret_borrow<py::sequence>(item);
+        if (pair.size() != 2) throw py::type_error("headers must be (name, value) pairs");
+        add(pair[0], pair[1]);
+    }
+    return out;
+}
+
+py::list from_headers(const Headers& headers) {
+    py::list out(headers.size());
+    for (std::size_t i = 0; i < headers.size(); ++i)
+        out[i] = py::make_tuple(headers[i].name, from_bytes(headers[i].value));
+    return out;
+}
+
+}  // namespace postroom::python
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "postroom's C++ core (private; use the postroom package)";
+    postroom::python::bind_errors(m);
+    postroom::python::bind_event(m);
+    postroom::python::bind_kafka(m);
+    postroom::python::bind_embedded(m);
+}

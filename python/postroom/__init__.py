@@ -1,0 +1,36 @@
+"""postroom: idempotent consume, transactional outbox and dead-letter tooling for Kafka
+and Redis Streams, over a C++ core.
+
+    import postroom
+    broker = postroom.connect("embedded://")        # or "kafka://host:9092"
+    broker.create_topic("orders", partitions=3)
+    with broker.producer() as producer:
+        producer.send(postroom.Event(type="order.created", source="/shop", data={"id": 1}),
+                      topic="orders", key="customer-1")
+    with broker.consumer("billing", topics="orders") as consumer:
+        for message in consumer.messages(idle_timeout=1.0):
+            print(message.event())
+            consumer.mark_done(message)
+"""
+
+from __future__ import annotations
+
+from . import errors
+from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo, new_event_id
+from .kafka import Broker, Consumer, Producer, connect
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BatchResult",
+    "Broker",
+    "Consumer",
+    "DeliveryReport",
+    "Event",
+    "Message",
+    "Producer",
+    "TopicInfo",
+    "connect",
+    "errors",
+    "new_event_id",
+]
