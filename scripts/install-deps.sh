@@ -38,7 +38,7 @@ fi
 PYTHON="${PYTHON:-python3}"
 python_packages=(
   "pybind11>=2.11" "scikit-build-core>=0.8" "pytest>=7" "pytest-timeout" "hypothesis"
-  "confluent-kafka>=2.6" "cloudevents>=1.10" "redis>=5" "psycopg[binary]>=3.1"
+  "confluent-kafka>=2.6" "cloudevents>=1.10,<2" "redis>=5" "psycopg[binary]>=3.1"
   "click>=8" "rich>=13" "nbclient" "nbformat" "ipykernel" "mypy" "ruff"
 )
 if ! "$PYTHON" - <<'PY' >/dev/null 2>&1

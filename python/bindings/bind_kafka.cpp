@@ -125,6 +125,9 @@ std::function<void(const std::vector<TopicPartition>&)> rebalance_callback(const
 }  // namespace
 
 void bind_kafka(py::module_& m) {
+    m.def("set_default_log_level", &set_default_log_level, py::arg("level"),
+          "librdkafka lines at or below this syslog level go to stderr (-1 = none).");
+    m.def("default_log_level", &default_log_level);
     py::class_<DeliveryReport>(m, "DeliveryReport", "What the broker said about one message.")
         .def_readonly("partition", &DeliveryReport::partition)
         .def_readonly("offset", &DeliveryReport::offset)

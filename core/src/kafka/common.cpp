@@ -1,6 +1,8 @@
 #include "common.hpp"
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "postroom/broker_url.hpp"
@@ -72,6 +74,13 @@ std::exception_ptr make_error(rd_kafka_resp_err_t err, std::string_view context,
         case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
             return std::make_exception_ptr(
                 TimeoutError(message + "; is the broker running and reachable?", code));
+        case RD_KAFKA_RESP_ERR__TRANSPORT:
+        case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+        case RD_KAFKA_RESP_ERR__RESOLVE:
+            return std::make_exception_ptr(TransportError(
+                message + "; cannot reach the broker: check that it is running and that the "
+                          "URL's host and port are right",
+                Retriable::yes, code));
         case RD_KAFKA_RESP_ERR__FATAL:
             return std::make_exception_ptr(
                 FatalClientError(message + "; close this client and create a new one", code));
@@ -155,6 +164,21 @@ namespace {
 
 std::mutex stderr_mutex;
 
+int level_from_environment() noexcept {
+    const char* v = std::getenv("POSTROOM_LOG_LEVEL");
+    if (!v || !*v) return 4;
+    std::string_view s(v);
+    if (s == "debug") return 7;
+    if (s == "info") return 6;
+    if (s == "warning") return 4;
+    if (s == "error") return 3;
+    if (s == "off") return -1;
+    if (s.size() == 1 && s[0] >= '0' && s[0] <= '7') return s[0] - '0';
+    return 4;
+}
+
+std::atomic<int> stderr_level{level_from_environment()};
+
 void log_cb(const rd_kafka_t* rk, int level, const char* facility, const char* buf) noexcept {
     auto* owner = static_cast<ClientBase*>(rd_kafka_opaque(rk));
     try {
@@ -163,10 +187,10 @@ void log_cb(const rd_kafka_t* rk, int level, const char* facility, const char* b
             owner->log_handler(level, facility, buf);
             return;
         }
-        if (level <= 4) {  // warnings and worse
+        if (level <= stderr_level.load(std::memory_order_relaxed)) {
             std::lock_guard lock(stderr_mutex);
             std::fprintf(stderr, "postroom level=%s client=\"%s\" facility=%s msg=\"%s\"\n",
-                         level <= 3 ? "error" : "warning", owner ? owner->label.c_str() : "",
+                         level <= 3 ? "error" : level <= 4 ? "warning" : level <= 6 ? "info" : "debug", owner ? owner->label.c_str() : "",
                          facility, buf);
         }
     } catch (...) {
@@ -185,6 +209,17 @@ ClientHandle ConfBuilder::create(rd_kafka_type_t type, ClientBase* owner) {
     conf_.release();  // rd_kafka_new took ownership
     return ClientHandle(rk);
 }
+
+}  // namespace postroom::kafka::detail
+
+namespace postroom::kafka {
+
+void set_default_log_level(int level) noexcept { detail::stderr_level.store(level); }
+int default_log_level() noexcept { return detail::stderr_level.load(); }
+
+}  // namespace postroom::kafka
+
+namespace postroom::kafka::detail {
 
 std::string milliseconds(std::chrono::milliseconds ms) { return std::to_string(ms.count()); }
 

@@ -17,6 +17,12 @@ using Properties = std::map<std::string, std::string>;
 // thread-safe and must not call back into the client. syslog levels: 3 error .. 7 debug.
 using LogHandler = std::function<void(int level, std::string_view facility, std::string_view message)>;
 
+// Clients without a log_handler print librdkafka's lines at or below this syslog level to
+// stderr as one structured line each. Default 4 (warnings and errors), or the value of the
+// POSTROOM_LOG_LEVEL environment variable (a number, or debug/info/warning/error/off).
+void set_default_log_level(int level) noexcept;
+int default_log_level() noexcept;
+
 struct ProducerConfig {
     std::string broker_url = "embedded://";
     std::string client_id = "postroom";

@@ -1,0 +1,324 @@
+"""The postroom command line: ``postroom --help``.
+
+Every command takes ``--broker URL`` (default: $POSTROOM_BROKER or embedded://); every read
+command takes ``--json``. Exit code 0 only on success; errors say what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, connect
+from ._core import Event, set_default_log_level
+from .errors import PostroomError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+broker_option = click.option(
+    "--broker", "broker_url", envvar="POSTROOM_BROKER", default="embedded://", show_default=True,
+    help="Broker URL: kafka://host:port[,host:port], embedded://[name].")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def reports_errors(fn: F) -> F:
+    """Turns postroom errors into a one-line message and exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PostroomError as e:
+            err.print(f"[bold red]error:[/] {e}")
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="postroom")
+def main() -> None:
+    """postroom: idempotent consume, transactional outbox and dead-letter tooling."""
+    # Failures reach the user as one clear error each; librdkafka's own connection chatter
+    # only when asked for (POSTROOM_LOG_LEVEL=warning).
+    if "POSTROOM_LOG_LEVEL" not in os.environ:
+        set_default_log_level(2)
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+@main.command()
+@broker_option
+@click.option("--events", default=30, show_default=True, help="How many events to send.")
+@click.option("--topic", default="postroom-demo", show_default=True)
+@click.option("--keys", default=5, show_default=True, help="Distinct keys (customers).")
+@json_option
+@reports_errors
+def demo(broker_url: str, events: int, topic: str, keys: int, as_json: bool) -> None:
+    """Produce CloudEvents and consume them back, printing what happened."""
+    started = time.monotonic()
+    broker = connect(broker_url)
+    broker.create_topic(topic, 3, exist_ok=True)
+    run_id = f"{int(time.time() * 1000)}"
+    sent: list[dict[str, Any]] = []
+    with broker.producer() as producer:
+        batch = [
+            (f"customer-{i % keys}",
+             Event(type="com.example.order.placed", source="/postroom/demo",
+                   subject=f"order-{i}", data={"order": i, "run": run_id}))
+            for i in range(events)
+        ]
+        result = producer.send_batch(batch, topic=topic)
+        for (key, event), report in zip(batch, result.reports):
+            sent.append({"id": event.id, "key": key, "partition": report.partition,
+                         "offset": report.offset})
+    sent_ids = {s["id"] for s in sent}
+
+    received: list[dict[str, Any]] = []
+    order_ok = True
+    last_seq: dict[str, int] = {}
+    with broker.consumer(f"postroom-demo-{run_id}", topic) as consumer:
+        for message in consumer.messages(idle_timeout=2.0):
+            consumer.mark_done(message)
+            event = message.event()
+            if event.id not in sent_ids:
+                continue  # an earlier demo run on the same broker
+            seq = int(event.json()["order"])
+            key = (message.key or b"").decode()
+            if seq <= last_seq.get(key, -1):
+                order_ok = False
+            last_seq[key] = seq
+            received.append({"id": event.id, "key": key, "partition": message.partition,
+                             "offset": message.offset, "type": event.type,
+                             "subject": event.subject})
+            if len(received) == len(sent):
+                break
+        committed = consumer.commit()
+
+    elapsed = time.monotonic() - started
+    summary = {
+        "broker": broker_url, "topic": topic, "sent": len(sent), "received": len(received),
+        "lost": len(sent_ids - {r["id"] for r in received}),
+        "duplicates": len(received) - len({r["id"] for r in received}),
+        "per_key_order_kept": order_ok, "committed": committed, "seconds": round(elapsed, 2),
+    }
+    if as_json:
+        emit_json({"summary": summary, "received": received})
+    else:
+        per_partition: dict[int, int] = defaultdict(int)
+        for r in received:
+            per_partition[r["partition"]] += 1
+        table = Table(title=f"postroom demo on {broker_url}: {topic}")
+        for column in ("key", "partition", "offset", "subject", "id"):
+            table.add_column(column)
+        for r in received[:15]:
+            table.add_row(r["key"], str(r["partition"]), str(r["offset"]), r["subject"] or "",
+                          r["id"])
+        if len(received) > 15:
+            table.add_row("…", "", "", f"{len(received) - 15} more", "")
+        out.print(table)
+        out.print(f"sent {len(sent)} CloudEvents with {keys} keys over 3 partitions "
+                  f"({', '.join(f'p{p}: {n}' for p, n in sorted(per_partition.items()))})")
+        out.print(f"received {len(received)}; lost {summary['lost']}; duplicates "
+                  f"{summary['duplicates']}; per-key order "
+                  f"{'kept' if order_ok else 'VIOLATED'}; committed "
+                  f"{', '.join(f'{t}[{p}]@{o}' for t, p, o in committed) or 'nothing new'}; "
+                  f"{elapsed:.1f} s")
+    if summary["lost"] or summary["duplicates"] or not order_ok:
+        sys.exit(1)
+
+
+# -- topics -------------------------------------------------------------------------------
+
+@main.group(invoke_without_command=True)
+@broker_option
+@json_option
+@click.pass_context
+@reports_errors
+def topics(ctx: click.Context, broker_url: str, as_json: bool) -> None:
+    """List topics (or create / delete one)."""
+    ctx.obj = broker_url
+    if ctx.invoked_subcommand is not None:
+        return
+    broker = connect(broker_url)
+    infos = broker.topics()
+    if as_json:
+        emit_json([{"name": t.name, "partitions": t.partitions,
+                    "replication_factor": t.replication_factor} for t in infos])
+        return
+    table = Table(title=f"topics on {broker_url}")
+    table.add_column("name")
+    table.add_column("partitions", justify="right")
+    table.add_column("replication", justify="right")
+    for t in infos:
+        table.add_row(t.name, str(t.partitions), str(t.replication_factor))
+    out.print(table)
+
+
+@topics.command("create")
+@click.argument("name")
+@click.option("--partitions", default=3, show_default=True)
+@click.option("--replication-factor", default=1, show_default=True)
+@click.option("--exist-ok", is_flag=True, help="Succeed if the topic already exists.")
+@click.pass_obj
+@reports_errors
+def topics_create(broker_url: str, name: str, partitions: int, replication_factor: int,
+                  exist_ok: bool) -> None:
+    """Create a topic."""
+    connect(broker_url).create_topic(name, partitions, replication_factor=replication_factor,
+                                     exist_ok=exist_ok)
+    out.print(f"created topic {name} ({partitions} partitions)")
+
+
+@topics.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@reports_errors
+def topics_delete(broker_url: str, name: str, yes: bool) -> None:
+    """Delete a topic and all its messages."""
+    if not yes:
+        click.confirm(f"Delete topic {name} and all its messages on {broker_url}?", abort=True)
+    connect(broker_url).delete_topic(name)
+    out.print(f"deleted topic {name}")
+
+
+# -- tail ---------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("topic")
+@broker_option
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest message.")
+@click.option("--limit", type=int, default=None, help="Stop after this many messages.")
+@click.option("--idle-timeout", type=float, default=None,
+              help="Stop after this many seconds without a message.")
+@json_option
+@reports_errors
+def tail(topic: str, broker_url: str, from_beginning: bool, limit: int | None,
+         idle_timeout: float | None, as_json: bool) -> None:
+    """Print the messages of a topic as they arrive (Ctrl-C stops)."""
+    broker = connect(broker_url)
+    info = broker.topic(topic)
+    if info is None:
+        raise click.ClickException(f"topic {topic!r} does not exist on {broker_url}; "
+                                   "list topics with `postroom topics`")
+    start = -2 if from_beginning else -1
+    with broker.consumer(f"postroom-tail-{int(time.time() * 1000)}") as consumer:
+        consumer.assign([(topic, p, start) for p in range(info.partitions)])
+        try:
+            for message in consumer.messages(idle_timeout=idle_timeout, limit=limit):
+                record: dict[str, Any] = {
+                    "topic": message.topic, "partition": message.partition,
+                    "offset": message.offset, "timestamp_ms": message.timestamp_ms,
+                    "key": _text(message.key), "value": _text(message.value),
+                    "headers": {k: _text(v) for k, v in message.headers},
+                }
+                if as_json:
+                    click.echo(json.dumps(record))
+                else:
+                    out.print(f"[dim]{message.partition}:{message.offset}[/] "
+                              f"[bold]{record['key']}[/] {record['value']}")
+        except KeyboardInterrupt:
+            pass
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return "0x" + value.hex()
+
+
+# -- broker -------------------------------------------------------------------------------
+
+@main.command("broker")
+@click.option("--name", default="", help="Name of the embedded broker (embedded://NAME).")
+@click.option("--port", type=int, default=None,
+              help="Also accept bootstrap connections on this local port.")
+@click.option("--topic", "topics_", multiple=True, metavar="NAME[:PARTITIONS]",
+              help="Create a topic at start (repeatable).")
+def serve_broker(name: str, port: int | None, topics_: tuple[str, ...]) -> None:
+    """Serve the embedded (in-memory, development-only) broker to other processes."""
+    from ._core import EmbeddedBroker
+
+    broker = EmbeddedBroker.shared(name)
+    for spec in topics_:
+        topic, _, parts = spec.partition(":")
+        broker.create_topic(topic, int(parts or 3))
+    bootstrap = broker.bootstrap_servers
+    out.print(f"embedded broker ready: kafka://{bootstrap}  (in memory; Ctrl-C stops)")
+    if port is None:
+        _wait_for_signal()
+        return
+    asyncio.run(_forward(port, bootstrap))
+
+
+def _wait_for_signal() -> None:
+    stop = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop:
+        time.sleep(0.2)
+
+
+async def _forward(port: int, bootstrap: str) -> None:
+    """Accepts connections on 127.0.0.1:port and relays them to the embedded broker.
+    Kafka clients bootstrap here, then follow the broker's advertised address."""
+    target_host, target_port = bootstrap.split(",")[0].rsplit(":", 1)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            broker_r, broker_w = await asyncio.open_connection(target_host, int(target_port))
+        except OSError:
+            client_w.close()
+            return
+        await asyncio.gather(pipe(client_r, broker_w), pipe(broker_r, client_w))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    out.print(f"also listening on kafka://127.0.0.1:{port}")
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopped.set)
+    async with server:
+        await stopped.wait()
+
+
+if __name__ == "__main__":
+    main()

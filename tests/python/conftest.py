@@ -1,0 +1,56 @@
+"""Shared fixtures. Tiers are pytest markers (see pyproject.toml); the tiers that need a
+real service fail (never skip) when its URL is missing: scripts/services.sh start; eval
+"$(scripts/services.sh env)"."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+import postroom
+
+_counter = itertools.count()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def require_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: start the services with scripts/services.sh start "
+                    f"and export their URLs (eval \"$(scripts/services.sh env)\")")
+    return value
+
+
+@pytest.fixture
+def kafka_url() -> str:
+    return require_env("POSTROOM_KAFKA_URL")
+
+
+@pytest.fixture
+def embedded() -> postroom.Broker:
+    """A fresh, isolated embedded broker."""
+    return postroom.connect(f"embedded://pytest-{next(_counter)}-{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def broker(request: pytest.FixtureRequest) -> postroom.Broker:
+    """The same tests against the embedded broker and the real one (contract)."""
+    if request.param == "embedded":
+        return postroom.connect(f"embedded://pytest-{next(_counter)}-{uuid.uuid4().hex[:6]}")
+    return postroom.connect(require_env("POSTROOM_KAFKA_URL"))
+
+
+@pytest.fixture
+def topic(broker: postroom.Broker) -> Iterator[str]:
+    name = unique("pytest")
+    broker.create_topic(name, 3)
+    yield name
+    if not broker.is_embedded:
+        broker.delete_topic(name)
