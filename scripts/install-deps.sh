@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Installs what postroom needs on a fresh Debian 12 machine: Debian packages, Python packages
-# and the Apache Kafka broker jars (from Maven Central, cached under .cache/kafka).
+# Installs what postroom needs on a fresh Debian 12 machine: Debian packages, a Python virtual
+# environment (.venv) with the Python packages, and the Apache Kafka broker jars (from Maven
+# Central, cached under .cache/kafka).
 # Idempotent: every step checks first and does only what is missing.
+#
+# Usage: scripts/install-deps.sh [--demo]
+#   --demo   only what the demo needs (compiler, librdkafka, Python); no services, GUI or Kafka
 set -euo pipefail
+profile="test"
+if [ "${1:-}" = "--demo" ]; then profile="demo"; fi
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log() { printf '[install-deps] %s\n' "$*"; }
 
@@ -12,12 +18,16 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 debian_packages=(
   build-essential cmake ninja-build pkg-config git
   librdkafka-dev libhiredis-dev nlohmann-json3-dev libsqlite3-dev libpq-dev
-  libgtest-dev libgmock-dev
-  qt6-base-dev qt6-base-dev-tools libgl-dev
-  redis-server postgresql postgresql-contrib
-  openjdk-17-jre-headless maven
-  python3-dev
+  python3-dev python3-venv
 )
+if [ "$profile" = "test" ]; then
+  debian_packages+=(
+    libgtest-dev libgmock-dev
+    qt6-base-dev qt6-base-dev-tools libgl-dev
+    redis-server postgresql postgresql-contrib
+    openjdk-17-jre-headless maven
+  )
+fi
 
 missing=()
 for p in "${debian_packages[@]}"; do
@@ -35,25 +45,35 @@ fi
 
 # The Debian postgresql package starts a cluster on 5432 that tests never use; leave it alone.
 
-PYTHON="${PYTHON:-python3}"
-python_packages=(
-  "pybind11>=2.11" "scikit-build-core>=0.8" "pytest>=7" "pytest-timeout" "hypothesis"
-  "confluent-kafka>=2.6" "cloudevents>=1.10,<2" "redis>=5" "psycopg[binary]>=3.1"
-  "click>=8" "rich>=13" "nbclient" "nbformat" "ipykernel" "mypy" "ruff"
-)
-if ! "$PYTHON" - <<'PY' >/dev/null 2>&1
-import importlib, sys
-for m in ["pybind11", "scikit_build_core", "pytest", "pytest_timeout", "hypothesis",
-          "confluent_kafka", "cloudevents", "redis", "psycopg", "click", "rich",
-          "nbclient", "nbformat", "ipykernel", "mypy", "ruff"]:
-    importlib.import_module(m)
-PY
-then
-  log "installing Python packages"
-  "$PYTHON" -m pip install -q --disable-pip-version-check "${python_packages[@]}"
+# Python packages go into the project's own virtual environment, never the system Python.
+BASE_PYTHON="${PYTHON:-python3}"
+venv="$here/.venv"
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating the virtual environment .venv"
+  "$BASE_PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+fi
+PY="$venv/bin/python"
+
+python_packages=("pybind11>=2.11" "scikit-build-core>=0.8" "click>=8" "rich>=13")
+python_modules=(pybind11 scikit_build_core click rich)
+if [ "$profile" = "test" ]; then
+  python_packages+=(
+    "pytest>=7" "pytest-timeout" "hypothesis" "confluent-kafka>=2.6" "cloudevents>=1.10,<2"
+    "redis>=5" "psycopg[binary]>=3.1" "nbclient" "nbformat" "ipykernel" "pandas" "mypy" "ruff"
+  )
+  python_modules+=(pytest pytest_timeout hypothesis confluent_kafka cloudevents redis psycopg
+                   nbclient nbformat ipykernel pandas mypy ruff)
+fi
+if ! "$PY" -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" \
+     "${python_modules[@]}" >/dev/null 2>&1; then
+  log "installing Python packages into .venv"
+  "$PY" -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 else
-  log "Python packages: all present"
+  log "Python packages: all present in .venv"
 fi
 
-"$here/scripts/fetch-kafka.sh"
+if [ "$profile" = "test" ]; then
+  "$here/scripts/fetch-kafka.sh"
+fi
 log "done"
