@@ -129,6 +129,7 @@ std::deque<std::vector<OutgoingMessage>> build(const Options& o, std::size_t cou
 struct Outcome {
     std::size_t failed = 0;
     std::string first_error;
+    double enqueue_seconds = 0;  // inside produce_batch (queueing into librdkafka)
 };
 
 void account(const BatchDelivery& b, Outcome& out) {
@@ -162,7 +163,9 @@ Outcome run(Producer& p, std::deque<std::vector<OutgoingMessage>> chunks, std::s
             account(*queued.front(), out);
             queued.pop_front();
         }
+        const auto t0 = steady_clock::now();
         queued.push_back(p.produce_batch(std::move(c)));
+        out.enqueue_seconds += duration<double>(steady_clock::now() - t0).count();
     }
     for (auto& b : queued) {
         wait_done(p, *b);
@@ -211,6 +214,7 @@ int main(int argc, char** argv) {
         result["seconds"] = elapsed;
         result["msgs_per_sec"] = static_cast<double>(o.messages) / elapsed;
         result["failed"] = out.failed;
+        if (o.inflight > 1) result["enqueue_ns_per_msg"] = out.enqueue_seconds * 1e9 / static_cast<double>(o.messages);
         result["idempotence_enabled"] = p.idempotence_enabled();
         if (out.failed) {
             result["error"] = std::to_string(out.failed) + " messages failed; first: " + out.first_error;

@@ -24,12 +24,14 @@ Exit status: 0 when every case ran and delivered everything, whatever the speed;
 case broke (delivery failure, wrong count, native tool missing or failing); 2 bad usage.
 
     python3 bench/produce.py                      # broker from POSTROOM_KAFKA_URL
-    python3 bench/produce.py --messages 100000 --repeat 1 --only postroom.send_batch,confluent.produce
+    python3 bench/produce.py --messages 100000 --repeat 5
+    python3 bench/produce.py --only postroom.send_batch,confluent.produce --no-native
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import json
@@ -53,7 +55,7 @@ NATIVE_CANDIDATES = ("build/default/bench/postroom_bench_produce",
 NATIVE_BUILD_DIR = "build/bench"
 NATIVE_TARGET = "postroom_bench_produce"
 
-HEADERS = [("h1", b"v1"), ("h2", b"v2")]
+HEADERS: list[tuple[str, bytes | str | None]] = [("h1", b"v1"), ("h2", b"v2")]
 
 # Targets on medians; the benchmark reports them but never fails on them.
 TARGET_VS_CONFLUENT_PRODUCE = 2.0
@@ -269,7 +271,8 @@ def run_confluent_produce_batch(s: Settings, broker: Any, topic: str, data: Data
 
 
 def _native(headers: bool) -> Callable[..., dict[str, Any]]:
-    def run(s: Settings, broker: Any, topic: str, data: Data, native: Path | None = None) -> dict[str, Any]:
+    def run(s: Settings, broker: Any, topic: str, data: Data,
+            native: Path | None = None) -> dict[str, Any]:
         if native is None:
             raise RuntimeError("native tool not available")
         cmd = [str(native), "--broker", s.broker_url, "--topic", topic,
@@ -365,8 +368,8 @@ def _newest_source_mtime() -> float:
 def find_or_build_native(explicit: str | None) -> Path:
     if explicit:
         p = Path(explicit)
-        if not p.is_absolute():
-            p = (Path.cwd() / p)
+        if not p.is_absolute():  # relative to the current directory, else to the repo root
+            p = Path.cwd() / p if (Path.cwd() / p).is_file() else REPO / p
         if not p.is_file():
             raise RuntimeError(f"--native {explicit}: no such file")
         return p
@@ -432,10 +435,8 @@ def machine_facts() -> dict[str, Any]:
     except OSError:
         pass
     mem_gb = None
-    try:
+    with contextlib.suppress(ValueError, OSError):
         mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -505,11 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_native:
         cases = [c for c in cases if not c.native]
 
-    from rich.console import Console
-    from rich.table import Table
-
     import confluent_kafka
     import postroom
+    from rich.console import Console
+    from rich.table import Table
 
     # Wide enough for the table when the output is a file or a pipe.
     console = Console() if sys.stdout.isatty() else Console(width=150)
@@ -534,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"broker {args.broker} does not answer: {e}")
         return 1
 
+    load_start = os.getloadavg()
     log(f"building inputs: {max(s.messages, s.warmup):,} values of {s.size} bytes")
     data = Data(max(s.messages, s.warmup), s.size)
 
@@ -579,11 +580,11 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"round {r + 1}/{s.repeat} {c.id}: FAILED: {e}")
     finally:
         if not args.keep_topics:
-            for t in topics:
+            for name in topics:
                 try:
-                    broker.delete_topic(t)
+                    broker.delete_topic(name)
                 except Exception as e:  # noqa: BLE001 - cleanup only
-                    log(f"could not delete topic {t}: {e}")
+                    log(f"could not delete topic {name}: {e}")
 
     # -- medians, ratios ---------------------------------------------------------------------
     medians: dict[str, float | None] = {}
@@ -592,37 +593,44 @@ def main(argv: list[str] | None = None) -> int:
         res["median_msgs_per_sec"] = medians[cid] = median_or_none(rates)
         res["min_msgs_per_sec"] = min(rates) if rates else None
         res["max_msgs_per_sec"] = max(rates) if rates else None
+        # (max - min) / median: how noisy the machine was for this case
+        res["spread"] = (max(rates) - min(rates)) / res["median_msgs_per_sec"] if rates else None
         if res["errors"]:
             problems.extend(f"{cid}: {e}" for e in res["errors"])
 
-    ratios = []
-    for name, num, den, target in RATIOS:
+    ratios: list[dict[str, Any]] = []
+    for rname, num, den, goal in RATIOS:
         a, b = medians.get(num), medians.get(den)
-        value = a / b if a and b else None
-        ratios.append({"name": name, "numerator": num, "denominator": den,
-                       "value": None if value is None else round(value, 3), "target": target,
-                       "met": None if value is None or target is None else value >= target})
+        quotient = a / b if a and b else None
+        ratios.append({"name": rname, "numerator": num, "denominator": den,
+                       "value": None if quotient is None else round(quotient, 3), "target": goal,
+                       "met": None if quotient is None or goal is None else quotient >= goal})
 
     # -- table ---------------------------------------------------------------------------------
     base = medians.get("confluent.produce")
-    t = Table(title=f"Produce throughput: {s.messages:,} x {s.size} B messages, {s.partitions} "
+    table = Table(title=f"Produce throughput: {s.messages:,} x {s.size} B messages, {s.partitions} "
                     f"partitions, median of {s.repeat}, {args.broker}")
-    t.add_column("case")
-    t.add_column("client / API")
-    t.add_column("headers", justify="center")
-    t.add_column("msgs/s (median)", justify="right")
-    t.add_column("min .. max", justify="right")
-    t.add_column("MB/s", justify="right")
-    t.add_column("x confluent produce", justify="right")
+    table.add_column("case")
+    table.add_column("client / API")
+    table.add_column("headers", justify="center")
+    table.add_column("msgs/s (median)", justify="right")
+    table.add_column("min .. max", justify="right")
+    table.add_column("spread", justify="right")
+    table.add_column("MB/s", justify="right")
+    table.add_column("x confluent produce", justify="right")
     for c in cases:
         res = results[c.id]
         m = res["median_msgs_per_sec"]
-        t.add_row(c.id, c.label, "2" if c.headers else "-",
+        table.add_row(c.id, c.label, "2" if c.headers else "-",
                   fmt_rate(m) + (" [red](errors)[/red]" if res["errors"] else ""),
                   f"{fmt_rate(res['min_msgs_per_sec'])} .. {fmt_rate(res['max_msgs_per_sec'])}",
+                  "-" if not m else f"{res['spread']:.0%}",
                   "-" if m is None else f"{m * s.size / 1e6:.1f}",
                   "-" if not (m and base) else f"{m / base:.2f}")
-    console.print(t)
+    console.print(table)
+    console.print("spread = (max - min) / median of a case's runs. The broker shares this "
+                  f"machine's {os.cpu_count()} cores; load average at start "
+                  f"{load_start[0]:.2f}, now {os.getloadavg()[0]:.2f}.")
 
     rt = Table(title="Ratios of medians (targets are goals, never a failure)")
     rt.add_column("ratio")
@@ -634,7 +642,8 @@ def main(argv: list[str] | None = None) -> int:
         as_share = x["denominator"].startswith("native")  # a share of the ceiling: percent
         rt.add_row(x["name"],
                    "-" if value is None else (f"{value:.0%}" if as_share else f"{value:.2f}x"),
-                   "-" if target is None else (f">= {target:.0%}" if as_share else f">= {target:g}x"),
+                   "-" if target is None else
+                   (f">= {target:.0%}" if as_share else f">= {target:g}x"),
                    "-" if met is None else ("[green]yes[/green]" if met else "[red]no[/red]"))
     console.print(rt)
 
@@ -657,7 +666,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "produce",
         "run_id": run_id,
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python3 " + " ".join([rel(sys.argv[0])] + sys.argv[1:]) if argv is None else None,
+        "command": None if argv is not None else
+        "python3 " + " ".join([rel(sys.argv[0]), *sys.argv[1:]]),
         "settings": {
             "broker_url": s.broker_url, "messages": s.messages, "repeat": s.repeat,
             "value_size_bytes": s.size, "chunk": s.chunk, "inflight_chunks": s.inflight,
@@ -666,13 +676,14 @@ def main(argv: list[str] | None = None) -> int:
             "producer": {"enable.idempotence": s.idempotence, "acks": s.acks,
                          "linger.ms": s.linger_ms, "compression": s.compression,
                          "message.timeout.ms": s.delivery_timeout_ms, **s.librdkafka},
-            "headers": [[k, v.decode()] for k, v in HEADERS],
+            "headers": [[k, v.decode() if isinstance(v, bytes) else v] for k, v in HEADERS],
             "key": None,
             "timing": "first produce call .. every delivery report received; inputs built before",
             "native_tool": rel(native_path) if native_path else None,
         },
         "versions": versions,
-        "machine": machine_facts(),
+        "machine": {**machine_facts(), "loadavg_1_5_15_at_start": load_start,
+                    "loadavg_1_5_15_at_end": os.getloadavg()},
         "cases": results,
         "ratios": ratios,
         "targets": {
@@ -687,10 +698,10 @@ def main(argv: list[str] | None = None) -> int:
         "problems": problems,
         "ok": not problems,
     }
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2) + "\n")
-    console.print(f"results: {rel(out)}")
+    json_path = Path(args.json)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    console.print(f"results: {rel(json_path)}")
     return 1 if problems else 0
 
 

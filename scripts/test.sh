@@ -25,14 +25,14 @@ cmake --preset default >/dev/null
 cmake --build --preset default
 
 step "ctest: unit, contract (embedded broker), kafka (real broker), gui"
-ctest --preset default --timeout 300
+ctest --preset default --timeout 300 -j2
 
 step "C++ build with AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake --preset asan >/dev/null
 cmake --build --preset asan
 
 step "ctest under ASan+UBSan: unit and contract"
-ctest --preset asan -L 'unit|contract' --timeout 300
+ctest --preset asan -L "unit|contract" --timeout 300 -j2
 
 step "Python package"
 scripts/install-package.sh
