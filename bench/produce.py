@@ -294,7 +294,8 @@ def _native(headers: bool) -> Callable[..., dict[str, Any]]:
             raise RuntimeError(f"native tool exit {proc.returncode}: {out.get('error')}")
         return {"seconds": out["seconds"], "failed": out["failed"],
                 "librdkafka": out.get("librdkafka"),
-                "idempotence_enabled": out.get("idempotence_enabled")}
+                "idempotence_enabled": out.get("idempotence_enabled"),
+                "enqueue_ns_per_msg": out.get("enqueue_ns_per_msg")}
     return run
 
 
@@ -565,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                     if c.native:
                         native_librdkafka = out.get("librdkafka") or native_librdkafka
                         run["idempotence_enabled"] = out.get("idempotence_enabled")
+                        run["enqueue_ns_per_msg"] = out.get("enqueue_ns_per_msg")
                     results[c.id]["runs"].append(run)
                     bad = []
                     if out["failed"]:

@@ -37,5 +37,11 @@ ctest --preset asan -L "unit|contract" --timeout 300 -j2
 step "Python package"
 scripts/install-package.sh
 
+step "lint: clang-format, ruff, mypy --strict, stubtest of the extension's stubs"
+git ls-files -z -- '*.cpp' '*.hpp' '*.h' | xargs -0 clang-format --dry-run --Werror
+.venv/bin/ruff check python/postroom tests/python bench
+.venv/bin/mypy
+.venv/bin/python -m mypy.stubtest postroom._core --allowlist python/stubtest-allowlist.txt
+
 step "pytest: unit, contract, kafka, notebooks"
 QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest tests/python -p no:cacheprovider

@@ -10,7 +10,8 @@ constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy
 constexpr std::array<int8_t, 256> make_reverse() {
     std::array<int8_t, 256> r{};
     for (auto& v : r) v = -1;
-    for (int i = 0; i < 64; ++i) r[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
+    for (int i = 0; i < 64; ++i)
+        r[static_cast<unsigned char>(alphabet[i])] = static_cast<int8_t>(i);
     return r;
 }
 constexpr auto reverse = make_reverse();
@@ -20,7 +21,9 @@ std::string base64_encode(std::string_view in) {
     std::string out;
     out.reserve((in.size() + 2) / 3 * 4);
     std::size_t i = 0;
-    auto byte = [&](std::size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(in[k])); };
+    auto byte = [&](std::size_t k) {
+        return static_cast<uint32_t>(static_cast<unsigned char>(in[k]));
+    };
     for (; i + 2 < in.size(); i += 3) {
         uint32_t n = (byte(i) << 16) | (byte(i + 1) << 8) | byte(i + 2);
         out += alphabet[(n >> 18) & 63];

@@ -89,8 +89,8 @@ BrokerUrl parse_broker_url(std::string_view url) {
         std::size_t start = 0;
         while (start <= rest.size()) {
             auto comma = rest.find(',', start);
-            auto item = rest.substr(start, comma == std::string_view::npos ? rest.size() - start
-                                                                          : comma - start);
+            auto item = rest.substr(
+                start, comma == std::string_view::npos ? rest.size() - start : comma - start);
             if (item.empty()) bad_url(url, "empty broker address in the list");
             out.hosts.push_back(parse_host_port(url, item, 9092));
             if (comma == std::string_view::npos) break;

@@ -8,17 +8,19 @@
 
 #include <nlohmann/json.hpp>
 
-#include "postroom/error.hpp"
 #include "base64.hpp"
+#include "postroom/error.hpp"
 
 namespace postroom {
 namespace {
 
 constexpr std::array<std::string_view, 10> context_attributes = {
-    "id", "source", "specversion", "type", "time", "subject", "datacontenttype",
-    "dataschema", "data", "data_base64"};
+    "id",      "source",          "specversion", "type", "time",
+    "subject", "datacontenttype", "dataschema",  "data", "data_base64"};
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 bool all_digits(std::string_view s) {
     if (s.empty()) return false;
@@ -97,8 +99,8 @@ std::string attribute_string(const nlohmann::ordered_json& j, std::string_view a
     if (j.is_string()) return j.get<std::string>();
     if (j.is_boolean()) return j.get<bool>() ? "true" : "false";
     if (j.is_number_integer() || j.is_number_unsigned()) return j.dump();
-    bad(attribute, "must be a string, boolean or integer in JSON, got " +
-                       std::string(j.type_name()));
+    bad(attribute,
+        "must be a string, boolean or integer in JSON, got " + std::string(j.type_name()));
 }
 
 }  // namespace
@@ -122,16 +124,15 @@ bool is_valid_extension_name(std::string_view name) noexcept {
 bool is_rfc3339(std::string_view t) noexcept {
     // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
     if (t.size() < 20) return false;
-    if (!all_digits(t.substr(0, 4)) || t[4] != '-' || !all_digits(t.substr(5, 2)) ||
-        t[7] != '-' || !all_digits(t.substr(8, 2)) || (t[10] != 'T' && t[10] != 't') ||
+    if (!all_digits(t.substr(0, 4)) || t[4] != '-' || !all_digits(t.substr(5, 2)) || t[7] != '-' ||
+        !all_digits(t.substr(8, 2)) || (t[10] != 'T' && t[10] != 't') ||
         !all_digits(t.substr(11, 2)) || t[13] != ':' || !all_digits(t.substr(14, 2)) ||
         t[16] != ':' || !all_digits(t.substr(17, 2)))
         return false;
     int month = number(t.substr(5, 2)), day = number(t.substr(8, 2));
     int hour = number(t.substr(11, 2)), minute = number(t.substr(14, 2));
     int second = number(t.substr(17, 2));
-    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
-        second > 60)
+    if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
         return false;
     std::size_t i = 19;
     if (i < t.size() && t[i] == '.') {
@@ -182,8 +183,8 @@ void Event::validate() const {
         bad("specversion", "must be \"1.0\", got \"" + specversion + "\"");
     require_nonempty("type", type);
     if (time && !is_rfc3339(*time))
-        bad("time", "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, got \"" +
-                        *time + "\"");
+        bad("time",
+            "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, got \"" + *time + "\"");
     if (subject && subject->empty()) bad("subject", "must be non-empty when present");
     if (datacontenttype && !is_media_type(*datacontenttype))
         bad("datacontenttype",
@@ -222,8 +223,9 @@ std::string Event::to_json() const {
             try {
                 j["data"] = nlohmann::ordered_json::parse(*data);
             } catch (const nlohmann::json::parse_error& e) {
-                bad("data", std::string("is declared JSON by datacontenttype but does not parse: ") +
-                                e.what());
+                bad("data",
+                    std::string("is declared JSON by datacontenttype but does not parse: ") +
+                        e.what());
             }
         } else if (datacontenttype && is_text_content_type(*datacontenttype)) {
             j["data"] = *data;
@@ -234,8 +236,9 @@ std::string Event::to_json() const {
     try {
         return j.dump();
     } catch (const nlohmann::json::type_error&) {
-        bad("data", "is text but not valid UTF-8; send it as binary (e.g. "
-                    "datacontenttype application/octet-stream)");
+        bad("data",
+            "is text but not valid UTF-8; send it as binary (e.g. "
+            "datacontenttype application/octet-stream)");
     }
 }
 

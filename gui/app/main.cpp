@@ -20,8 +20,7 @@ namespace {
 
 // Two example topics on the embedded broker named by brokerUrl, for screenshots and demos.
 // The embedded broker lives in this process, so this does no network I/O.
-bool createDemoTopics(const QString& brokerUrl)
-{
+bool createDemoTopics(const QString& brokerUrl) {
     try {
         const auto url = postroom::parse_broker_url(brokerUrl.toStdString());
         if (url.scheme != postroom::BrokerScheme::embedded) {
@@ -41,8 +40,7 @@ bool createDemoTopics(const QString& brokerUrl)
 
 }  // namespace
 
-int main(int argc, char* argv[])
-{
+int main(int argc, char* argv[]) {
     QApplication app(argc, argv);
     QApplication::setApplicationName(QStringLiteral("postroom-inspector"));
     QApplication::setApplicationDisplayName(QStringLiteral("postroom Inspector"));
@@ -50,21 +48,23 @@ int main(int argc, char* argv[])
     QCommandLineParser parser;
     parser.setApplicationDescription(QStringLiteral("Browse the topics of a postroom broker."));
     parser.addHelpOption();
-    const QCommandLineOption brokerOption(QStringLiteral("broker"),
+    const QCommandLineOption brokerOption(
+        QStringLiteral("broker"),
         QStringLiteral("Broker URL: kafka://host:port or embedded://[name]."),
         QStringLiteral("URL"), QStringLiteral("embedded://"));
-    const QCommandLineOption screenshotOption(QStringLiteral("screenshot"),
+    const QCommandLineOption screenshotOption(
+        QStringLiteral("screenshot"),
         QStringLiteral("Load the topics, save the window as a PNG to FILE and exit "
                        "(exit code 1 if loading failed)."),
         QStringLiteral("FILE"));
-    const QCommandLineOption demoOption(QStringLiteral("demo-topics"),
+    const QCommandLineOption demoOption(
+        QStringLiteral("demo-topics"),
         QStringLiteral("Create two example topics on the embedded broker first."));
     parser.addOptions({brokerOption, screenshotOption, demoOption});
     parser.process(app);
 
     const QString brokerUrl = parser.value(brokerOption);
-    if (parser.isSet(demoOption) && !createDemoTopics(brokerUrl))
-        return 2;
+    if (parser.isSet(demoOption) && !createDemoTopics(brokerUrl)) return 2;
 
     BrokerBackend backend;
     TopicListModel model;

@@ -17,8 +17,7 @@ MainWindow::MainWindow(TopicsController& controller, TopicListModel& model, QWid
       m_controller(controller),
       m_brokerEdit(new QLineEdit(QStringLiteral("embedded://"))),
       m_connectButton(new QPushButton(tr("Connect"))),
-      m_topicView(new QTableView)
-{
+      m_topicView(new QTableView) {
     setWindowTitle(tr("postroom Inspector"));
 
     m_brokerEdit->setPlaceholderText(tr("kafka://host:port or embedded://[name]"));
@@ -48,17 +47,14 @@ MainWindow::MainWindow(TopicsController& controller, TopicListModel& model, QWid
             });
 }
 
-QString MainWindow::brokerUrl() const
-{
+QString MainWindow::brokerUrl() const {
     return m_brokerEdit->text().trimmed();
 }
 
-void MainWindow::setBrokerUrl(const QString& brokerUrl)
-{
+void MainWindow::setBrokerUrl(const QString& brokerUrl) {
     m_brokerEdit->setText(brokerUrl);
 }
 
-void MainWindow::connectToBroker()
-{
+void MainWindow::connectToBroker() {
     m_controller.refresh(brokerUrl());
 }

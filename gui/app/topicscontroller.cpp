@@ -4,21 +4,18 @@
 #include "models/topiclistmodel.h"
 
 TopicsController::TopicsController(BrokerBackend& backend, TopicListModel& model, QObject* parent)
-    : QObject(parent), m_backend(backend), m_model(model)
-{
+    : QObject(parent), m_backend(backend), m_model(model) {
     connect(&m_backend, &BrokerBackend::topicsLoaded, this, &TopicsController::applyTopics);
     connect(&m_backend, &BrokerBackend::requestFailed, this, &TopicsController::applyFailure);
 }
 
-void TopicsController::refresh(const QString& brokerUrl)
-{
+void TopicsController::refresh(const QString& brokerUrl) {
     m_brokerUrl = brokerUrl;
     m_pendingRequestId = m_backend.requestTopics(brokerUrl);
     setStatus(tr("loading…"));
 }
 
-void TopicsController::applyTopics(quint64 requestId, const QVector<TopicRow>& topics)
-{
+void TopicsController::applyTopics(quint64 requestId, const QVector<TopicRow>& topics) {
     if (requestId == 0 || requestId != m_pendingRequestId)
         return;  // stale: a newer request is outstanding
     m_pendingRequestId = 0;
@@ -29,20 +26,16 @@ void TopicsController::applyTopics(quint64 requestId, const QVector<TopicRow>& t
     emit topicsApplied(count);
 }
 
-void TopicsController::applyFailure(quint64 requestId, const QString& message)
-{
-    if (requestId == 0 || requestId != m_pendingRequestId)
-        return;
+void TopicsController::applyFailure(quint64 requestId, const QString& message) {
+    if (requestId == 0 || requestId != m_pendingRequestId) return;
     m_pendingRequestId = 0;
     m_model.setTopics({});
     setStatus(message);
     emit loadFailed(message);
 }
 
-void TopicsController::setStatus(const QString& status)
-{
-    if (status == m_status)
-        return;
+void TopicsController::setStatus(const QString& status) {
+    if (status == m_status) return;
     m_status = status;
     emit statusChanged(m_status);
 }

@@ -8,15 +8,13 @@
 class TestBrokerBackend : public QObject {
     Q_OBJECT
 private slots:
-    void initTestCase()
-    {
+    void initTestCase() {
         auto broker = postroom::embedded::Broker::shared("gui-test");
         broker->create_topic("orders", 3);
         broker->create_topic("payments", 1);
     }
 
-    void listsTopicsOfEmbeddedBroker()
-    {
+    void listsTopicsOfEmbeddedBroker() {
         BrokerBackend backend;
         QSignalSpy loaded(&backend, &BrokerBackend::topicsLoaded);
         QSignalSpy failed(&backend, &BrokerBackend::requestFailed);
@@ -40,8 +38,7 @@ private slots:
         QCOMPARE(topics.at(1).partitions, 1);
     }
 
-    void badUrlExplainsAcceptedForms()
-    {
+    void badUrlExplainsAcceptedForms() {
         BrokerBackend backend;
         QSignalSpy loaded(&backend, &BrokerBackend::topicsLoaded);
         QSignalSpy failed(&backend, &BrokerBackend::requestFailed);
@@ -57,8 +54,7 @@ private slots:
         QVERIFY2(message.contains(QStringLiteral("Connect")), qPrintable(message));
     }
 
-    void requestIdsIncrease()
-    {
+    void requestIdsIncrease() {
         BrokerBackend backend;
         QSignalSpy loaded(&backend, &BrokerBackend::topicsLoaded);
         const quint64 first = backend.requestTopics(QStringLiteral("embedded://gui-test"));

@@ -12,11 +12,9 @@
 #include "postroom/embedded/broker.hpp"
 
 namespace {
-QStringList topicNames(const TopicListModel& model)
-{
+QStringList topicNames(const TopicListModel& model) {
     QStringList names;
-    for (const auto& topic : model.topics())
-        names << topic.name;
+    for (const auto& topic : model.topics()) names << topic.name;
     return names;
 }
 }  // namespace
@@ -24,8 +22,7 @@ QStringList topicNames(const TopicListModel& model)
 class TestInspector : public QObject {
     Q_OBJECT
 private slots:
-    void onlyLatestRequestIsApplied()
-    {
+    void onlyLatestRequestIsApplied() {
         postroom::embedded::Broker::shared("gui-stale-old")->create_topic("old-topic", 1);
         auto newer = postroom::embedded::Broker::shared("gui-stale-new");
         newer->create_topic("new-a", 2);
@@ -58,8 +55,7 @@ private slots:
         QCOMPARE(applied.count(), 1);
     }
 
-    void windowShowsErrorInStatusBar()
-    {
+    void windowShowsErrorInStatusBar() {
         BrokerBackend backend;
         TopicListModel model;
         TopicsController controller(backend, model);
@@ -74,8 +70,7 @@ private slots:
         QVERIFY2(message.contains(QStringLiteral("embedded://[name]")), qPrintable(message));
     }
 
-    void windowRendersToPng()
-    {
+    void windowRendersToPng() {
         postroom::embedded::Broker::shared("gui-window")->create_topic("orders", 6);
 
         BrokerBackend backend;
@@ -89,15 +84,15 @@ private slots:
         window.connectToBroker();
         QVERIFY(applied.wait(30'000));
         QCOMPARE(window.topicView()->model()->rowCount(), 1);
-        QCOMPARE(window.statusBar()->currentMessage(), QStringLiteral("1 topic on embedded://gui-window"));
+        QCOMPARE(window.statusBar()->currentMessage(),
+                 QStringLiteral("1 topic on embedded://gui-window"));
 
         const QImage image = window.grab().toImage();
         QVERIFY(!image.isNull());
         QCOMPARE(image.size(), window.size() * window.devicePixelRatio());
         QSet<QRgb> colours;  // something was drawn: not a blank canvas
         for (int y = 0; y < image.height(); y += 4)
-            for (int x = 0; x < image.width(); x += 4)
-                colours.insert(image.pixel(x, y));
+            for (int x = 0; x < image.width(); x += 4) colours.insert(image.pixel(x, y));
         QVERIFY2(colours.size() > 3, qPrintable(QString::number(colours.size())));
 
         QTemporaryDir dir;

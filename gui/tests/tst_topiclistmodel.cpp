@@ -6,8 +6,7 @@
 class TestTopicListModel : public QObject {
     Q_OBJECT
 private slots:
-    void passesModelTester()
-    {
+    void passesModelTester() {
         TopicListModel model;
         QAbstractItemModelTester tester(&model,
                                         QAbstractItemModelTester::FailureReportingMode::QtTest);
@@ -19,8 +18,7 @@ private slots:
         QCOMPARE(model.rowCount(), 1);
     }
 
-    void headers()
-    {
+    void headers() {
         TopicListModel model;
         QCOMPARE(model.columnCount(), 3);
         QCOMPARE(model.headerData(TopicListModel::NameColumn, Qt::Horizontal).toString(),
@@ -31,8 +29,7 @@ private slots:
                  QStringLiteral("Replication"));
     }
 
-    void data()
-    {
+    void data() {
         TopicListModel model;
         model.setTopics({{"orders", 6, 3}, {"payments", 3, 1}});
         QCOMPARE(model.data(model.index(0, TopicListModel::NameColumn)).toString(),
@@ -44,11 +41,12 @@ private slots:
         QCOMPARE(model.data(model.index(1, TopicListModel::PartitionsColumn)).toInt(), 3);
         QCOMPARE(model.data(model.index(1, TopicListModel::ReplicationColumn)).toInt(), 1);
         // Numbers are right-aligned, names are not.
-        const auto alignment = model.data(model.index(0, TopicListModel::PartitionsColumn),
-                                          Qt::TextAlignmentRole).value<Qt::Alignment>();
+        const auto alignment =
+            model.data(model.index(0, TopicListModel::PartitionsColumn), Qt::TextAlignmentRole)
+                .value<Qt::Alignment>();
         QVERIFY(alignment & Qt::AlignRight);
-        QVERIFY(!model.data(model.index(0, TopicListModel::NameColumn),
-                            Qt::TextAlignmentRole).isValid());
+        QVERIFY(!model.data(model.index(0, TopicListModel::NameColumn), Qt::TextAlignmentRole)
+                     .isValid());
         QVERIFY(!model.index(2, 0).isValid());
         QCOMPARE(model.topics().size(), 2);
     }

@@ -14,7 +14,8 @@ void bind_embedded(py::module_& m) {
         .def("create_topic", &Broker::create_topic, py::arg("topic"), py::arg("partitions") = 3,
              py::arg("replication_factor") = 1)
         .def("has_topic", &Broker::has_topic, py::arg("topic"))
-        .def("push_request_errors", &Broker::push_request_errors, py::arg("api_key"), py::arg("errors"))
+        .def("push_request_errors", &Broker::push_request_errors, py::arg("api_key"),
+             py::arg("errors"))
         .def("clear_request_errors", &Broker::clear_request_errors, py::arg("api_key"))
         .def("set_broker_down", &Broker::set_broker_down, py::arg("broker_id") = 1)
         .def("set_broker_up", &Broker::set_broker_up, py::arg("broker_id") = 1)

@@ -46,8 +46,8 @@ void bind_errors(py::module_& m) {
             }
         }
     });
-    m.attr("ERROR_KINDS") = py::make_tuple("configuration", "transport", "fatal_client", "storage",
-                                           "codec", "usage");
+    m.attr("ERROR_KINDS") =
+        py::make_tuple("configuration", "transport", "fatal_client", "storage", "codec", "usage");
 }
 
 }  // namespace postroom::python

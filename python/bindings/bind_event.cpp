@@ -20,7 +20,8 @@ std::optional<std::string> to_time(const py::object& time) {
     if (PyUnicode_Check(time.ptr())) return time.cast<std::string>();
     if (py::hasattr(time, "isoformat") && py::hasattr(time, "tzinfo")) {
         if (time.attr("tzinfo").is_none())
-            throw py::value_error("Event time must be timezone-aware (e.g. datetime.now(timezone.utc))");
+            throw py::value_error(
+                "Event time must be timezone-aware (e.g. datetime.now(timezone.utc))");
         auto text = time.attr("isoformat")().cast<std::string>();
         if (text.size() >= 6 && text.compare(text.size() - 6, 6, "+00:00") == 0)
             text = text.substr(0, text.size() - 6) + "Z";
@@ -31,8 +32,8 @@ std::optional<std::string> to_time(const py::object& time) {
 
 Event make_event(const std::string& type, const std::string& source, const py::object& id,
                  const py::object& data, const py::object& datacontenttype, const py::object& time,
-                 const py::object& subject, const py::object& dataschema, const py::object& extensions,
-                 const std::string& specversion) {
+                 const py::object& subject, const py::object& dataschema,
+                 const py::object& extensions, const std::string& specversion) {
     Event e;
     e.type = type;
     e.source = source;
@@ -80,8 +81,9 @@ std::string repr(const Event& e) {
                       ", source=" + py::repr(py::str(e.source)).cast<std::string>() +
                       ", id=" + py::repr(py::str(e.id)).cast<std::string>();
     if (e.subject) out += ", subject=" + py::repr(py::str(*e.subject)).cast<std::string>();
-    if (e.data) out += ", data=<" + std::to_string(e.data->size()) + " bytes" +
-                       (e.datacontenttype ? " " + *e.datacontenttype : std::string()) + ">";
+    if (e.data)
+        out += ", data=<" + std::to_string(e.data->size()) + " bytes" +
+               (e.datacontenttype ? " " + *e.datacontenttype : std::string()) + ">";
     return out + ")";
 }
 
@@ -107,33 +109,48 @@ Invalid attributes raise postroom.errors.CodecError naming the attribute.)doc")
         .def_property_readonly("subject", [](const Event& e) { return optional_to_py(e.subject); })
         .def_property_readonly("datacontenttype",
                                [](const Event& e) { return optional_to_py(e.datacontenttype); })
-        .def_property_readonly("dataschema", [](const Event& e) { return optional_to_py(e.dataschema); })
-        .def_property_readonly("data", [](const Event& e) { return from_bytes(e.data); },
-                               "The payload as bytes, or None.")
-        .def_property_readonly("extensions", [](const Event& e) { return e.extensions; },
-                               "Extension attributes (a copy).")
-        .def_property_readonly("text", [](const Event& e) -> py::object {
-            if (!e.data) return py::none();
-            return py::reinterpret_steal<py::object>(
-                PyUnicode_DecodeUTF8(e.data->data(), static_cast<Py_ssize_t>(e.data->size()), "strict"));
-        }, "The payload decoded as UTF-8, or None.")
-        .def("json", [](const Event& e) -> py::object {
-            if (!e.data) return py::none();
-            return py::module_::import("json").attr("loads")(py::bytes(*e.data));
-        }, "The payload parsed as JSON.")
+        .def_property_readonly("dataschema",
+                               [](const Event& e) { return optional_to_py(e.dataschema); })
+        .def_property_readonly(
+            "data", [](const Event& e) { return from_bytes(e.data); },
+            "The payload as bytes, or None.")
+        .def_property_readonly(
+            "extensions", [](const Event& e) { return e.extensions; },
+            "Extension attributes (a copy).")
+        .def_property_readonly(
+            "text",
+            [](const Event& e) -> py::object {
+                if (!e.data) return py::none();
+                return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(
+                    e.data->data(), static_cast<Py_ssize_t>(e.data->size()), "strict"));
+            },
+            "The payload decoded as UTF-8, or None.")
+        .def(
+            "json",
+            [](const Event& e) -> py::object {
+                if (!e.data) return py::none();
+                return py::module_::import("json").attr("loads")(py::bytes(*e.data));
+            },
+            "The payload parsed as JSON.")
         .def("to_json", &Event::to_json, "JSON structured mode (application/cloudevents+json).")
-        .def_static("from_json", [](const py::object& text) {
-            auto bytes = to_bytes(text, "structured event");
-            return Event::from_json(bytes ? *bytes : std::string());
-        }, py::arg("text"))
+        .def_static(
+            "from_json",
+            [](const py::object& text) {
+                auto bytes = to_bytes(text, "structured event");
+                return Event::from_json(bytes ? *bytes : std::string());
+            },
+            py::arg("text"))
         .def("validate", &Event::validate)
-        .def("__eq__", [](const Event& a, const py::object& b) -> py::object {
-            if (!py::isinstance<Event>(b)) return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-            return py::bool_(a == b.cast<const Event&>());
-        })
+        .def("__eq__",
+             [](const Event& a, const py::object& b) -> py::object {
+                 if (!py::isinstance<Event>(b))
+                     return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+                 return py::bool_(a == b.cast<const Event&>());
+             })
         .def("__repr__", &repr)
         .def("__copy__", [](const Event& e) { return e; })
-        .def("__deepcopy__", [](const Event& e, py::dict) { return e; }, py::arg("memo"));
+        .def(
+            "__deepcopy__", [](const Event& e, py::dict) { return e; }, py::arg("memo"));
     // Events are values: mutable-looking hashing would lie.
     m.attr("Event").attr("__hash__") = py::none();
     m.def("new_event_id", &new_event_id, "A fresh random UUID (version 4) as text.");

@@ -45,8 +45,8 @@ EventMode to_mode(const std::string& mode) {
 }
 
 // One item of send()/send_batch() to an outgoing message.
-OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key, const py::handle& value,
-                            const py::handle& headers, EventMode mode) {
+OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key,
+                            const py::handle& value, const py::handle& headers, EventMode mode) {
     if (py::isinstance<Event>(value)) {
         auto m = to_message(value.cast<const Event&>(), topic, to_bytes(key, "key"), mode);
         if (!headers.is_none())
@@ -64,7 +64,8 @@ OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key, con
 std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterable& items,
                                       const py::object& key, EventMode mode) {
     std::vector<OutgoingMessage> out;
-    if (PyList_Check(items.ptr()) || PyTuple_Check(items.ptr())) out.reserve(static_cast<std::size_t>(py::len(items)));
+    if (PyList_Check(items.ptr()) || PyTuple_Check(items.ptr()))
+        out.reserve(static_cast<std::size_t>(py::len(items)));
     const auto default_key = to_bytes(key, "key");
     for (auto item : items) {
         PyObject* p = item.ptr();
@@ -72,12 +73,18 @@ std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterab
             char* data;
             Py_ssize_t size;
             PyBytes_AsStringAndSize(p, &data, &size);
-            out.push_back({topic, default_key, std::string(data, static_cast<std::size_t>(size)), {}, std::nullopt});
+            out.push_back({topic,
+                           default_key,
+                           std::string(data, static_cast<std::size_t>(size)),
+                           {},
+                           std::nullopt});
         } else if (PyTuple_Check(p)) {
             auto t = py::reinterpret_borrow<py::tuple>(item);
             if (t.size() < 2 || t.size() > 3)
-                throw py::type_error("batch items as tuples must be (key, value) or (key, value, headers)");
-            out.push_back(to_outgoing(topic, t[0], t[1], t.size() == 3 ? py::handle(t[2]) : py::handle(Py_None), mode));
+                throw py::type_error(
+                    "batch items as tuples must be (key, value) or (key, value, headers)");
+            out.push_back(to_outgoing(
+                topic, t[0], t[1], t.size() == 3 ? py::handle(t[2]) : py::handle(Py_None), mode));
         } else {
             out.push_back(to_outgoing(topic, key, item, py::none(), mode));
         }
@@ -87,7 +94,8 @@ std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterab
 
 Properties to_properties(const py::dict& d) {
     Properties p;
-    for (auto item : d) p[py::str(item.first).cast<std::string>()] = py::str(item.second).cast<std::string>();
+    for (auto item : d)
+        p[py::str(item.first).cast<std::string>()] = py::str(item.second).cast<std::string>();
     return p;
 }
 
@@ -133,41 +141,52 @@ void bind_kafka(py::module_& m) {
         .def_readonly("offset", &DeliveryReport::offset)
         .def_readonly("error_code", &DeliveryReport::error_code)
         .def_property_readonly("ok", &DeliveryReport::ok)
-        .def_property_readonly("error", [](const DeliveryReport& r) -> py::object {
-            return r.ok() ? py::object(py::none()) : py::object(py::str(r.error_message()));
-        })
-        .def_property_readonly("retriable", [](const DeliveryReport& r) { return retriable_value(r.retriable()); })
-        .def_property_readonly("persistence", [](const DeliveryReport& r) { return persistence_name(r.persistence); })
+        .def_property_readonly("error",
+                               [](const DeliveryReport& r) -> py::object {
+                                   return r.ok() ? py::object(py::none())
+                                                 : py::object(py::str(r.error_message()));
+                               })
+        .def_property_readonly(
+            "retriable", [](const DeliveryReport& r) { return retriable_value(r.retriable()); })
+        .def_property_readonly(
+            "persistence", [](const DeliveryReport& r) { return persistence_name(r.persistence); })
         .def("__repr__", [](const DeliveryReport& r) {
             return r.ok() ? "DeliveryReport(partition=" + std::to_string(r.partition) +
                                 ", offset=" + std::to_string(r.offset) + ")"
-                          : "DeliveryReport(error=" + py::repr(py::str(r.error_message())).cast<std::string>() +
+                          : "DeliveryReport(error=" +
+                                py::repr(py::str(r.error_message())).cast<std::string>() +
                                 ", persistence='" + persistence_name(r.persistence) + "')";
         });
 
-    py::class_<BatchDelivery, std::shared_ptr<BatchDelivery>>(m, "BatchResult",
-        "Delivery reports of one batch, in the order the messages were given.")
+    py::class_<BatchDelivery, std::shared_ptr<BatchDelivery>>(
+        m, "BatchResult", "Delivery reports of one batch, in the order the messages were given.")
         .def("__len__", &BatchDelivery::size)
         .def_property_readonly("failed", &BatchDelivery::failed)
-        .def_property_readonly("delivered", [](const BatchDelivery& b) { return b.size() - b.pending() - b.failed(); })
+        .def_property_readonly(
+            "delivered", [](const BatchDelivery& b) { return b.size() - b.pending() - b.failed(); })
         .def_property_readonly("pending", &BatchDelivery::pending)
         .def_property_readonly("done", &BatchDelivery::done)
-        .def("__getitem__", [](const BatchDelivery& b, py::ssize_t i) {
-            auto n = static_cast<py::ssize_t>(b.size());
-            if (i < 0) i += n;
-            if (i < 0 || i >= n) throw py::index_error("batch index out of range");
-            return b.reports()[static_cast<std::size_t>(i)];
-        })
+        .def("__getitem__",
+             [](const BatchDelivery& b, py::ssize_t i) {
+                 auto n = static_cast<py::ssize_t>(b.size());
+                 if (i < 0) i += n;
+                 if (i < 0 || i >= n) throw py::index_error("batch index out of range");
+                 return b.reports()[static_cast<std::size_t>(i)];
+             })
         .def_property_readonly("reports", [](const BatchDelivery& b) { return b.reports(); })
-        .def("failures", [](const BatchDelivery& b) {
-            py::list out;
-            for (std::size_t i = 0; i < b.size(); ++i)
-                if (!b.reports()[i].ok()) out.append(py::make_tuple(i, b.reports()[i]));
-            return out;
-        }, "(index, DeliveryReport) for every message that failed.")
+        .def(
+            "failures",
+            [](const BatchDelivery& b) {
+                py::list out;
+                for (std::size_t i = 0; i < b.size(); ++i)
+                    if (!b.reports()[i].ok()) out.append(py::make_tuple(i, b.reports()[i]));
+                return out;
+            },
+            "(index, DeliveryReport) for every message that failed.")
         .def("raise_for_failures", &BatchDelivery::raise_for_failures)
         .def("__repr__", [](const BatchDelivery& b) {
-            return "BatchResult(size=" + std::to_string(b.size()) + ", failed=" + std::to_string(b.failed()) +
+            return "BatchResult(size=" + std::to_string(b.size()) +
+                   ", failed=" + std::to_string(b.failed()) +
                    ", pending=" + std::to_string(b.pending()) + ")";
         });
 
@@ -178,25 +197,34 @@ void bind_kafka(py::module_& m) {
         .def_readonly("timestamp_ms", &Message::timestamp_ms)
         .def_property_readonly("key", [](const Message& msg) { return from_bytes(msg.key); })
         .def_property_readonly("value", [](const Message& msg) { return from_bytes(msg.value); })
-        .def_property_readonly("headers", [](const Message& msg) { return from_headers(msg.headers); })
-        .def("header", [](const Message& msg, const std::string& name) -> py::object {
-            auto* h = find_header(msg.headers, name);
-            return h ? from_bytes(h->value) : py::object(py::none());
-        }, py::arg("name"), "The first header with this name, or None.")
-        .def_property_readonly("is_event", [](const Message& msg) { return is_cloudevent(msg.headers); })
-        .def("event", [](const Message& msg) { return to_event(msg); },
-             "Decodes the CloudEvent (binary or structured mode); raises CodecError if it is not one.")
+        .def_property_readonly("headers",
+                               [](const Message& msg) { return from_headers(msg.headers); })
+        .def(
+            "header",
+            [](const Message& msg, const std::string& name) -> py::object {
+                auto* h = find_header(msg.headers, name);
+                return h ? from_bytes(h->value) : py::object(py::none());
+            },
+            py::arg("name"), "The first header with this name, or None.")
+        .def_property_readonly("is_event",
+                               [](const Message& msg) { return is_cloudevent(msg.headers); })
+        .def(
+            "event", [](const Message& msg) { return to_event(msg); },
+            "Decodes the CloudEvent (binary or structured mode); raises CodecError if it is not "
+            "one.")
         .def("__repr__", [](const Message& msg) {
             std::string key = msg.key ? py::repr(py::bytes(*msg.key)).cast<std::string>() : "None";
             return "Message(topic=" + py::repr(py::str(msg.topic)).cast<std::string>() +
-                   ", partition=" + std::to_string(msg.partition) + ", offset=" + std::to_string(msg.offset) +
-                   ", key=" + key + ", value=<" + (msg.value ? std::to_string(msg.value->size()) + " bytes" : "None") + ">)";
+                   ", partition=" + std::to_string(msg.partition) +
+                   ", offset=" + std::to_string(msg.offset) + ", key=" + key + ", value=<" +
+                   (msg.value ? std::to_string(msg.value->size()) + " bytes" : "None") + ">)";
         });
 
     py::class_<Producer>(m, "KafkaProducer")
-        .def(py::init([](const std::string& broker_url, const std::string& client_id, bool idempotent,
-                         const std::string& acks, const std::string& compression, double linger,
-                         double delivery_timeout, double close_timeout, const py::dict& properties) {
+        .def(py::init([](const std::string& broker_url, const std::string& client_id,
+                         bool idempotent, const std::string& acks, const std::string& compression,
+                         double linger, double delivery_timeout, double close_timeout,
+                         const py::dict& properties) {
                  ProducerConfig c;
                  c.broker_url = broker_url;
                  c.client_id = client_id;
@@ -211,95 +239,126 @@ void bind_kafka(py::module_& m) {
                  return std::make_unique<Producer>(std::move(c));
              }),
              py::kw_only(), py::arg("broker_url"), py::arg("client_id"), py::arg("idempotent"),
-             py::arg("acks"), py::arg("compression"), py::arg("linger"), py::arg("delivery_timeout"),
-             py::arg("close_timeout"), py::arg("properties"))
-        .def("send", [](Producer& p, const std::string& topic, const py::object& value, const py::object& key,
-                        const py::object& headers, std::optional<int32_t> partition, const std::string& mode,
-                        std::optional<double> timeout) {
-                 std::vector<OutgoingMessage> one;
-                 one.push_back(to_outgoing(topic, key, value, headers, to_mode(mode)));
-                 one.back().partition = partition;
-                 std::shared_ptr<BatchDelivery> batch;
-                 {
-                     py::gil_scoped_release release;
-                     batch = p.produce_batch(std::move(one));
-                 }
-                 bool done = interruptible(to_timeout(timeout), [&](milliseconds slice) { return p.wait(*batch, slice); });
-                 if (!done)
-                     throw TimeoutError("no delivery report for the message to topic '" + topic +
-                                        "' in time; it may still be delivered");
-                 batch->reports().front().raise(topic);
-                 return batch->reports().front();
-             },
-             py::arg("topic"), py::arg("value"), py::kw_only(), py::arg("key") = py::none(),
-             py::arg("headers") = py::none(), py::arg("partition") = py::none(), py::arg("mode") = "binary",
-             py::arg("timeout") = py::none())
-        .def("produce", [](Producer& p, const std::string& topic, const py::object& value, const py::object& key,
-                           const py::object& headers, std::optional<int32_t> partition, const std::string& mode,
-                           const py::object& on_delivery) {
-                 auto msg = to_outgoing(topic, key, value, headers, to_mode(mode));
-                 msg.partition = partition;
-                 Producer::DeliveryCallback cb;
-                 if (!on_delivery.is_none()) {
-                     auto held = hold(on_delivery.cast<py::function>());
-                     cb = [held](const DeliveryReport& r) {
-                         py::gil_scoped_acquire gil;
-                         (*held)(r);
-                     };
-                 }
-                 py::gil_scoped_release release;
-                 p.produce(msg, std::move(cb));
-             },
-             py::arg("topic"), py::arg("value"), py::kw_only(), py::arg("key") = py::none(),
-             py::arg("headers") = py::none(), py::arg("partition") = py::none(), py::arg("mode") = "binary",
-             py::arg("on_delivery") = py::none())
-        .def("send_batch", [](Producer& p, const std::string& topic, const py::iterable& items,
-                              const py::object& key, const std::string& mode, bool wait) {
-                 auto messages = to_batch(topic, items, key, to_mode(mode));
-                 std::shared_ptr<BatchDelivery> batch;
-                 {
-                     py::gil_scoped_release release;
-                     batch = p.produce_batch(std::move(messages));
-                 }
-                 if (wait) interruptible(std::nullopt, [&](milliseconds slice) { return p.wait(*batch, slice); });
-                 return batch;
-             },
-             py::arg("topic"), py::arg("items"), py::kw_only(), py::arg("key") = py::none(),
-             py::arg("mode") = "binary", py::arg("wait") = true)
-        .def("wait", [](Producer& p, const std::shared_ptr<BatchDelivery>& batch, std::optional<double> timeout) {
-                 return interruptible(to_timeout(timeout), [&](milliseconds slice) { return p.wait(*batch, slice); });
-             }, py::arg("batch"), py::arg("timeout") = py::none())
-        .def("poll", [](Producer& p, double timeout) {
-                 int served = 0;
-                 interruptible(to_timeout(timeout), [&](milliseconds slice) {
-                     served += p.poll(slice);
-                     return served > 0;
-                 });
-                 return served;
-             }, py::arg("timeout") = 0.0)
-        .def("flush", [](Producer& p, std::optional<double> timeout) {
-                 return interruptible(to_timeout(timeout), [&](milliseconds slice) { return p.flush(slice); });
-             }, py::arg("timeout") = py::none())
+             py::arg("acks"), py::arg("compression"), py::arg("linger"),
+             py::arg("delivery_timeout"), py::arg("close_timeout"), py::arg("properties"))
+        .def(
+            "send",
+            [](Producer& p, const std::string& topic, const py::object& value,
+               const py::object& key, const py::object& headers, std::optional<int32_t> partition,
+               const std::string& mode, std::optional<double> timeout) {
+                std::vector<OutgoingMessage> one;
+                one.push_back(to_outgoing(topic, key, value, headers, to_mode(mode)));
+                one.back().partition = partition;
+                std::shared_ptr<BatchDelivery> batch;
+                {
+                    py::gil_scoped_release release;
+                    batch = p.produce_batch(std::move(one));
+                }
+                bool done = interruptible(
+                    to_timeout(timeout), [&](milliseconds slice) { return p.wait(*batch, slice); });
+                if (!done)
+                    throw TimeoutError("no delivery report for the message to topic '" + topic +
+                                       "' in time; it may still be delivered");
+                batch->reports().front().raise(topic);
+                return batch->reports().front();
+            },
+            py::arg("topic"), py::arg("value"), py::kw_only(), py::arg("key") = py::none(),
+            py::arg("headers") = py::none(), py::arg("partition") = py::none(),
+            py::arg("mode") = "binary", py::arg("timeout") = py::none())
+        .def(
+            "produce",
+            [](Producer& p, const std::string& topic, const py::object& value,
+               const py::object& key, const py::object& headers, std::optional<int32_t> partition,
+               const std::string& mode, const py::object& on_delivery) {
+                auto msg = to_outgoing(topic, key, value, headers, to_mode(mode));
+                msg.partition = partition;
+                Producer::DeliveryCallback cb;
+                if (!on_delivery.is_none()) {
+                    auto held = hold(on_delivery.cast<py::function>());
+                    cb = [held](const DeliveryReport& r) {
+                        py::gil_scoped_acquire gil;
+                        (*held)(r);
+                    };
+                }
+                py::gil_scoped_release release;
+                p.produce(msg, std::move(cb));
+            },
+            py::arg("topic"), py::arg("value"), py::kw_only(), py::arg("key") = py::none(),
+            py::arg("headers") = py::none(), py::arg("partition") = py::none(),
+            py::arg("mode") = "binary", py::arg("on_delivery") = py::none())
+        .def(
+            "send_batch",
+            [](Producer& p, const std::string& topic, const py::iterable& items,
+               const py::object& key, const std::string& mode, bool wait) {
+                auto messages = to_batch(topic, items, key, to_mode(mode));
+                std::shared_ptr<BatchDelivery> batch;
+                {
+                    py::gil_scoped_release release;
+                    batch = p.produce_batch(std::move(messages));
+                }
+                if (wait)
+                    interruptible(std::nullopt,
+                                  [&](milliseconds slice) { return p.wait(*batch, slice); });
+                return batch;
+            },
+            py::arg("topic"), py::arg("items"), py::kw_only(), py::arg("key") = py::none(),
+            py::arg("mode") = "binary", py::arg("wait") = true)
+        .def(
+            "wait",
+            [](Producer& p, const std::shared_ptr<BatchDelivery>& batch,
+               std::optional<double> timeout) {
+                return interruptible(to_timeout(timeout),
+                                     [&](milliseconds slice) { return p.wait(*batch, slice); });
+            },
+            py::arg("batch"), py::arg("timeout") = py::none())
+        .def(
+            "poll",
+            [](Producer& p, double timeout) {
+                int served = 0;
+                interruptible(to_timeout(timeout), [&](milliseconds slice) {
+                    served += p.poll(slice);
+                    return served > 0;
+                });
+                return served;
+            },
+            py::arg("timeout") = 0.0)
+        .def(
+            "flush",
+            [](Producer& p, std::optional<double> timeout) {
+                return interruptible(to_timeout(timeout),
+                                     [&](milliseconds slice) { return p.flush(slice); });
+            },
+            py::arg("timeout") = py::none())
         .def_property_readonly("in_flight", &Producer::in_flight)
         .def_property_readonly("closed", &Producer::closed)
         .def_property_readonly("idempotence_enabled", &Producer::idempotence_enabled)
-        .def("close", [](Producer& p, std::optional<double> timeout) {
-                 py::gil_scoped_release release;
-                 if (timeout) p.close(*to_timeout(timeout));
-                 else p.close();
-             }, py::arg("timeout") = py::none());
+        .def(
+            "close",
+            [](Producer& p, std::optional<double> timeout) {
+                py::gil_scoped_release release;
+                if (timeout)
+                    p.close(*to_timeout(timeout));
+                else
+                    p.close();
+            },
+            py::arg("timeout") = py::none());
 
     py::class_<Consumer>(m, "KafkaConsumer")
-        .def(py::init([](const std::string& broker_url, const std::string& client_id, const std::string& group_id,
-                         const std::string& offset_reset, double session_timeout, double max_poll_interval,
+        .def(py::init([](const std::string& broker_url, const std::string& client_id,
+                         const std::string& group_id, const std::string& offset_reset,
+                         double session_timeout, double max_poll_interval,
                          const py::dict& properties) {
                  ConsumerConfig c;
                  c.broker_url = broker_url;
                  c.client_id = client_id;
                  c.group_id = group_id;
-                 if (offset_reset == "earliest") c.offset_reset = OffsetReset::earliest;
-                 else if (offset_reset == "latest") c.offset_reset = OffsetReset::latest;
-                 else throw ConfigurationError("offset_reset must be 'earliest' or 'latest', not '" + offset_reset + "'");
+                 if (offset_reset == "earliest")
+                     c.offset_reset = OffsetReset::earliest;
+                 else if (offset_reset == "latest")
+                     c.offset_reset = OffsetReset::latest;
+                 else
+                     throw ConfigurationError("offset_reset must be 'earliest' or 'latest', not '" +
+                                              offset_reset + "'");
                  c.session_timeout = milliseconds(static_cast<int64_t>(session_timeout * 1000));
                  c.max_poll_interval = milliseconds(static_cast<int64_t>(max_poll_interval * 1000));
                  c.properties = to_properties(properties);
@@ -309,45 +368,63 @@ void bind_kafka(py::module_& m) {
              py::kw_only(), py::arg("broker_url"), py::arg("client_id"), py::arg("group_id"),
              py::arg("offset_reset"), py::arg("session_timeout"), py::arg("max_poll_interval"),
              py::arg("properties"))
-        .def("subscribe", [](Consumer& c, const std::vector<std::string>& topics, const py::object& on_assigned,
-                             const py::object& on_revoked, const py::object& on_lost) {
-                 RebalanceListener l{rebalance_callback(on_assigned), rebalance_callback(on_revoked),
-                                     rebalance_callback(on_lost)};
-                 c.subscribe(topics, std::move(l));
-             },
-             py::arg("topics"), py::kw_only(), py::arg("on_assigned") = py::none(),
-             py::arg("on_revoked") = py::none(), py::arg("on_lost") = py::none())
-        .def("assign", [](Consumer& c, const py::iterable& items) {
-                 std::vector<TopicPartitionOffset> parts;
-                 for (auto item : items) {
-                     auto t = py::reinterpret_borrow<py::sequence>(item);
-                     parts.push_back({t[0].cast<std::string>(), t[1].cast<int32_t>(),
-                                      t.size() > 2 ? t[2].cast<int64_t>() : Consumer::offset_stored});
-                 }
-                 c.assign(parts);
-             }, py::arg("partitions"))
-        .def("poll", [](Consumer& c, std::optional<double> timeout) -> py::object {
-                 std::optional<Message> got;
-                 interruptible(to_timeout(timeout), [&](milliseconds slice) {
-                     got = c.poll(slice);
-                     return got.has_value();
-                 });
-                 if (!got) return py::none();
-                 return py::cast(std::move(*got));
-             }, py::arg("timeout") = py::none())
-        .def("poll_batch", [](Consumer& c, std::size_t max_messages, std::optional<double> timeout) {
-                 std::vector<Message> got;
-                 interruptible(to_timeout(timeout), [&](milliseconds slice) {
-                     got = c.poll_batch(max_messages, slice);
-                     return !got.empty();
-                 });
-                 return got;
-             }, py::arg("max_messages"), py::arg("timeout") = py::none())
-        .def("mark_done", [](Consumer& c, const Message& msg) { c.mark_done(msg); }, py::arg("message"))
-        .def("mark_done_offset", [](Consumer& c, const std::string& topic, int32_t partition, int64_t offset) {
-                 c.mark_done({topic, partition}, offset);
-             }, py::arg("topic"), py::arg("partition"), py::arg("offset"))
-        .def("commit", [](Consumer& c) {
+        .def(
+            "subscribe",
+            [](Consumer& c, const std::vector<std::string>& topics, const py::object& on_assigned,
+               const py::object& on_revoked, const py::object& on_lost) {
+                RebalanceListener l{rebalance_callback(on_assigned), rebalance_callback(on_revoked),
+                                    rebalance_callback(on_lost)};
+                c.subscribe(topics, std::move(l));
+            },
+            py::arg("topics"), py::kw_only(), py::arg("on_assigned") = py::none(),
+            py::arg("on_revoked") = py::none(), py::arg("on_lost") = py::none())
+        .def(
+            "assign",
+            [](Consumer& c, const py::iterable& items) {
+                std::vector<TopicPartitionOffset> parts;
+                for (auto item : items) {
+                    auto t = py::reinterpret_borrow<py::sequence>(item);
+                    parts.push_back(
+                        {t[0].cast<std::string>(), t[1].cast<int32_t>(),
+                         t.size() > 2 ? t[2].cast<int64_t>() : Consumer::offset_stored});
+                }
+                c.assign(parts);
+            },
+            py::arg("partitions"))
+        .def(
+            "poll",
+            [](Consumer& c, std::optional<double> timeout) -> py::object {
+                std::optional<Message> got;
+                interruptible(to_timeout(timeout), [&](milliseconds slice) {
+                    got = c.poll(slice);
+                    return got.has_value();
+                });
+                if (!got) return py::none();
+                return py::cast(std::move(*got));
+            },
+            py::arg("timeout") = py::none())
+        .def(
+            "poll_batch",
+            [](Consumer& c, std::size_t max_messages, std::optional<double> timeout) {
+                std::vector<Message> got;
+                interruptible(to_timeout(timeout), [&](milliseconds slice) {
+                    got = c.poll_batch(max_messages, slice);
+                    return !got.empty();
+                });
+                return got;
+            },
+            py::arg("max_messages"), py::arg("timeout") = py::none())
+        .def(
+            "mark_done", [](Consumer& c, const Message& msg) { c.mark_done(msg); },
+            py::arg("message"))
+        .def(
+            "mark_done_offset",
+            [](Consumer& c, const std::string& topic, int32_t partition, int64_t offset) {
+                c.mark_done({topic, partition}, offset);
+            },
+            py::arg("topic"), py::arg("partition"), py::arg("offset"))
+        .def("commit",
+             [](Consumer& c) {
                  std::vector<TopicPartitionOffset> done;
                  {
                      py::gil_scoped_release release;
@@ -355,26 +432,34 @@ void bind_kafka(py::module_& m) {
                  }
                  return from_offsets(done);
              })
-        .def("committed", [](Consumer& c, const py::iterable& partitions, double timeout) {
-                 auto tps = to_partitions(partitions);
-                 std::vector<TopicPartitionOffset> got;
-                 {
-                     py::gil_scoped_release release;
-                     got = c.committed(tps, milliseconds(static_cast<int64_t>(timeout * 1000)));
-                 }
-                 return from_offsets(got);
-             }, py::arg("partitions"), py::arg("timeout") = 10.0)
-        .def("seek", [](Consumer& c, const std::string& topic, int32_t partition, int64_t offset, double timeout) {
-                 py::gil_scoped_release release;
-                 c.seek({topic, partition}, offset, milliseconds(static_cast<int64_t>(timeout * 1000)));
-             }, py::arg("topic"), py::arg("partition"), py::arg("offset"), py::arg("timeout") = 10.0)
+        .def(
+            "committed",
+            [](Consumer& c, const py::iterable& partitions, double timeout) {
+                auto tps = to_partitions(partitions);
+                std::vector<TopicPartitionOffset> got;
+                {
+                    py::gil_scoped_release release;
+                    got = c.committed(tps, milliseconds(static_cast<int64_t>(timeout * 1000)));
+                }
+                return from_offsets(got);
+            },
+            py::arg("partitions"), py::arg("timeout") = 10.0)
+        .def(
+            "seek",
+            [](Consumer& c, const std::string& topic, int32_t partition, int64_t offset,
+               double timeout) {
+                py::gil_scoped_release release;
+                c.seek({topic, partition}, offset,
+                       milliseconds(static_cast<int64_t>(timeout * 1000)));
+            },
+            py::arg("topic"), py::arg("partition"), py::arg("offset"), py::arg("timeout") = 10.0)
         .def("assignment", [](Consumer& c) { return from_partitions(c.assignment()); })
         .def_property_readonly("outstanding", &Consumer::outstanding)
         .def_property_readonly("closed", &Consumer::closed)
         .def("close", [](Consumer& c) {
-                 py::gil_scoped_release release;
-                 c.close();
-             });
+            py::gil_scoped_release release;
+            c.close();
+        });
 
     py::class_<TopicInfo>(m, "TopicInfo")
         .def_readonly("name", &TopicInfo::name)
@@ -387,8 +472,8 @@ void bind_kafka(py::module_& m) {
         });
 
     py::class_<Admin>(m, "KafkaAdmin")
-        .def(py::init([](const std::string& broker_url, const std::string& client_id, double timeout,
-                         const py::dict& properties) {
+        .def(py::init([](const std::string& broker_url, const std::string& client_id,
+                         double timeout, const py::dict& properties) {
                  AdminConfig c;
                  c.broker_url = broker_url;
                  c.client_id = client_id;
@@ -397,23 +482,29 @@ void bind_kafka(py::module_& m) {
                  py::gil_scoped_release release;
                  return std::make_unique<Admin>(std::move(c));
              }),
-             py::kw_only(), py::arg("broker_url"), py::arg("client_id"), py::arg("timeout"), py::arg("properties"))
+             py::kw_only(), py::arg("broker_url"), py::arg("client_id"), py::arg("timeout"),
+             py::arg("properties"))
         .def("create_topic", &Admin::create_topic, py::arg("name"), py::arg("partitions") = 3,
-             py::arg("replication_factor") = 1, py::arg("config") = std::map<std::string, std::string>{},
-             py::arg("exist_ok") = false, py::call_guard<py::gil_scoped_release>())
-        .def("delete_topic", &Admin::delete_topic, py::arg("name"), py::call_guard<py::gil_scoped_release>())
+             py::arg("replication_factor") = 1,
+             py::arg("config") = std::map<std::string, std::string>{}, py::arg("exist_ok") = false,
+             py::call_guard<py::gil_scoped_release>())
+        .def("delete_topic", &Admin::delete_topic, py::arg("name"),
+             py::call_guard<py::gil_scoped_release>())
         .def("list_topics", &Admin::list_topics, py::call_guard<py::gil_scoped_release>())
-        .def("describe_topic", &Admin::describe_topic, py::arg("name"), py::call_guard<py::gil_scoped_release>())
-        .def("watermarks", [](Admin& a, const std::string& topic, int32_t partition) {
-                 Watermarks w;
-                 {
-                     py::gil_scoped_release release;
-                     w = a.watermarks({topic, partition});
-                 }
-                 return py::make_tuple(w.low, w.high);
-             }, py::arg("topic"), py::arg("partition"))
+        .def("describe_topic", &Admin::describe_topic, py::arg("name"),
+             py::call_guard<py::gil_scoped_release>())
+        .def(
+            "watermarks",
+            [](Admin& a, const std::string& topic, int32_t partition) {
+                Watermarks w;
+                {
+                    py::gil_scoped_release release;
+                    w = a.watermarks({topic, partition});
+                }
+                return py::make_tuple(w.low, w.high);
+            },
+            py::arg("topic"), py::arg("partition"))
         .def("ping", &Admin::ping, py::call_guard<py::gil_scoped_release>());
-
 }
 
 }  // namespace postroom::python

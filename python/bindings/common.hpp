@@ -37,7 +37,8 @@ py::list from_headers(const Headers& headers);
 template <typename Step>
 bool interruptible(std::optional<std::chrono::milliseconds> timeout, Step&& step) {
     using namespace std::chrono;
-    const auto deadline = timeout ? steady_clock::now() + *timeout : steady_clock::time_point::max();
+    const auto deadline =
+        timeout ? steady_clock::now() + *timeout : steady_clock::time_point::max();
     for (;;) {
         auto now = steady_clock::now();
         auto left = timeout ? duration_cast<milliseconds>(deadline - now) : milliseconds(100);

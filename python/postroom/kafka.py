@@ -4,7 +4,6 @@ embedded://)."""
 from __future__ import annotations
 
 import time
-
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Union
@@ -112,7 +111,7 @@ class Broker:
         return list(self._admin.list_topics())
 
     def topic(self, name: str) -> TopicInfo | None:
-        return self._admin.describe_topic(name)  # type: ignore[no-any-return]
+        return self._admin.describe_topic(name)
 
     def watermarks(self, topic: str, partition: int = 0) -> tuple[int, int]:
         """(low, high): the first offset still kept and the offset of the next message."""
@@ -254,8 +253,7 @@ class Consumer:
 
     def __iter__(self) -> Iterator[Message]:
         while True:
-            for message in self._c.poll_batch(500, None):
-                yield message
+            yield from self._c.poll_batch(500, None)
 
     def subscribe(self, topics: str | Iterable[str], *,
                   on_assigned: PartitionCallback | None = None,
@@ -271,7 +269,7 @@ class Consumer:
 
     def poll(self, timeout: float | None = None) -> Message | None:
         """The next message, or None after ``timeout`` seconds (None waits forever)."""
-        return self._c.poll(timeout)  # type: ignore[no-any-return]
+        return self._c.poll(timeout)
 
     def poll_batch(self, max_messages: int = 500, timeout: float | None = None) -> list[Message]:
         """Up to ``max_messages`` at once, in one call into the core."""
@@ -291,8 +289,7 @@ class Consumer:
             now = time.monotonic()
             if batch:
                 last_activity = now
-                for message in batch:
-                    yield message
+                yield from batch
                 count += len(batch)
                 continue
             if last_activity is None:

@@ -155,11 +155,16 @@ TEST_F(EmbeddedKafka, RebalanceCallbacksSeeAssignmentAndRevocation) {
     {
         Consumer consumer(consumer_config("g-rebal"));
         RebalanceListener listener;
-        listener.on_assigned = [&](const auto& tps) { assigned.insert(assigned.end(), tps.begin(), tps.end()); };
-        listener.on_revoked = [&](const auto& tps) { revoked.insert(revoked.end(), tps.begin(), tps.end()); };
+        listener.on_assigned = [&](const auto& tps) {
+            assigned.insert(assigned.end(), tps.begin(), tps.end());
+        };
+        listener.on_revoked = [&](const auto& tps) {
+            revoked.insert(revoked.end(), tps.begin(), tps.end());
+        };
         consumer.subscribe({"rebal"}, listener);
         auto deadline = std::chrono::steady_clock::now() + 20s;
-        while (assigned.size() < 2 && std::chrono::steady_clock::now() < deadline) consumer.poll(100ms);
+        while (assigned.size() < 2 && std::chrono::steady_clock::now() < deadline)
+            consumer.poll(100ms);
         ASSERT_EQ(assigned.size(), 2u);
         EXPECT_EQ(consumer.assignment().size(), 2u);
     }
@@ -213,7 +218,8 @@ TEST_F(EmbeddedKafka, RetriableBrokerErrorsRecover) {
     consumer.subscribe({"flaky"});
     auto got = consume(consumer, 20);
     ASSERT_EQ(got.size(), 20u);
-    for (int i = 0; i < 20; ++i) EXPECT_EQ(*got[static_cast<std::size_t>(i)].value, std::to_string(i));
+    for (int i = 0; i < 20; ++i)
+        EXPECT_EQ(*got[static_cast<std::size_t>(i)].value, std::to_string(i));
     EXPECT_TRUE(consumer.poll(500ms) == std::nullopt) << "no duplicates after retries";
 }
 
@@ -272,8 +278,9 @@ TEST_F(EmbeddedKafka, UnknownTopicIsAUsageError) {
     auto config = producer_config();
     config.properties["topic.metadata.propagation.max.ms"] = "500";
     Producer producer(config);
-    EXPECT_THROW(producer.send({"does-not-exist", std::nullopt, std::string("v"), {}, std::nullopt}),
-                 UsageError);
+    EXPECT_THROW(
+        producer.send({"does-not-exist", std::nullopt, std::string("v"), {}, std::nullopt}),
+        UsageError);
 }
 
 TEST_F(EmbeddedKafka, AdminListsAndDescribesTopics) {
@@ -305,5 +312,6 @@ TEST_F(EmbeddedKafka, CloseReportsWhatCouldNotBeDelivered) {
     producer.close();
     EXPECT_EQ(failed.load(), 5) << "every undelivered message gets a failure report";
     broker->set_broker_up(1);
-    EXPECT_THROW(producer.send({"closing", std::nullopt, std::string("x"), {}, std::nullopt}), UsageError);
+    EXPECT_THROW(producer.send({"closing", std::nullopt, std::string("x"), {}, std::nullopt}),
+                 UsageError);
 }

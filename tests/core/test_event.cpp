@@ -36,29 +36,62 @@ void expect_invalid(const Event& e, const std::string& attribute) {
 
 }  // namespace
 
-TEST(Event, ValidEventPasses) { EXPECT_NO_THROW(full_event().validate()); }
+TEST(Event, ValidEventPasses) {
+    EXPECT_NO_THROW(full_event().validate());
+}
 
-TEST(Event, MinimalEventPasses) { EXPECT_NO_THROW(Event("1", "/s", "t").validate()); }
+TEST(Event, MinimalEventPasses) {
+    EXPECT_NO_THROW(Event("1", "/s", "t").validate());
+}
 
 TEST(Event, EveryRequiredAttributeIsChecked) {
-    auto e = full_event(); e.id.clear(); expect_invalid(e, "id");
-    e = full_event(); e.source.clear(); expect_invalid(e, "source");
-    e = full_event(); e.source = "has space"; expect_invalid(e, "source");
-    e = full_event(); e.type.clear(); expect_invalid(e, "type");
-    e = full_event(); e.specversion = "0.3"; expect_invalid(e, "specversion");
-    e = full_event(); e.specversion.clear(); expect_invalid(e, "specversion");
+    auto e = full_event();
+    e.id.clear();
+    expect_invalid(e, "id");
+    e = full_event();
+    e.source.clear();
+    expect_invalid(e, "source");
+    e = full_event();
+    e.source = "has space";
+    expect_invalid(e, "source");
+    e = full_event();
+    e.type.clear();
+    expect_invalid(e, "type");
+    e = full_event();
+    e.specversion = "0.3";
+    expect_invalid(e, "specversion");
+    e = full_event();
+    e.specversion.clear();
+    expect_invalid(e, "specversion");
 }
 
 TEST(Event, EveryOptionalAttributeIsChecked) {
-    auto e = full_event(); e.time = "yesterday"; expect_invalid(e, "time");
-    e = full_event(); e.time = "2026-13-01T00:00:00Z"; expect_invalid(e, "time");
-    e = full_event(); e.time = "2026-01-01T00:00:00"; expect_invalid(e, "time");
-    e = full_event(); e.subject = ""; expect_invalid(e, "subject");
-    e = full_event(); e.datacontenttype = "json"; expect_invalid(e, "datacontenttype");
-    e = full_event(); e.datacontenttype = "application/"; expect_invalid(e, "datacontenttype");
-    e = full_event(); e.dataschema = "relative/path"; expect_invalid(e, "dataschema");
-    e = full_event(); e.extensions["Bad-Name"] = "x"; expect_invalid(e, "Bad-Name");
-    e = full_event(); e.extensions["waytoolongextensionname"] = "x";
+    auto e = full_event();
+    e.time = "yesterday";
+    expect_invalid(e, "time");
+    e = full_event();
+    e.time = "2026-13-01T00:00:00Z";
+    expect_invalid(e, "time");
+    e = full_event();
+    e.time = "2026-01-01T00:00:00";
+    expect_invalid(e, "time");
+    e = full_event();
+    e.subject = "";
+    expect_invalid(e, "subject");
+    e = full_event();
+    e.datacontenttype = "json";
+    expect_invalid(e, "datacontenttype");
+    e = full_event();
+    e.datacontenttype = "application/";
+    expect_invalid(e, "datacontenttype");
+    e = full_event();
+    e.dataschema = "relative/path";
+    expect_invalid(e, "dataschema");
+    e = full_event();
+    e.extensions["Bad-Name"] = "x";
+    expect_invalid(e, "Bad-Name");
+    e = full_event();
+    e.extensions["waytoolongextensionname"] = "x";
     expect_invalid(e, "waytoolongextensionname");
 }
 
@@ -146,13 +179,15 @@ TEST(Event, FromJsonRejectsMalformedInput) {
         EXPECT_EQ(err.attribute(), "id");
     }
     try {
-        Event::from_json(R"({"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"!!"})");
+        Event::from_json(
+            R"({"specversion":"1.0","id":"1","source":"/s","type":"t","data_base64":"!!"})");
         FAIL();
     } catch (const CodecError& err) {
         EXPECT_EQ(err.attribute(), "data_base64");
     }
     try {
-        Event::from_json(R"({"specversion":"1.0","id":"1","source":"/s","type":"t","data":1,"data_base64":"AA=="})");
+        Event::from_json(
+            R"({"specversion":"1.0","id":"1","source":"/s","type":"t","data":1,"data_base64":"AA=="})");
         FAIL();
     } catch (const CodecError& err) {
         EXPECT_EQ(err.attribute(), "data");

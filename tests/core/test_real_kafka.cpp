@@ -96,7 +96,11 @@ TEST_F(RealKafka, ProduceAndConsumeAcrossPartitionsWithPerKeyOrder) {
     std::vector<OutgoingMessage> batch;
     const int n = 3000, keys = 11;
     for (int i = 0; i < n; ++i)
-        batch.push_back({topic, "k" + std::to_string(i % keys), std::to_string(i), {{"i", std::to_string(i)}}, std::nullopt});
+        batch.push_back({topic,
+                         "k" + std::to_string(i % keys),
+                         std::to_string(i),
+                         {{"i", std::to_string(i)}},
+                         std::nullopt});
     auto result = producer.send_batch(std::move(batch));
     ASSERT_EQ(result->failed(), 0u);
     std::set<int32_t> partitions;

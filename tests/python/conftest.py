@@ -9,9 +9,8 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import pytest
-
 import postroom
+import pytest
 
 _counter = itertools.count()
 

@@ -7,16 +7,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
-
-import pytest
 
 import postroom
+import pytest
 
 from .conftest import unique
 
 
-def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "postroom", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 

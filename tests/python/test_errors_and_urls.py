@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import pytest
-
 import postroom
+import pytest
 from postroom import errors
 
 pytestmark = pytest.mark.unit

@@ -5,9 +5,8 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-import pytest
-
 import postroom
+import pytest
 from postroom import errors
 
 from .conftest import unique
@@ -22,7 +21,8 @@ def consume(consumer: postroom.Consumer, n: int, timeout: float = 60.0) -> list[
     return got
 
 
-def test_event_round_trip_through_producer_and_consumer(broker: postroom.Broker, topic: str) -> None:
+def test_event_round_trip_through_producer_and_consumer(broker: postroom.Broker,
+                                                        topic: str) -> None:
     event = postroom.Event(type="order.created", source="/pytest", subject="o-1",
                            data={"total": 12.5}, extensions={"tenant": "acme"})
     with broker.producer() as producer:
@@ -183,8 +183,11 @@ def test_concurrent_mark_done_from_worker_threads(broker: postroom.Broker, topic
         producer.send_batch([(f"k{i % 5}", str(i).encode()) for i in range(500)], topic=topic)
     with broker.consumer(unique("g"), topic) as consumer:
         got = consume(consumer, 500)
-        threads = [threading.Thread(target=lambda part=got[i::4]: [consumer.mark_done(m) for m in part])
-                   for i in range(4)]
+        def finish(part: list[postroom.Message]) -> None:
+            for m in part:
+                consumer.mark_done(m)
+
+        threads = [threading.Thread(target=finish, args=(got[i::4],)) for i in range(4)]
         for t in threads:
             t.start()
         for t in threads:

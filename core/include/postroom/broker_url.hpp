@@ -18,10 +18,10 @@ struct HostPort {
 
 struct BrokerUrl {
     BrokerScheme scheme = BrokerScheme::kafka;
-    std::vector<HostPort> hosts;   // kafka, redis
-    std::string embedded_name;     // embedded://NAME ("" = the default in-process broker)
+    std::vector<HostPort> hosts;  // kafka, redis
+    std::string embedded_name;    // embedded://NAME ("" = the default in-process broker)
     int redis_db = 0;
-    std::string text;              // the URL as given
+    std::string text;  // the URL as given
 
     // "host:port,host:port" for librdkafka's bootstrap.servers (kafka scheme only).
     std::string bootstrap_servers() const;

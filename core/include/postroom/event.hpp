@@ -23,11 +23,11 @@ public:
 
     // Required context attributes.
     std::string id;
-    std::string source;       // URI-reference
+    std::string source;  // URI-reference
     std::string specversion{spec_version_1_0};
     std::string type;
     // Optional context attributes.
-    std::optional<std::string> time;             // RFC 3339 timestamp
+    std::optional<std::string> time;  // RFC 3339 timestamp
     std::optional<std::string> subject;
     std::optional<std::string> datacontenttype;  // RFC 2046 media type
     std::optional<std::string> dataschema;       // absolute URI

@@ -46,7 +46,9 @@ std::string Broker::bootstrap_servers() const {
     return rd_kafka_mock_cluster_bootstraps(impl_->cluster.get());
 }
 
-bool Broker::has_topic(const std::string& topic) const { return partitions(topic) > 0; }
+bool Broker::has_topic(const std::string& topic) const {
+    return partitions(topic) > 0;
+}
 
 int Broker::partitions(const std::string& topic) const {
     std::lock_guard lock(impl_->mutex);
@@ -54,7 +56,9 @@ int Broker::partitions(const std::string& topic) const {
     return it == impl_->topics.end() ? 0 : it->second;
 }
 
-int Broker::broker_count() const noexcept { return impl_->broker_count; }
+int Broker::broker_count() const noexcept {
+    return impl_->broker_count;
+}
 
 void Broker::create_topic(const std::string& topic, int partitions, int replication_factor) {
     if (topic.empty() || topic.size() > 249)

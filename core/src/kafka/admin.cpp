@@ -29,10 +29,12 @@ struct Admin::Impl : ClientBase {
     // Runs one admin request and waits for its result event.
     EventHandle await(QueueHandle& queue, rd_kafka_event_type_t type, const std::string& what) {
         EventHandle ev(rd_kafka_queue_poll(queue.get(), timeout_ms() + 1000));
-        if (!ev) throw TimeoutError(what + ": no answer from " + config.broker_url + " within " +
-                                    std::to_string(timeout_ms()) + " ms; is the broker running?");
+        if (!ev)
+            throw TimeoutError(what + ": no answer from " + config.broker_url + " within " +
+                               std::to_string(timeout_ms()) + " ms; is the broker running?");
         if (rd_kafka_event_type(ev.get()) != type || rd_kafka_event_error(ev.get()))
-            throw_error(rd_kafka_event_error(ev.get()), what, rd_kafka_event_error_string(ev.get()));
+            throw_error(rd_kafka_event_error(ev.get()), what,
+                        rd_kafka_event_error_string(ev.get()));
         return ev;
     }
 
@@ -48,7 +50,8 @@ struct Admin::Impl : ClientBase {
 Admin::Admin(AdminConfig config) : impl_(std::make_unique<Impl>()) {
     auto& impl = *impl_;
     impl.config = std::move(config);
-    if (impl.config.timeout.count() <= 0) throw ConfigurationError("admin timeout must be positive");
+    if (impl.config.timeout.count() <= 0)
+        throw ConfigurationError("admin timeout must be positive");
     impl.label = "admin client";
     impl.log_handler = impl.config.log_handler;
     impl.broker = resolve(impl.config.broker_url);
@@ -64,7 +67,9 @@ Admin::~Admin() = default;
 Admin::Admin(Admin&&) noexcept = default;
 Admin& Admin::operator=(Admin&&) noexcept = default;
 
-const AdminConfig& Admin::config() const noexcept { return impl_->config; }
+const AdminConfig& Admin::config() const noexcept {
+    return impl_->config;
+}
 
 void Admin::create_topic(const std::string& name, int partitions, int replication_factor,
                          const std::map<std::string, std::string>& topic_config, bool exist_ok) {
@@ -74,8 +79,8 @@ void Admin::create_topic(const std::string& name, int partitions, int replicatio
         return;
     }
     char errstr[512];
-    NewTopicHandle topic(rd_kafka_NewTopic_new(name.c_str(), partitions, replication_factor, errstr,
-                                               sizeof errstr));
+    NewTopicHandle topic(
+        rd_kafka_NewTopic_new(name.c_str(), partitions, replication_factor, errstr, sizeof errstr));
     if (!topic) throw UsageError("cannot create topic '" + name + "': " + errstr);
     for (const auto& [k, v] : topic_config)
         if (auto err = rd_kafka_NewTopic_set_config(topic.get(), k.c_str(), v.c_str()))
@@ -87,7 +92,8 @@ void Admin::create_topic(const std::string& name, int partitions, int replicatio
     auto what = "create topic '" + name + "'";
     auto ev = impl_->await(queue, RD_KAFKA_EVENT_CREATETOPICS_RESULT, what);
     size_t n = 0;
-    auto results = rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev.get()), &n);
+    auto results =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev.get()), &n);
     for (size_t i = 0; i < n; ++i) {
         auto err = rd_kafka_topic_result_error(results[i]);
         if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && exist_ok) continue;
@@ -97,8 +103,9 @@ void Admin::create_topic(const std::string& name, int partitions, int replicatio
 
 void Admin::delete_topic(const std::string& name) {
     if (impl_->broker.embedded)
-        throw UsageError("the embedded broker cannot delete topics; use a new embedded://NAME broker "
-                         "for a clean slate");
+        throw UsageError(
+            "the embedded broker cannot delete topics; use a new embedded://NAME broker "
+            "for a clean slate");
     DeleteTopicHandle topic(rd_kafka_DeleteTopic_new(name.c_str()));
     QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
     auto opts = impl_->options(RD_KAFKA_ADMIN_OP_DELETETOPICS);
@@ -107,7 +114,8 @@ void Admin::delete_topic(const std::string& name) {
     auto what = "delete topic '" + name + "'";
     auto ev = impl_->await(queue, RD_KAFKA_EVENT_DELETETOPICS_RESULT, what);
     size_t n = 0;
-    auto results = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev.get()), &n);
+    auto results =
+        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev.get()), &n);
     for (size_t i = 0; i < n; ++i)
         if (auto err = rd_kafka_topic_result_error(results[i]))
             throw_error(err, what, rd_kafka_topic_result_error_string(results[i]));
@@ -145,7 +153,8 @@ std::optional<TopicInfo> Admin::describe_topic(const std::string& name) {
     for (int i = 0; i < md->topic_cnt; ++i) {
         const auto& t = md->topics[i];
         if (name != t.topic) continue;
-        if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || t.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+        if (t.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            t.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
             return std::nullopt;
         if (t.err) throw_error(t.err, "describe topic '" + name + "'");
         return info_of(t);
@@ -155,15 +164,17 @@ std::optional<TopicInfo> Admin::describe_topic(const std::string& name) {
 
 Watermarks Admin::watermarks(const TopicPartition& partition) {
     Watermarks w;
-    auto err = rd_kafka_query_watermark_offsets(impl_->rk.get(), partition.topic.c_str(),
-                                                partition.partition, &w.low, &w.high,
-                                                impl_->timeout_ms());
+    auto err =
+        rd_kafka_query_watermark_offsets(impl_->rk.get(), partition.topic.c_str(),
+                                         partition.partition, &w.low, &w.high, impl_->timeout_ms());
     if (err)
         throw_error(err, "watermarks of " + partition.topic + "[" +
                              std::to_string(partition.partition) + "]");
     return w;
 }
 
-void Admin::ping() { impl_->metadata(nullptr); }
+void Admin::ping() {
+    impl_->metadata(nullptr);
+}
 
 }  // namespace postroom::kafka

@@ -40,7 +40,8 @@ OutgoingMessage to_message(const Event& event, std::string topic, std::optional<
         m.key = std::move(key);
     if (mode == EventMode::structured) {
         m.value = event.to_json();  // validates
-        m.headers.push_back({std::string(content_type), std::string(Event::structured_content_type)});
+        m.headers.push_back(
+            {std::string(content_type), std::string(Event::structured_content_type)});
         return m;
     }
     event.validate();
@@ -52,13 +53,16 @@ OutgoingMessage to_message(const Event& event, std::string topic, std::optional<
     if (event.time) m.headers.push_back({"ce_time", *event.time});
     if (event.subject) m.headers.push_back({"ce_subject", *event.subject});
     if (event.dataschema) m.headers.push_back({"ce_dataschema", *event.dataschema});
-    if (event.datacontenttype) m.headers.push_back({std::string(content_type), *event.datacontenttype});
+    if (event.datacontenttype)
+        m.headers.push_back({std::string(content_type), *event.datacontenttype});
     for (const auto& [name, value] : event.extensions) m.headers.push_back({"ce_" + name, value});
     m.value = event.data;
     return m;
 }
 
-Event to_event(const Message& message) { return to_event(message.key, message.value, message.headers); }
+Event to_event(const Message& message) {
+    return to_event(message.key, message.value, message.headers);
+}
 
 Event to_event(const std::optional<std::string>& key, const std::optional<std::string>& value,
                const Headers& headers) {
@@ -80,17 +84,27 @@ Event to_event(const std::optional<std::string>& key, const std::optional<std::s
         }
         if (h.name.size() <= ce_prefix.size() || h.name.compare(0, 3, ce_prefix) != 0) continue;
         std::string attr = h.name.substr(3);
-        if (!h.value) throw CodecError(attr, "CloudEvent attribute '" + attr + "' has a null header value");
+        if (!h.value)
+            throw CodecError(attr, "CloudEvent attribute '" + attr + "' has a null header value");
         const std::string& v = *h.value;
-        if (attr == "specversion") ev.specversion = v;
-        else if (attr == "id") ev.id = v;
-        else if (attr == "source") ev.source = v;
-        else if (attr == "type") ev.type = v;
-        else if (attr == "time") ev.time = v;
-        else if (attr == "subject") ev.subject = v;
-        else if (attr == "dataschema") ev.dataschema = v;
-        else if (attr == "datacontenttype") ev.datacontenttype = v;
-        else ev.extensions[attr] = v;
+        if (attr == "specversion")
+            ev.specversion = v;
+        else if (attr == "id")
+            ev.id = v;
+        else if (attr == "source")
+            ev.source = v;
+        else if (attr == "type")
+            ev.type = v;
+        else if (attr == "time")
+            ev.time = v;
+        else if (attr == "subject")
+            ev.subject = v;
+        else if (attr == "dataschema")
+            ev.dataschema = v;
+        else if (attr == "datacontenttype")
+            ev.datacontenttype = v;
+        else
+            ev.extensions[attr] = v;
     }
     ev.data = value;
     ev.validate();

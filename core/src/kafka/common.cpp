@@ -34,8 +34,7 @@ Retriable retriable(rd_kafka_resp_err_t err) noexcept {
         case RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION:
         case RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID:
         case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
-        case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE:
-            return Retriable::yes;
+        case RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE: return Retriable::yes;
         case RD_KAFKA_RESP_ERR__FATAL:
         case RD_KAFKA_RESP_ERR__INVALID_ARG:
         case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
@@ -51,10 +50,8 @@ Retriable retriable(rd_kafka_resp_err_t err) noexcept {
         case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
         case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
         case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
-        case RD_KAFKA_RESP_ERR__DESTROY:
-            return Retriable::no;
-        default:
-            return Retriable::unknown;
+        case RD_KAFKA_RESP_ERR__DESTROY: return Retriable::no;
+        default: return Retriable::unknown;
     }
 }
 
@@ -113,8 +110,7 @@ std::exception_ptr make_error(rd_kafka_resp_err_t err, std::string_view context,
         case RD_KAFKA_RESP_ERR__SSL:
             return std::make_exception_ptr(
                 ConfigurationError(message + "; check credentials and ACLs", code));
-        default:
-            return std::make_exception_ptr(TransportError(message, retriable(err), code));
+        default: return std::make_exception_ptr(TransportError(message, retriable(err), code));
     }
 }
 
@@ -190,8 +186,11 @@ void log_cb(const rd_kafka_t* rk, int level, const char* facility, const char* b
         if (level <= stderr_level.load(std::memory_order_relaxed)) {
             std::lock_guard lock(stderr_mutex);
             std::fprintf(stderr, "postroom level=%s client=\"%s\" facility=%s msg=\"%s\"\n",
-                         level <= 3 ? "error" : level <= 4 ? "warning" : level <= 6 ? "info" : "debug", owner ? owner->label.c_str() : "",
-                         facility, buf);
+                         level <= 3   ? "error"
+                         : level <= 4 ? "warning"
+                         : level <= 6 ? "info"
+                                      : "debug",
+                         owner ? owner->label.c_str() : "", facility, buf);
         }
     } catch (...) {
         // A log handler must not unwind through librdkafka.
@@ -214,13 +213,19 @@ ClientHandle ConfBuilder::create(rd_kafka_type_t type, ClientBase* owner) {
 
 namespace postroom::kafka {
 
-void set_default_log_level(int level) noexcept { detail::stderr_level.store(level); }
-int default_log_level() noexcept { return detail::stderr_level.load(); }
+void set_default_log_level(int level) noexcept {
+    detail::stderr_level.store(level);
+}
+int default_log_level() noexcept {
+    return detail::stderr_level.load();
+}
 
 }  // namespace postroom::kafka
 
 namespace postroom::kafka::detail {
 
-std::string milliseconds(std::chrono::milliseconds ms) { return std::to_string(ms.count()); }
+std::string milliseconds(std::chrono::milliseconds ms) {
+    return std::to_string(ms.count());
+}
 
 }  // namespace postroom::kafka::detail

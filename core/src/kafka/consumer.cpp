@@ -19,15 +19,16 @@ std::vector<TopicPartition> to_vector(const rd_kafka_topic_partition_list_t* lis
     std::vector<TopicPartition> out;
     if (!list) return out;
     out.reserve(static_cast<std::size_t>(list->cnt));
-    for (int i = 0; i < list->cnt; ++i) out.push_back({list->elems[i].topic, list->elems[i].partition});
+    for (int i = 0; i < list->cnt; ++i)
+        out.push_back({list->elems[i].topic, list->elems[i].partition});
     return out;
 }
 
 // Per-partition bookkeeping of what was delivered and what is done.
 struct PartitionProgress {
-    std::set<int64_t> undone;   // delivered, not yet marked done
-    int64_t next_offset = -1;   // offset after the last delivered message; -1 = none yet
-    int64_t committed = -1;     // last offset this member committed
+    std::set<int64_t> undone;  // delivered, not yet marked done
+    int64_t next_offset = -1;  // offset after the last delivered message; -1 = none yet
+    int64_t committed = -1;    // last offset this member committed
     std::optional<int64_t> committable() const {
         if (!undone.empty()) return *undone.begin();
         if (next_offset < 0) return std::nullopt;
@@ -88,7 +89,8 @@ struct Consumer::Impl : ClientBase {
         if (todo.empty()) return todo;
         PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(todo.size())));
         for (const auto& t : todo)
-            rd_kafka_topic_partition_list_add(list.get(), t.topic.c_str(), t.partition)->offset = t.offset;
+            rd_kafka_topic_partition_list_add(list.get(), t.topic.c_str(), t.partition)->offset =
+                t.offset;
         auto err = rd_kafka_commit(rk.get(), list.get(), 0);
         if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) throw_error(err, "commit for " + label);
         for (int i = 0; i < list->cnt; ++i)
@@ -162,7 +164,8 @@ struct Consumer::Impl : ClientBase {
     std::optional<Message> take(MessageHandle msg) {
         if (msg->err) {
             if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return std::nullopt;
-            std::string where = msg->rkt ? std::string(" on topic '") + rd_kafka_topic_name(msg->rkt) + "'" : "";
+            std::string where =
+                msg->rkt ? std::string(" on topic '") + rd_kafka_topic_name(msg->rkt) + "'" : "";
             if (msg->err == RD_KAFKA_RESP_ERR__FATAL) {
                 char errstr[512];
                 rd_kafka_fatal_error(rk.get(), errstr, sizeof errstr);
@@ -192,7 +195,8 @@ Consumer::Consumer(ConsumerConfig config) : impl_(std::make_unique<Impl>()) {
     impl.config = std::move(config);
     auto& c = impl.config;
     if (c.group_id.empty())
-        throw ConfigurationError("consumer group_id is required (the group whose offsets are committed)");
+        throw ConfigurationError(
+            "consumer group_id is required (the group whose offsets are committed)");
     for (const char* forbidden : {"enable.auto.commit", "enable.auto.offset.store", "group.id",
                                   "rebalance_cb", "bootstrap.servers"})
         if (c.properties.count(forbidden))
@@ -231,7 +235,9 @@ Consumer::~Consumer() {
 Consumer::Consumer(Consumer&&) noexcept = default;
 Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 
-const ConsumerConfig& Consumer::config() const noexcept { return impl_->config; }
+const ConsumerConfig& Consumer::config() const noexcept {
+    return impl_->config;
+}
 
 void Consumer::subscribe(const std::vector<std::string>& topics, RebalanceListener listener) {
     impl_->check_open();
@@ -248,10 +254,12 @@ void Consumer::subscribe(const std::vector<std::string>& topics, RebalanceListen
 
 void Consumer::assign(const std::vector<TopicPartitionOffset>& partitions) {
     impl_->check_open();
-    PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    PartitionListHandle list(
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
     std::vector<TopicPartition> tps;
     for (const auto& p : partitions) {
-        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset = p.offset;
+        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition)->offset =
+            p.offset;
         tps.push_back({p.topic, p.partition});
     }
     {
@@ -271,14 +279,15 @@ std::optional<Message> Consumer::poll(std::chrono::milliseconds timeout) {
     return impl_->take(std::move(msg));
 }
 
-std::vector<Message> Consumer::poll_batch(std::size_t max_messages, std::chrono::milliseconds timeout) {
+std::vector<Message> Consumer::poll_batch(std::size_t max_messages,
+                                          std::chrono::milliseconds timeout) {
     impl_->check_open();
     std::vector<Message> out;
     if (max_messages == 0) return out;
     QueueHandle queue(rd_kafka_queue_get_consumer(impl_->rk.get()));
     std::vector<rd_kafka_message_t*> raw(max_messages);
-    auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()), raw.data(),
-                                          max_messages);
+    auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()),
+                                          raw.data(), max_messages);
     std::vector<MessageHandle> owned;
     owned.reserve(n > 0 ? static_cast<std::size_t>(n) : 0);
     for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
@@ -309,10 +318,12 @@ std::vector<TopicPartitionOffset> Consumer::commit() {
 std::vector<TopicPartitionOffset> Consumer::committed(const std::vector<TopicPartition>& partitions,
                                                       std::chrono::milliseconds timeout) {
     impl_->check_open();
-    PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    PartitionListHandle list(
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
     for (const auto& p : partitions)
         rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
-    if (auto err = rd_kafka_committed(impl_->rk.get(), list.get(), static_cast<int>(timeout.count())))
+    if (auto err =
+            rd_kafka_committed(impl_->rk.get(), list.get(), static_cast<int>(timeout.count())))
         throw_error(err, "reading committed offsets of " + impl_->label);
     std::vector<TopicPartitionOffset> out;
     for (int i = 0; i < list->cnt; ++i)
@@ -320,11 +331,14 @@ std::vector<TopicPartitionOffset> Consumer::committed(const std::vector<TopicPar
     return out;
 }
 
-void Consumer::seek(const TopicPartition& partition, int64_t offset, std::chrono::milliseconds timeout) {
+void Consumer::seek(const TopicPartition& partition, int64_t offset,
+                    std::chrono::milliseconds timeout) {
     impl_->check_open();
     PartitionListHandle list(rd_kafka_topic_partition_list_new(1));
-    rd_kafka_topic_partition_list_add(list.get(), partition.topic.c_str(), partition.partition)->offset = offset;
-    if (auto* e = rd_kafka_seek_partitions(impl_->rk.get(), list.get(), static_cast<int>(timeout.count())))
+    rd_kafka_topic_partition_list_add(list.get(), partition.topic.c_str(), partition.partition)
+        ->offset = offset;
+    if (auto* e = rd_kafka_seek_partitions(impl_->rk.get(), list.get(),
+                                           static_cast<int>(timeout.count())))
         throw_error(e, "seek of " + impl_->label);
     if (list->elems[0].err)
         throw_error(list->elems[0].err, "seek of " + impl_->label + " on " + partition.topic + "[" +
@@ -368,6 +382,8 @@ void Consumer::close() {
     if (first) std::rethrow_exception(first);
 }
 
-bool Consumer::closed() const noexcept { return !impl_ || impl_->closed.load(); }
+bool Consumer::closed() const noexcept {
+    return !impl_ || impl_->closed.load();
+}
 
 }  // namespace postroom::kafka

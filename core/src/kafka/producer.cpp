@@ -90,8 +90,8 @@ void BatchDelivery::raise_for_failures() const {
     for (std::size_t i = 0; i < reports_.size(); ++i) {
         if (!reports_[i].ok()) {
             std::string context = std::to_string(n) + " of " + std::to_string(size()) +
-                                  " messages failed; first failure: message " +
-                                  std::to_string(i) + " to topic '" + messages_[i].topic + "'";
+                                  " messages failed; first failure: message " + std::to_string(i) +
+                                  " to topic '" + messages_[i].topic + "'";
             throw_error(static_cast<rd_kafka_resp_err_t>(reports_[i].error_code), context);
         }
     }
@@ -118,7 +118,7 @@ struct Producer::Impl : ClientBase {
     ResolvedBroker broker;
     std::mutex batches_mutex;
     std::list<std::shared_ptr<BatchDelivery>> batches_in_flight;  // kept alive until done
-    std::exception_ptr callback_error;                             // from a user callback
+    std::exception_ptr callback_error;                            // from a user callback
     std::atomic<bool> closed{false};
     std::atomic<int64_t> producer_id{-1};
     ClientHandle rk;  // last: destroyed first
@@ -209,11 +209,11 @@ struct Producer::Impl : ClientBase {
             const size_t value_size = m.value ? m.value->size() : 0;
             const void* key = m.key ? m.key->data() : nullptr;
             const size_t key_size = m.key ? m.key->size() : 0;
-            auto err = rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()),
-                                         RD_KAFKA_V_PARTITION(partition), RD_KAFKA_V_MSGFLAGS(flags),
-                                         RD_KAFKA_V_VALUE(value, value_size),
-                                         RD_KAFKA_V_KEY(key, key_size), RD_KAFKA_V_HEADERS(headers),
-                                         RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            auto err = rd_kafka_producev(
+                rk.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+                RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_VALUE(value, value_size),
+                RD_KAFKA_V_KEY(key, key_size), RD_KAFKA_V_HEADERS(headers),
+                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 if (headers) rd_kafka_headers_destroy(headers);
                 rd_kafka_poll(rk.get(), 5);  // serve delivery reports to make room
@@ -270,7 +270,9 @@ Producer::~Producer() {
 Producer::Producer(Producer&&) noexcept = default;
 Producer& Producer::operator=(Producer&&) noexcept = default;
 
-const ProducerConfig& Producer::config() const noexcept { return impl_->config; }
+const ProducerConfig& Producer::config() const noexcept {
+    return impl_->config;
+}
 
 void Producer::produce(const OutgoingMessage& message, DeliveryCallback on_delivery) {
     impl_->check_open();
@@ -372,7 +374,9 @@ int Producer::in_flight() const {
     return impl_->closed.load() ? 0 : rd_kafka_outq_len(impl_->rk.get());
 }
 
-void Producer::close() { close(impl_->config.close_timeout); }
+void Producer::close() {
+    close(impl_->config.close_timeout);
+}
 
 void Producer::close(std::chrono::milliseconds timeout) {
     if (!impl_ || impl_->closed.exchange(true)) return;
@@ -387,7 +391,9 @@ void Producer::close(std::chrono::milliseconds timeout) {
     impl_->prune_batches();
 }
 
-bool Producer::closed() const noexcept { return !impl_ || impl_->closed.load(); }
+bool Producer::closed() const noexcept {
+    return !impl_ || impl_->closed.load();
+}
 
 bool Producer::idempotence_enabled() const {
     return impl_->config.idempotent && impl_->producer_id.load() >= 0;

@@ -15,7 +15,8 @@ using Properties = std::map<std::string, std::string>;
 
 // Receives librdkafka's log lines. Called from librdkafka's internal threads: it must be
 // thread-safe and must not call back into the client. syslog levels: 3 error .. 7 debug.
-using LogHandler = std::function<void(int level, std::string_view facility, std::string_view message)>;
+using LogHandler =
+    std::function<void(int level, std::string_view facility, std::string_view message)>;
 
 // Clients without a log_handler print librdkafka's lines at or below this syslog level to
 // stderr as one structured line each. Default 4 (warnings and errors), or the value of the
