@@ -4,6 +4,7 @@
 #include <list>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "common.hpp"
@@ -121,7 +122,25 @@ struct Producer::Impl : ClientBase {
     std::exception_ptr callback_error;                            // from a user callback
     std::atomic<bool> closed{false};
     std::atomic<int64_t> producer_id{-1};
-    ClientHandle rk;  // last: destroyed first
+    ClientHandle rk;
+    // Topic handles must go before the client: declared after it, destroyed before it.
+    std::mutex topics_mutex;
+    std::unordered_map<std::string, TopicHandle> topic_handles;
+
+    // The cached topic handle (saves librdkafka a locked lookup by name per message).
+    rd_kafka_topic_t* topic_handle(const std::string& name) {
+        std::lock_guard lock(topics_mutex);
+        auto& slot = topic_handles[name];
+        if (!slot) slot.reset(rd_kafka_topic_new(rk.get(), name.c_str(), nullptr));
+        if (!slot) throw_error(rd_kafka_last_error(), "topic '" + name + "'");
+        return slot.get();
+    }
+
+    // The embedded broker would create unknown topics on first use; a real broker
+    // (auto-creation off) refuses them. Behave like the real one.
+    bool refused_by_embedded(const std::string& topic) {
+        return broker.embedded && !broker.embedded->has_topic(topic);
+    }
 
     static void dr_msg_cb(rd_kafka_t* rk, const rd_kafka_message_t* msg, void*) noexcept {
         auto* target = static_cast<DeliveryTarget*>(msg->_private);
@@ -138,7 +157,6 @@ struct Producer::Impl : ClientBase {
     }
 
     bool user_debug = false;
-    std::string last_known_topic;  // embedded only: last topic confirmed to exist
 
     bool intercept_log(int level, std::string_view, std::string_view message) noexcept override {
         // With debug=eos, librdkafka logs the producer id it acquired; that is the proof
@@ -184,15 +202,70 @@ struct Producer::Impl : ClientBase {
         batches_in_flight.remove_if([](const auto& b) { return b->done(); });
     }
 
+    // The fast path for a batch of header-less messages to one topic with key-chosen
+    // partitions: librdkafka's rd_kafka_produce_batch, one call per chunk. Returns false
+    // (nothing queued) when the batch does not qualify.
+    bool enqueue_batch(BatchDelivery& batch) {
+        auto& msgs = batch.messages_;
+        auto& bi = *batch.impl_;
+        if (msgs.empty()) return true;
+        const std::string& topic = msgs.front().topic;
+        for (const auto& m : msgs)
+            if (!m.headers.empty() || m.partition || m.topic != topic) return false;
+        auto fail = [&](std::size_t i, rd_kafka_resp_err_t err) {
+            batch.reports_[i].error_code = err;
+            bi.finish_one(true);
+        };
+        if (refused_by_embedded(topic)) {
+            for (std::size_t i = 0; i < msgs.size(); ++i) fail(i, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC);
+            return true;
+        }
+        rd_kafka_topic_t* rkt = topic_handle(topic);
+        constexpr std::size_t chunk = 10'000;
+        std::vector<rd_kafka_message_t> raw;
+        for (std::size_t start = 0; start < msgs.size(); start += chunk) {
+            const std::size_t count = std::min(chunk, msgs.size() - start);
+            raw.assign(count, rd_kafka_message_t{});
+            for (std::size_t k = 0; k < count; ++k) {
+                const auto& m = msgs[start + k];
+                auto& r = raw[k];
+                if (m.value) {
+                    r.payload = const_cast<char*>(m.value->data());
+                    r.len = m.value->size();
+                }
+                if (m.key) {
+                    r.key = const_cast<char*>(m.key->data());
+                    r.key_len = m.key->size();
+                }
+                r._private = &bi.slots[start + k];
+            }
+            std::size_t done = 0;
+            while (done < count) {
+                for (std::size_t k = done; k < count; ++k) raw[k].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+                rd_kafka_produce_batch(rkt, RD_KAFKA_PARTITION_UA, 0, raw.data() + done,
+                                       static_cast<int>(count - done));
+                // Once the local queue is full it stays full until reports are served on
+                // this thread, so the refused messages are a suffix: serve, then retry it.
+                std::size_t next = count;
+                for (std::size_t k = done; k < count; ++k) {
+                    if (raw[k].err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                        next = k;
+                        break;
+                    }
+                    if (raw[k].err) fail(start + k, raw[k].err);
+                }
+                if (next < count) rd_kafka_poll(rk.get(), 5);
+                done = next;
+            }
+        }
+        return true;
+    }
+
     // Queues one message; retries while the local queue is full. Returns the immediate
     // error, if librdkafka refused it outright.
     rd_kafka_resp_err_t enqueue(const OutgoingMessage& m, void* opaque, bool copy) {
-        if (broker.embedded && m.topic != last_known_topic) {
-            // The embedded broker would create unknown topics on first use; a real broker
-            // (auto-creation off) refuses them. Behave like the real one.
-            if (!broker.embedded->has_topic(m.topic)) return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-            last_known_topic = m.topic;
-        }
+        if (refused_by_embedded(m.topic)) return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        rd_kafka_topic_t* rkt = topic_handle(m.topic);
         for (;;) {
             rd_kafka_headers_t* headers = nullptr;
             if (!m.headers.empty()) {
@@ -209,11 +282,11 @@ struct Producer::Impl : ClientBase {
             const size_t value_size = m.value ? m.value->size() : 0;
             const void* key = m.key ? m.key->data() : nullptr;
             const size_t key_size = m.key ? m.key->size() : 0;
-            auto err = rd_kafka_producev(
-                rk.get(), RD_KAFKA_V_TOPIC(m.topic.c_str()), RD_KAFKA_V_PARTITION(partition),
-                RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_VALUE(value, value_size),
-                RD_KAFKA_V_KEY(key, key_size), RD_KAFKA_V_HEADERS(headers),
-                RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+            auto err =
+                rd_kafka_producev(rk.get(), RD_KAFKA_V_RKT(rkt), RD_KAFKA_V_PARTITION(partition),
+                                  RD_KAFKA_V_MSGFLAGS(flags), RD_KAFKA_V_VALUE(value, value_size),
+                                  RD_KAFKA_V_KEY(key, key_size), RD_KAFKA_V_HEADERS(headers),
+                                  RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 if (headers) rd_kafka_headers_destroy(headers);
                 rd_kafka_poll(rk.get(), 5);  // serve delivery reports to make room
@@ -313,9 +386,12 @@ std::shared_ptr<BatchDelivery> Producer::produce_batch(std::vector<OutgoingMessa
         impl_->batches_in_flight.push_back(batch);
     }
     for (std::size_t i = 0; i < n; ++i) {
+        bi.slots[i].batch = batch.get();
+        bi.slots[i].index = i;
+    }
+    if (impl_->enqueue_batch(*batch)) return batch;
+    for (std::size_t i = 0; i < n; ++i) {
         auto& slot = bi.slots[i];
-        slot.batch = batch.get();
-        slot.index = i;
         auto err = impl_->enqueue(batch->messages_[i], &slot, /*copy=*/false);
         if (err) {
             if (err == RD_KAFKA_RESP_ERR__FATAL) {
@@ -386,6 +462,10 @@ void Producer::close(std::chrono::milliseconds timeout) {
         // Give up on what is left: each message gets a "purged" report, none is lost silently.
         rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(rk, 1000);
+    }
+    {
+        std::lock_guard lock(impl_->topics_mutex);
+        impl_->topic_handles.clear();
     }
     impl_->rk.reset();
     impl_->prune_batches();
