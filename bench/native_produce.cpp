@@ -69,7 +69,8 @@ std::size_t to_count(std::string_view flag, const std::string& text, std::size_t
         if (used != text.size() || v < min) throw std::invalid_argument(text);
         return static_cast<std::size_t>(v);
     } catch (const std::exception&) {
-        usage(std::string(flag) + " expects an integer >= " + std::to_string(min) + ", not '" + text + "'");
+        usage(std::string(flag) + " expects an integer >= " + std::to_string(min) + ", not '" +
+              text + "'");
     }
 }
 
@@ -81,22 +82,34 @@ Options parse(int argc, char** argv) {
             if (i + 1 >= argc) usage(std::string(a) + " needs a value");
             return argv[++i];
         };
-        if (a == "--broker") o.broker = next();
-        else if (a == "--topic") o.topic = next();
-        else if (a == "--messages") o.messages = to_count(a, next(), 1);
-        else if (a == "--size") o.size = to_count(a, next(), 0);
-        else if (a == "--chunk") o.chunk = to_count(a, next(), 1);
-        else if (a == "--inflight") o.inflight = to_count(a, next(), 1);
-        else if (a == "--warmup") o.warmup = to_count(a, next(), 0);
-        else if (a == "--linger-ms") o.linger_ms = static_cast<int64_t>(to_count(a, next(), 0));
-        else if (a == "--headers") o.headers = true;
+        if (a == "--broker")
+            o.broker = next();
+        else if (a == "--topic")
+            o.topic = next();
+        else if (a == "--messages")
+            o.messages = to_count(a, next(), 1);
+        else if (a == "--size")
+            o.size = to_count(a, next(), 0);
+        else if (a == "--chunk")
+            o.chunk = to_count(a, next(), 1);
+        else if (a == "--inflight")
+            o.inflight = to_count(a, next(), 1);
+        else if (a == "--warmup")
+            o.warmup = to_count(a, next(), 0);
+        else if (a == "--linger-ms")
+            o.linger_ms = static_cast<int64_t>(to_count(a, next(), 0));
+        else if (a == "--headers")
+            o.headers = true;
         else if (a == "--property") {
             auto kv = next();
             auto eq = kv.find('=');
-            if (eq == std::string::npos || eq == 0) usage("--property expects key=value, not '" + kv + "'");
+            if (eq == std::string::npos || eq == 0)
+                usage("--property expects key=value, not '" + kv + "'");
             o.properties[kv.substr(0, eq)] = kv.substr(eq + 1);
-        } else if (a == "-h" || a == "--help") usage("help");
-        else usage("unknown argument '" + std::string(a) + "'");
+        } else if (a == "-h" || a == "--help")
+            usage("help");
+        else
+            usage("unknown argument '" + std::string(a) + "'");
     }
     if (o.broker.empty()) usage("--broker is required");
     if (o.topic.empty()) usage("--topic is required");
@@ -107,7 +120,8 @@ Options parse(int argc, char** argv) {
 std::deque<std::vector<OutgoingMessage>> build(const Options& o, std::size_t count) {
     std::deque<std::vector<OutgoingMessage>> chunks;
     const postroom::Headers headers =
-        o.headers ? postroom::Headers{{"h1", std::string("v1")}, {"h2", std::string("v2")}} : postroom::Headers{};
+        o.headers ? postroom::Headers{{"h1", std::string("v1")}, {"h2", std::string("v2")}}
+                  : postroom::Headers{};
     std::string value(o.size, 'x');
     for (std::size_t i = 0; i < count; ++i) {
         if (i % o.chunk == 0) {
@@ -202,8 +216,9 @@ int main(int argc, char** argv) {
 
         if (o.warmup > 0) {
             auto w = run(p, build(o, o.warmup), o.inflight);
-            if (w.failed) throw std::runtime_error("warm-up: " + std::to_string(w.failed) +
-                                                   " messages failed: " + w.first_error);
+            if (w.failed)
+                throw std::runtime_error("warm-up: " + std::to_string(w.failed) +
+                                         " messages failed: " + w.first_error);
         }
         auto chunks = build(o, o.messages);
 
@@ -214,10 +229,13 @@ int main(int argc, char** argv) {
         result["seconds"] = elapsed;
         result["msgs_per_sec"] = static_cast<double>(o.messages) / elapsed;
         result["failed"] = out.failed;
-        if (o.inflight > 1) result["enqueue_ns_per_msg"] = out.enqueue_seconds * 1e9 / static_cast<double>(o.messages);
+        if (o.inflight > 1)
+            result["enqueue_ns_per_msg"] =
+                out.enqueue_seconds * 1e9 / static_cast<double>(o.messages);
         result["idempotence_enabled"] = p.idempotence_enabled();
         if (out.failed) {
-            result["error"] = std::to_string(out.failed) + " messages failed; first: " + out.first_error;
+            result["error"] =
+                std::to_string(out.failed) + " messages failed; first: " + out.first_error;
             rc = 1;
         }
         p.close();

@@ -425,6 +425,20 @@ def _version_str(v: Any) -> str:
     return str(v[0] if isinstance(v, tuple) else v)
 
 
+def git_facts() -> dict[str, Any]:
+    """The commit measured, and whether the sources that make postroom differed from it."""
+    def git(*a: str) -> str | None:
+        try:
+            return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    dirty = git("status", "--porcelain", "--", "core", "python", "bench/native_produce.cpp",
+                "CMakeLists.txt", "pyproject.toml")
+    return {"commit": git("rev-parse", "HEAD"),
+            "uncommitted_changes_in_measured_sources": None if dirty is None else bool(dirty)}
+
+
 def machine_facts() -> dict[str, Any]:
     model = None
     try:
@@ -536,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     load_start = os.getloadavg()
+    git_start = git_facts()  # what was measured: the state when the run started
     log(f"building inputs: {max(s.messages, s.warmup):,} values of {s.size} bytes")
     data = Data(max(s.messages, s.warmup), s.size)
 
@@ -696,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
             "native_tool": rel(native_path) if native_path else None,
         },
         "versions": versions,
+        "git": git_start,
         "machine": {**machine_facts(), "loadavg_1_5_15_at_start": load_start,
                     "loadavg_1_5_15_at_end": os.getloadavg()},
         "cases": results,
