@@ -44,29 +44,50 @@ EventMode to_mode(const std::string& mode) {
     throw py::value_error("mode must be 'binary' or 'structured', not '" + mode + "'");
 }
 
+// Remembers the last headers object converted, so a batch whose items share one headers
+// list converts it once. Only used while iterating a list or tuple: no Python code runs
+// between items then, so the object cannot change; the reference keeps its address unique.
+struct HeaderCache {
+    py::object last;
+    Headers converted;
+    const Headers& get(const py::handle& headers) {
+        if (!last || headers.ptr() != last.ptr()) {
+            converted = to_headers(headers);
+            last = py::reinterpret_borrow<py::object>(headers);
+        }
+        return converted;
+    }
+};
+
 // One item of send()/send_batch() to an outgoing message.
 OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key,
-                            const py::handle& value, const py::handle& headers, EventMode mode) {
-    if (py::isinstance<Event>(value)) {
-        auto m = to_message(value.cast<const Event&>(), topic, to_bytes(key, "key"), mode);
-        if (!headers.is_none())
-            for (auto& h : to_headers(headers)) m.headers.push_back(std::move(h));
+                            const py::handle& value, const py::handle& headers, EventMode mode,
+                            HeaderCache* cache = nullptr) {
+    auto convert_headers = [&]() -> Headers {
+        if (headers.is_none()) return {};
+        return cache ? cache->get(headers) : to_headers(headers);
+    };
+    if (!PyBytes_Check(value.ptr()) && py::isinstance<Event>(value)) {
+        auto m = to_message(value.cast<const Event&>(), topic,
+                            key.is_none() ? std::nullopt : to_bytes(key, "key"), mode);
+        for (auto& h : convert_headers()) m.headers.push_back(std::move(h));
         return m;
     }
     OutgoingMessage m;
     m.topic = topic;
-    m.key = to_bytes(key, "key");
+    if (!key.is_none()) m.key = to_bytes(key, "key");
     m.value = to_bytes(value, "value");
-    m.headers = to_headers(headers);
+    m.headers = convert_headers();
     return m;
 }
 
 std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterable& items,
                                       const py::object& key, EventMode mode) {
     std::vector<OutgoingMessage> out;
-    if (PyList_Check(items.ptr()) || PyTuple_Check(items.ptr()))
-        out.reserve(static_cast<std::size_t>(py::len(items)));
+    const bool sequence = PyList_Check(items.ptr()) || PyTuple_Check(items.ptr());
+    if (sequence) out.reserve(static_cast<std::size_t>(py::len(items)));
     const auto default_key = to_bytes(key, "key");
+    HeaderCache header_cache;
     for (auto item : items) {
         PyObject* p = item.ptr();
         if (PyBytes_Check(p)) {  // the fast path: raw values
@@ -79,12 +100,13 @@ std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterab
                            {},
                            std::nullopt});
         } else if (PyTuple_Check(p)) {
-            auto t = py::reinterpret_borrow<py::tuple>(item);
-            if (t.size() < 2 || t.size() > 3)
+            const Py_ssize_t size = PyTuple_GET_SIZE(p);
+            if (size < 2 || size > 3)
                 throw py::type_error(
                     "batch items as tuples must be (key, value) or (key, value, headers)");
-            out.push_back(to_outgoing(
-                topic, t[0], t[1], t.size() == 3 ? py::handle(t[2]) : py::handle(Py_None), mode));
+            out.push_back(to_outgoing(topic, PyTuple_GET_ITEM(p, 0), PyTuple_GET_ITEM(p, 1),
+                                      size == 3 ? PyTuple_GET_ITEM(p, 2) : Py_None, mode,
+                                      sequence ? &header_cache : nullptr));
         } else {
             out.push_back(to_outgoing(topic, key, item, py::none(), mode));
         }

@@ -44,18 +44,32 @@ py::object from_bytes(const std::optional<std::string>& value) {
 Headers to_headers(const py::handle& headers) {
     Headers out;
     if (headers.is_none()) return out;
-    auto add = [&](const py::handle& name, const py::handle& value) {
-        if (!PyUnicode_Check(name.ptr())) throw py::type_error("header names must be str");
-        out.push_back({name.cast<std::string>(), to_bytes(value, "a header value")});
+    auto add = [&](PyObject* name, PyObject* value) {
+        if (!PyUnicode_Check(name)) throw py::type_error("header names must be str");
+        Py_ssize_t size;
+        const char* data = PyUnicode_AsUTF8AndSize(name, &size);
+        if (!data) throw py::error_already_set();
+        out.push_back({std::string(data, static_cast<std::size_t>(size)),
+                       to_bytes(py::handle(value), "a header value")});
     };
-    if (PyDict_Check(headers.ptr())) {
-        for (auto item : py::reinterpret_borrow<py::dict>(headers)) add(item.first, item.second);
+    PyObject* h = headers.ptr();
+    if (PyDict_Check(h)) {
+        out.reserve(static_cast<std::size_t>(PyDict_Size(h)));
+        PyObject *name, *value;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(h, &pos, &name, &value)) add(name, value);
         return out;
     }
+    if (PyList_Check(h)) out.reserve(static_cast<std::size_t>(PyList_GET_SIZE(h)));
     for (auto item : py::reinterpret_borrow<py::iterable>(headers)) {
-        auto pair = py::reinterpret_borrow<py::sequence>(item);
-        if (pair.size() != 2) throw py::type_error("headers must be (name, value) pairs");
-        add(pair[0], pair[1]);
+        PyObject* pair = item.ptr();
+        if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+            add(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1));
+            continue;
+        }
+        auto seq = py::reinterpret_borrow<py::sequence>(item);
+        if (seq.size() != 2) throw py::type_error("headers must be (name, value) pairs");
+        add(py::object(seq[0]).ptr(), py::object(seq[1]).ptr());
     }
     return out;
 }

@@ -197,3 +197,22 @@ def test_concurrent_mark_done_from_worker_threads(broker: postroom.Broker, topic
     for m in got:
         per_partition[m.partition] = max(per_partition[m.partition], m.offset + 1)
     assert sorted(committed) == sorted((topic, p, o) for p, o in per_partition.items())
+
+
+def test_batch_headers_from_a_generator_stay_per_item(broker: postroom.Broker,
+                                                      topic: str) -> None:
+    def items():  # a fresh, mutated headers list per item: no cross-item reuse allowed
+        shared: list[tuple[str, bytes]] = []
+        for i in range(50):
+            shared.clear()
+            shared.append(("i", str(i).encode()))
+            yield ("k", str(i).encode(), list(shared))
+
+    shared_headers = {"source": b"batch", "empty": None}
+    with broker.producer() as producer:
+        producer.send_batch(items(), topic=topic)
+        producer.send_batch([("k", b"d", shared_headers)] * 5, topic=topic)
+    with broker.consumer(unique("g"), topic) as consumer:
+        got = consume(consumer, 55)
+    assert [m.header("i") for m in got[:50]] == [m.value for m in got[:50]]
+    assert all(m.headers == [("source", b"batch"), ("empty", None)] for m in got[50:])
