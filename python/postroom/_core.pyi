@@ -2,13 +2,15 @@
 postroom's C++ core (private; use the postroom package)
 """
 from __future__ import annotations
+
 import collections.abc
 import typing
+
 __all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'Message', 'TopicInfo', 'default_log_level', 'new_event_id', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
-    
+
     Required: type and source; id defaults to a fresh UUID and time to now (pass time=None to
     leave it out). data may be bytes, str, or a JSON-serialisable dict/list; the content type
     defaults to application/octet-stream, text/plain or application/json accordingly.
