@@ -359,6 +359,37 @@ std::vector<TopicPartition> Consumer::assignment() const {
     return to_vector(list.get());
 }
 
+std::map<TopicPartition, int64_t> Consumer::lag() const {
+    std::map<TopicPartition, int64_t> out;
+    if (closed()) return out;
+    auto parts = assignment();
+    if (parts.empty()) return out;
+    PartitionListHandle list(rd_kafka_topic_partition_list_new(static_cast<int>(parts.size())));
+    for (const auto& p : parts)
+        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
+    rd_kafka_position(impl_->rk.get(), list.get());
+    for (int i = 0; i < list->cnt; ++i) {
+        const auto& e = list->elems[i];
+        int64_t low = -1, high = -1;
+        int64_t lag = -1;
+        if (rd_kafka_get_watermark_offsets(impl_->rk.get(), e.topic, e.partition, &low, &high) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            high >= 0) {
+            int64_t position = e.offset >= 0 ? e.offset : -1;
+            if (position < 0) {
+                // Nothing fetched yet: count from the committed offset if we know it.
+                std::lock_guard lock(impl_->progress_mutex);
+                auto it = impl_->progress.find({e.topic, e.partition});
+                if (it != impl_->progress.end() && it->second.next_offset >= 0)
+                    position = it->second.next_offset;
+            }
+            if (position >= 0) lag = std::max<int64_t>(0, high - position);
+        }
+        out[{e.topic, e.partition}] = lag;
+    }
+    return out;
+}
+
 std::size_t Consumer::outstanding() const {
     std::lock_guard lock(impl_->progress_mutex);
     std::size_t n = 0;

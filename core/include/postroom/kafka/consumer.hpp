@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,6 +64,9 @@ public:
     void seek(const TopicPartition& partition, int64_t offset, std::chrono::milliseconds timeout);
 
     std::vector<TopicPartition> assignment() const;
+    // Per assigned partition: messages not yet fetched (high watermark - position), from
+    // the watermarks librdkafka last saw; no network round trip. -1 when unknown.
+    std::map<TopicPartition, int64_t> lag() const;
     // Delivered but not yet marked done, over all partitions.
     std::size_t outstanding() const;
 

@@ -1,0 +1,64 @@
+#pragma once
+// postroom's dead-letter record: the original key, value and headers, plus a documented
+// header family saying why and where processing failed. Every value is UTF-8 text
+// (numbers in decimal, times in RFC 3339), so any tool can read them.
+//
+//   postroom-dlt-reason              retries-exhausted | non-retryable | undecodable | too-large
+//   postroom-dlt-error-type          exception class (e.g. ValueError, postroom::CodecError)
+//   postroom-dlt-error-message       its message
+//   postroom-dlt-error-stack         stack or Python traceback, when known
+//   postroom-dlt-original-topic / -original-partition / -original-offset
+//   postroom-dlt-original-timestamp  the original record's timestamp, ms since the epoch
+//   postroom-dlt-processor           processor name (the idempotency scope)
+//   postroom-dlt-group               consumer group
+//   postroom-dlt-attempts            attempts made
+//   postroom-dlt-first-failure / -last-failure   RFC 3339 times
+//
+// Thread-safety: regular value types and pure functions.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "postroom/message.hpp"
+
+namespace postroom::runtime {
+
+namespace dlt {
+inline constexpr std::string_view prefix = "postroom-dlt-";
+inline constexpr std::string_view reason = "postroom-dlt-reason";
+inline constexpr std::string_view error_type = "postroom-dlt-error-type";
+inline constexpr std::string_view error_message = "postroom-dlt-error-message";
+inline constexpr std::string_view error_stack = "postroom-dlt-error-stack";
+inline constexpr std::string_view original_topic = "postroom-dlt-original-topic";
+inline constexpr std::string_view original_partition = "postroom-dlt-original-partition";
+inline constexpr std::string_view original_offset = "postroom-dlt-original-offset";
+inline constexpr std::string_view original_timestamp = "postroom-dlt-original-timestamp";
+inline constexpr std::string_view processor = "postroom-dlt-processor";
+inline constexpr std::string_view group = "postroom-dlt-group";
+inline constexpr std::string_view attempts = "postroom-dlt-attempts";
+inline constexpr std::string_view first_failure = "postroom-dlt-first-failure";
+inline constexpr std::string_view last_failure = "postroom-dlt-last-failure";
+}  // namespace dlt
+
+enum class DeadLetterReason { retries_exhausted, non_retryable, undecodable, too_large };
+std::string_view to_string(DeadLetterReason reason) noexcept;
+
+// Why processing failed, as the runtime saw it.
+struct Failure {
+    DeadLetterReason reason = DeadLetterReason::retries_exhausted;
+    std::string error_type;
+    std::string error_message;
+    std::string error_stack;
+    int attempts = 0;
+    std::string first_failure;  // RFC 3339
+    std::string last_failure;   // RFC 3339
+};
+
+// The record to write to `dead_letter_topic`: the original key, value and headers (earlier
+// postroom-dlt-* headers replaced), plus the postroom-dlt-* family.
+OutgoingMessage make_dead_letter(const Message& original, const Failure& failure,
+                                 const std::string& dead_letter_topic, const std::string& processor,
+                                 const std::string& group);
+
+}  // namespace postroom::runtime

@@ -1,0 +1,134 @@
+#pragma once
+// The idempotent consumer runtime: runs a handler for each event of the subscribed topics in
+// a consumer group, with at-least-once delivery and exactly-once effects.
+//
+// For each event: a transaction of the idempotency store claims the event's key (scope =
+// processor name); the handler runs with that transaction (SQL stores: its own writes join
+// it); both commit together. A key already claimed is a duplicate and skipped. A failing
+// handler is retried with backoff up to the policy's attempts; what still fails — or fails
+// with a non-retryable error, or is not a decodable event, or is too large — goes to the
+// dead-letter topic with the postroom-dlt-* headers. The source offset is committed only
+// after the event is done (effect committed or dead letter acknowledged), never ahead.
+//
+// Events are processed one at a time in poll order: per-key (and per-partition) order holds.
+// Retries block the processor (in-process retries). If the store or the dead-letter topic
+// cannot be written, the processor backs off and does not progress: nothing is lost, nothing
+// spins.
+//
+// Thread-safety: run()/run_once()/close() belong to one thread; stop() and counters() may
+// be called from any thread (stop() also from a signal handler's flag-setting code). The
+// handler runs on the thread that calls run()/run_once().
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "postroom/event.hpp"
+#include "postroom/kafka/config.hpp"
+#include "postroom/message.hpp"
+#include "postroom/runtime/retry.hpp"
+#include "postroom/stores/store.hpp"
+
+namespace postroom::runtime {
+
+// A handler's failure as the runtime records it (bindings translate their language's
+// exceptions into this; plain C++ exceptions are recorded by type name).
+class HandlerFailure : public std::runtime_error {
+public:
+    HandlerFailure(std::string type, const std::string& message, std::string stack, bool retryable)
+        : std::runtime_error(message),
+          type_(std::move(type)),
+          stack_(std::move(stack)),
+          retryable_(retryable) {}
+    const std::string& type() const noexcept { return type_; }
+    const std::string& stack() const noexcept { return stack_; }
+    bool retryable() const noexcept { return retryable_; }
+
+private:
+    std::string type_, stack_;
+    bool retryable_;
+};
+
+// Thrown by a handler to send the event straight to the dead-letter topic.
+class NonRetryableError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// What a handler gets besides the event. Valid only during the handler call.
+struct HandlerContext {
+    const Message& message;
+    int attempt;                       // 1 for the first
+    stores::Transaction* transaction;  // the store's transaction (never null)
+};
+
+using Handler = std::function<void(const Event&, HandlerContext&)>;
+using LogSink = std::function<void(int level, const std::string& line)>;
+
+struct ProcessorConfig {
+    std::string name;  // required: the idempotency scope
+    std::string broker_url = "embedded://";
+    std::string group_id;             // default: name
+    std::vector<std::string> topics;  // required
+    std::string dead_letter_topic;    // default: "<first topic>.dlq"
+    RetryPolicy retry;
+    std::size_t max_payload_bytes = 1 << 20;
+    // Idempotency key: the CloudEvent id, unless key_header names a header to use, or
+    // key_function computes it.
+    std::string key_header;
+    std::function<std::string(const Event&, const Message&)> key_function;
+    std::shared_ptr<stores::IdempotencyStore> store;  // default: a MemoryStore
+    std::size_t batch_size = 500;
+    std::chrono::milliseconds commit_interval{1000};
+    // Backoff cap while the store or the dead-letter topic cannot be written.
+    std::chrono::milliseconds blocked_backoff_max{30'000};
+    kafka::Properties consumer_properties;
+    kafka::Properties producer_properties;
+    // Called at least every 100 ms while the processor waits (polls, backoff sleeps); may
+    // call stop(). Bindings check for signals here.
+    std::function<void()> on_wait;
+    LogSink log;  // default: one structured line per event on stderr for retries/dead letters
+};
+
+struct Counters {
+    int64_t processed = 0;        // effects committed
+    int64_t duplicates = 0;       // skipped: already applied
+    int64_t retried = 0;          // retry attempts made
+    int64_t failed_attempts = 0;  // handler calls that failed
+    int64_t dead_lettered = 0;    // written to the dead-letter topic and acknowledged
+    int64_t in_flight = 0;        // being handled right now (0 or 1)
+    int64_t blocked_waits = 0;    // backoffs because the store or dead-letter topic failed
+    std::map<TopicPartition, int64_t> lag;  // per assigned partition: high watermark - position
+};
+
+class Processor {
+public:
+    Processor(ProcessorConfig config, Handler handler);
+    ~Processor();  // close()
+    Processor(Processor&&) noexcept;
+    Processor& operator=(Processor&&) noexcept;
+
+    // Polls once (waiting up to `timeout`) and handles what arrived; returns how many
+    // messages were finished.
+    std::size_t run_once(std::chrono::milliseconds timeout);
+    // run_once() until stop().
+    void run();
+    void stop() noexcept;
+    bool stopping() const noexcept;
+    // Commits what is done and leaves the group. Idempotent.
+    void close();
+
+    Counters counters() const;
+    const ProcessorConfig& config() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace postroom::runtime

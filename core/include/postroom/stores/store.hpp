@@ -1,0 +1,102 @@
+#pragma once
+// Idempotency stores: remember which events a processor has applied, so a redelivered event
+// is skipped instead of applied twice. The scope is the processor name, the key the event's
+// idempotency key (its CloudEvent id by default).
+//
+// A Transaction holds the dedupe mark and, for SQL stores, the handler's own writes: both
+// commit or roll back together. Destroying an uncommitted Transaction rolls it back.
+//
+// Thread-safety: stores may be shared between threads. A Transaction belongs to one thread.
+// Two transactions claiming the same key at once: the second waits for the first; if the
+// first commits, the second sees a duplicate; if it rolls back, the second may claim.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace postroom::stores {
+
+struct Blob {
+    std::string bytes;
+    friend bool operator==(const Blob&, const Blob&) = default;
+};
+using SqlValue = std::variant<std::monostate, int64_t, double, std::string, Blob>;
+
+struct SqlResult {
+    std::vector<std::string> columns;
+    std::vector<std::vector<SqlValue>> rows;
+    int64_t changes = 0;  // rows inserted, updated or deleted by the statement
+};
+
+class Transaction {
+public:
+    virtual ~Transaction() = default;
+    // Records (scope, key) as applied; false when it already was (a duplicate).
+    virtual bool claim(std::string_view scope, std::string_view key) = 0;
+    virtual void commit() = 0;
+    virtual void rollback() noexcept = 0;
+    // SQL stores run `sql` inside this transaction ('?' placeholders); other stores throw
+    // UsageError.
+    virtual SqlResult execute(std::string_view sql, const std::vector<SqlValue>& params = {});
+};
+
+class IdempotencyStore {
+public:
+    virtual ~IdempotencyStore() = default;
+    virtual std::unique_ptr<Transaction> begin() = 0;
+    virtual bool contains(std::string_view scope, std::string_view key) = 0;
+    // Forgets marks older than `age`; returns how many. A redelivery older than the
+    // retention is applied again: the retention is the replay horizon.
+    virtual std::size_t purge_older_than(std::chrono::seconds age) = 0;
+    virtual std::string kind() const = 0;
+};
+
+// Bounded, in-process: for tests and demos. Beyond `capacity` the oldest marks are dropped.
+class MemoryStore final : public IdempotencyStore {
+public:
+    explicit MemoryStore(std::size_t capacity = 1'000'000);
+    ~MemoryStore() override;
+    std::unique_ptr<Transaction> begin() override;
+    bool contains(std::string_view scope, std::string_view key) override;
+    std::size_t purge_older_than(std::chrono::seconds age) override;
+    std::string kind() const override { return "memory"; }
+    std::size_t size() const;
+
+    struct State;
+
+private:
+    std::shared_ptr<State> state_;
+};
+
+// SQLite: the embedded default. One file, WAL journal, synchronous=FULL; BEGIN IMMEDIATE
+// with a busy timeout so concurrent writers (threads or processes) wait instead of failing.
+class SqliteStore final : public IdempotencyStore {
+public:
+    // `path` is a file name (":memory:" for a private in-memory database). `table` must
+    // match [A-Za-z_][A-Za-z0-9_]{0,62}.
+    explicit SqliteStore(const std::string& path, const std::string& table = "postroom_processed",
+                         std::chrono::milliseconds busy_timeout = std::chrono::seconds(30));
+    ~SqliteStore() override;
+    std::unique_ptr<Transaction> begin() override;
+    bool contains(std::string_view scope, std::string_view key) override;
+    std::size_t purge_older_than(std::chrono::seconds age) override;
+    std::string kind() const override { return "sqlite"; }
+    const std::string& path() const noexcept;
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+// memory:// or sqlite:///relative/or/absolute/path.db. Throws ConfigurationError otherwise.
+std::shared_ptr<IdempotencyStore> open_store(std::string_view url);
+
+// Whether `name` is an acceptable SQL table name (allow-list pattern, no quoting tricks).
+bool is_valid_table_name(std::string_view name) noexcept;
+
+}  // namespace postroom::stores

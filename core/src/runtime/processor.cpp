@@ -1,0 +1,344 @@
+#include "postroom/runtime/processor.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <typeinfo>
+
+#include "postroom/error.hpp"
+#include "postroom/kafka/binding.hpp"
+#include "postroom/kafka/consumer.hpp"
+#include "postroom/kafka/producer.hpp"
+#include "postroom/runtime/dead_letter.hpp"
+
+namespace postroom::runtime {
+
+using namespace std::chrono;
+using Clock = steady_clock;
+
+namespace {
+
+std::string escaped(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
+}
+
+void default_log(int level, const std::string& line) {
+    static std::mutex mutex;
+    if (level > 4) return;
+    std::lock_guard lock(mutex);
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+}  // namespace
+
+struct Processor::Impl {
+    ProcessorConfig config;
+    Handler handler;
+    std::unique_ptr<kafka::Consumer> consumer;
+    std::unique_ptr<kafka::Producer> dead_letters;  // created on first dead letter
+    std::atomic<bool> stop_requested{false};
+    bool closed = false;
+    Clock::time_point last_commit = Clock::now();
+    std::mt19937_64 rng{std::random_device{}()};
+    mutable std::mutex counters_mutex;
+    Counters counts;
+
+    enum class Outcome { done, abandoned };
+
+    template <typename F>
+    void count(F&& f) {
+        std::lock_guard lock(counters_mutex);
+        f(counts);
+    }
+
+    void log(int level, std::string_view what, const Message& m, const std::string& detail) {
+        std::string line =
+            std::string("postroom level=") + (level <= 3 ? "error" : "warning") + " processor=\"" +
+            escaped(config.name) + "\" event=\"" + std::string(what) + "\" topic=\"" +
+            escaped(m.topic) + "\" partition=" + std::to_string(m.partition) +
+            " offset=" + std::to_string(m.offset) + " detail=\"" + escaped(detail) + "\"";
+        (config.log ? config.log : default_log)(level, line);
+    }
+
+    // Sleeps up to `d` in slices, calling on_wait; false when stop() was requested.
+    bool wait_for(milliseconds d) {
+        auto until = Clock::now() + d;
+        while (!stop_requested.load()) {
+            auto left = duration_cast<milliseconds>(until - Clock::now());
+            if (left.count() <= 0) return true;
+            std::this_thread::sleep_for(std::min(left, milliseconds(100)));
+            if (config.on_wait) config.on_wait();
+        }
+        return false;
+    }
+
+    double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
+
+    // Backoff for a blocked resource (store, dead-letter topic): never a hot loop.
+    milliseconds blocked_backoff(int round) {
+        auto d = milliseconds(100) * (1LL << std::min(round, 12));
+        return std::min<milliseconds>(d, config.blocked_backoff_max);
+    }
+
+    Outcome dead_letter(const Message& m, const Failure& failure) {
+        auto record =
+            make_dead_letter(m, failure, config.dead_letter_topic, config.name, config.group_id);
+        for (int round = 0;; ++round) {
+            try {
+                if (!dead_letters) {
+                    kafka::ProducerConfig pc;
+                    pc.broker_url = config.broker_url;
+                    pc.client_id = config.name + "-dead-letters";
+                    pc.linger = milliseconds(0);
+                    pc.properties = config.producer_properties;
+                    dead_letters = std::make_unique<kafka::Producer>(pc);
+                }
+                dead_letters->send(record, seconds(30));
+                count([](Counters& c) { ++c.dead_lettered; });
+                log(4, "dead-lettered", m,
+                    std::string(to_string(failure.reason)) + " after " +
+                        std::to_string(failure.attempts) + " attempt(s): " + failure.error_type +
+                        ": " + failure.error_message + " -> " + config.dead_letter_topic);
+                return Outcome::done;
+            } catch (const FatalClientError& e) {
+                dead_letters.reset();  // recreate the producer on the next round
+                log(3, "dead-letter-blocked", m, e.what());
+            } catch (const Error& e) {
+                log(3, "dead-letter-blocked", m,
+                    std::string(e.what()) + "; the processor waits until the dead-letter topic '" +
+                        config.dead_letter_topic + "' can be written");
+            }
+            count([](Counters& c) { ++c.blocked_waits; });
+            if (!wait_for(blocked_backoff(round))) return Outcome::abandoned;
+        }
+    }
+
+    std::string idempotency_key(const Event& ev, const Message& m) {
+        if (config.key_function) return config.key_function(ev, m);
+        if (!config.key_header.empty()) {
+            auto* h = find_header(m.headers, config.key_header);
+            if (!h || !h->value)
+                throw CodecError(config.key_header,
+                                 "idempotency key header '" + config.key_header + "' is missing");
+            return *h->value;
+        }
+        return ev.id;
+    }
+
+    Outcome process(const Message& m) {
+        Failure failure;
+        failure.first_failure = now_rfc3339();
+        failure.last_failure = failure.first_failure;
+        const std::size_t size = (m.value ? m.value->size() : 0) + (m.key ? m.key->size() : 0);
+        if (size > config.max_payload_bytes) {
+            failure.reason = DeadLetterReason::too_large;
+            failure.error_type = "postroom::CodecError";
+            failure.error_message = "payload of " + std::to_string(size) +
+                                    " bytes exceeds max_payload_bytes (" +
+                                    std::to_string(config.max_payload_bytes) + ")";
+            return dead_letter(m, failure);
+        }
+        Event event;
+        std::string key;
+        try {
+            event = kafka::to_event(m);
+            key = idempotency_key(event, m);
+        } catch (const CodecError& e) {
+            failure.reason = DeadLetterReason::undecodable;
+            failure.error_type = "postroom::CodecError";
+            failure.error_message = e.what();
+            return dead_letter(m, failure);
+        }
+
+        int store_round = 0;
+        for (int attempt = 1;;) {
+            if (stop_requested.load()) return Outcome::abandoned;
+            std::unique_ptr<stores::Transaction> tx;
+            bool claimed = false;
+            try {
+                tx = config.store->begin();
+                claimed = tx->claim(config.name, key);
+                if (!claimed) {
+                    tx->rollback();
+                    count([](Counters& c) { ++c.duplicates; });
+                    return Outcome::done;
+                }
+            } catch (const Error& e) {
+                // The store is unavailable: not the event's fault, so no attempt is used up.
+                tx.reset();
+                log(3, "store-blocked", m, e.what());
+                count([](Counters& c) { ++c.blocked_waits; });
+                if (!wait_for(blocked_backoff(store_round++))) return Outcome::abandoned;
+                continue;
+            }
+
+            bool retryable = true;
+            try {
+                HandlerContext ctx{m, attempt, tx.get()};
+                count([](Counters& c) { c.in_flight = 1; });
+                handler(event, ctx);
+                count([](Counters& c) { c.in_flight = 0; });
+                try {
+                    tx->commit();
+                } catch (const Error& e) {
+                    // Commit failed or is in doubt: retrying is safe, the claim dedupes it.
+                    log(3, "store-blocked", m, std::string("commit: ") + e.what());
+                    count([](Counters& c) { ++c.blocked_waits; });
+                    if (!wait_for(blocked_backoff(store_round++))) return Outcome::abandoned;
+                    continue;
+                }
+                count([](Counters& c) { ++c.processed; });
+                return Outcome::done;
+            } catch (const HandlerFailure& e) {
+                failure.error_type = e.type();
+                failure.error_message = e.what();
+                failure.error_stack = e.stack();
+                retryable = e.retryable();
+            } catch (const NonRetryableError& e) {
+                failure.error_type = "postroom::runtime::NonRetryableError";
+                failure.error_message = e.what();
+                retryable = false;
+            } catch (const CodecError& e) {
+                failure.error_type = "postroom::CodecError";
+                failure.error_message = e.what();
+                retryable = false;
+            } catch (const std::exception& e) {
+                failure.error_type = typeid(e).name();
+                failure.error_message = e.what();
+            }
+            count([](Counters& c) {
+                c.in_flight = 0;
+                ++c.failed_attempts;
+            });
+            tx.reset();  // rolls back the claim and the handler's writes
+            failure.attempts = attempt;
+            failure.last_failure = now_rfc3339();
+            if (!retryable || attempt >= config.retry.max_attempts) {
+                failure.reason = retryable ? DeadLetterReason::retries_exhausted
+                                           : DeadLetterReason::non_retryable;
+                return dead_letter(m, failure);
+            }
+            auto delay = config.retry.delay_before(attempt + 1, unit_random());
+            log(4, "retry", m,
+                "attempt " + std::to_string(attempt) + " failed: " + failure.error_type + ": " +
+                    failure.error_message + "; retrying in " + std::to_string(delay.count()) +
+                    " ms");
+            count([](Counters& c) { ++c.retried; });
+            if (!wait_for(delay)) return Outcome::abandoned;
+            ++attempt;
+        }
+    }
+
+    void commit_if_due(bool force) {
+        if (!force && Clock::now() - last_commit < config.commit_interval) return;
+        consumer->commit();
+        last_commit = Clock::now();
+    }
+};
+
+Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
+    auto& c = config;
+    if (c.name.empty())
+        throw ConfigurationError("processor name is required (the idempotency scope)");
+    if (c.topics.empty()) throw ConfigurationError("processor needs at least one topic");
+    if (!handler) throw ConfigurationError("processor needs a handler");
+    if (c.batch_size == 0) throw ConfigurationError("processor batch_size must be positive");
+    c.retry.validate();
+    if (c.group_id.empty()) c.group_id = c.name;
+    if (c.dead_letter_topic.empty()) c.dead_letter_topic = c.topics.front() + ".dlq";
+    for (const auto& t : c.topics)
+        if (t == c.dead_letter_topic)
+            throw ConfigurationError("the dead-letter topic '" + t +
+                                     "' must not be one of the processor's own topics");
+    if (!c.store) c.store = std::make_shared<stores::MemoryStore>();
+    impl_->config = std::move(config);
+    impl_->handler = std::move(handler);
+
+    kafka::ConsumerConfig cc;
+    cc.broker_url = impl_->config.broker_url;
+    cc.group_id = impl_->config.group_id;
+    cc.client_id = impl_->config.name;
+    cc.properties = impl_->config.consumer_properties;
+    impl_->consumer = std::make_unique<kafka::Consumer>(cc);
+    impl_->consumer->subscribe(impl_->config.topics);
+}
+
+Processor::~Processor() {
+    if (impl_) {
+        try {
+            close();
+        } catch (...) {
+            // Destructors do not throw; close() explicitly to see errors.
+        }
+    }
+}
+
+Processor::Processor(Processor&&) noexcept = default;
+Processor& Processor::operator=(Processor&&) noexcept = default;
+
+std::size_t Processor::run_once(milliseconds timeout) {
+    auto& impl = *impl_;
+    if (impl.closed) throw UsageError("the processor is closed");
+    if (impl.stop_requested.load()) return 0;
+    auto batch = impl.consumer->poll_batch(impl.config.batch_size, timeout);
+    std::size_t finished = 0;
+    for (const auto& m : batch) {
+        if (impl.process(m) == Impl::Outcome::abandoned) {
+            // Stopping: this message and the rest of the batch are not done and not
+            // committed; the group redelivers them.
+            break;
+        }
+        impl.consumer->mark_done(m);
+        ++finished;
+    }
+    if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
+    impl.commit_if_due(impl.stop_requested.load());
+    return finished;
+}
+
+void Processor::run() {
+    while (!impl_->stop_requested.load()) run_once(milliseconds(100));
+}
+
+void Processor::stop() noexcept {
+    impl_->stop_requested.store(true);
+}
+
+bool Processor::stopping() const noexcept {
+    return impl_->stop_requested.load();
+}
+
+void Processor::close() {
+    if (!impl_ || impl_->closed) return;
+    impl_->closed = true;
+    impl_->stop_requested.store(true);
+    impl_->consumer->close();  // commits what is done, leaves the group
+    if (impl_->dead_letters) impl_->dead_letters->close();
+}
+
+Counters Processor::counters() const {
+    Counters c;
+    {
+        std::lock_guard lock(impl_->counters_mutex);
+        c = impl_->counts;
+    }
+    if (!impl_->closed) c.lag = impl_->consumer->lag();
+    return c;
+}
+
+const ProcessorConfig& Processor::config() const noexcept {
+    return impl_->config;
+}
+
+}  // namespace postroom::runtime

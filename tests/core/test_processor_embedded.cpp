@@ -1,0 +1,323 @@
+// The idempotent consumer runtime on the embedded broker.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "postroom/embedded/broker.hpp"
+#include "postroom/error.hpp"
+#include "postroom/kafka/binding.hpp"
+#include "postroom/kafka/consumer.hpp"
+#include "postroom/kafka/producer.hpp"
+#include "postroom/runtime/dead_letter.hpp"
+#include "postroom/runtime/processor.hpp"
+
+using namespace postroom;
+using namespace postroom::kafka;
+using namespace postroom::runtime;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct EmbeddedProcessor : ::testing::Test {
+    static inline std::atomic<int> counter{0};
+    std::string name = "proc-" + std::to_string(++counter);
+    std::string url = "embedded://" + name;
+    std::shared_ptr<embedded::Broker> broker = embedded::Broker::shared(name);
+
+    void SetUp() override {
+        broker->create_topic("orders", 1);
+        broker->create_topic("orders.dlq", 1);
+    }
+
+    ProcessorConfig config() {
+        ProcessorConfig c;
+        c.name = "billing";
+        c.broker_url = url;
+        c.topics = {"orders"};
+        c.retry.initial_delay = 50ms;
+        c.retry.max_delay = 400ms;
+        c.retry.max_attempts = 3;
+        c.commit_interval = 0ms;
+        c.log = [](int, const std::string&) {};
+        return c;
+    }
+
+    Event event(int i) {
+        Event e("event-" + std::to_string(i), "/test", "order.placed");
+        e.datacontenttype = "application/json";
+        e.data = "{\"n\":" + std::to_string(i) + "}";
+        return e;
+    }
+
+    void send(const std::vector<OutgoingMessage>& messages) {
+        ProducerConfig pc;
+        pc.broker_url = url;
+        Producer p(pc);
+        p.send_batch(messages)->raise_for_failures();
+    }
+
+    void send_events(int from, int to) {
+        std::vector<OutgoingMessage> out;
+        for (int i = from; i < to; ++i)
+            out.push_back(to_message(event(i), "orders", std::string("k")));
+        send(out);
+    }
+
+    // Runs until `done()` or the deadline.
+    template <typename Done>
+    void run_until(Processor& p, Done done, std::chrono::seconds limit = 30s) {
+        auto deadline = Clock::now() + limit;
+        while (!done() && Clock::now() < deadline) p.run_once(100ms);
+    }
+
+    std::vector<Message> read_topic(const std::string& topic, std::size_t n) {
+        ConsumerConfig cc;
+        cc.broker_url = url;
+        cc.group_id = "reader-" + std::to_string(++counter);
+        Consumer c(cc);
+        c.assign({{topic, 0, Consumer::offset_beginning}});
+        std::vector<Message> got;
+        auto deadline = Clock::now() + 20s;
+        while (got.size() < n && Clock::now() < deadline)
+            for (auto& m : c.poll_batch(n - got.size(), 200ms)) got.push_back(std::move(m));
+        return got;
+    }
+
+    static std::string header(const Message& m, std::string_view name) {
+        auto* h = find_header(m.headers, name);
+        return h && h->value ? *h->value : "<missing>";
+    }
+};
+
+}  // namespace
+
+TEST_F(EmbeddedProcessor, TransientFailuresSucceedAndDelaysFollowTheSchedule) {
+    send_events(0, 1);
+    std::vector<Clock::time_point> calls;
+    auto c = config();
+    c.retry.max_attempts = 4;
+    Processor p(c, [&](const Event&, HandlerContext& ctx) {
+        calls.push_back(Clock::now());
+        EXPECT_EQ(ctx.attempt, static_cast<int>(calls.size()));
+        if (calls.size() < 3) throw std::runtime_error("transient");
+    });
+    run_until(p, [&] { return p.counters().processed == 1; });
+    auto k = p.counters();
+    EXPECT_EQ(k.processed, 1);
+    EXPECT_EQ(k.retried, 2);
+    EXPECT_EQ(k.failed_attempts, 2);
+    EXPECT_EQ(k.dead_lettered, 0);
+    ASSERT_EQ(calls.size(), 3u);
+    for (int attempt = 2; attempt <= 3; ++attempt) {
+        auto observed = std::chrono::duration_cast<std::chrono::milliseconds>(
+            calls[static_cast<std::size_t>(attempt - 1)] -
+            calls[static_cast<std::size_t>(attempt - 2)]);
+        auto [lo, hi] = c.retry.bounds(attempt);
+        EXPECT_GE(observed, lo) << "attempt " << attempt;
+        EXPECT_LE(observed, hi + 150ms) << "attempt " << attempt << " (scheduling slack)";
+    }
+}
+
+TEST_F(EmbeddedProcessor, PoisonEventIsDeadLetteredWithEveryHeaderAndTheRestFlows) {
+    send_events(0, 10);
+    std::vector<std::string> applied;
+    Processor p(config(), [&](const Event& e, HandlerContext&) {
+        if (e.id == "event-3")
+            throw HandlerFailure("ValueError", "bad amount", "Traceback: ...", true);
+        applied.push_back(e.id);
+    });
+    run_until(p, [&] { return p.counters().processed + p.counters().dead_lettered == 10; });
+    EXPECT_EQ(applied.size(), 9u);
+    for (std::size_t i = 1; i < applied.size(); ++i)
+        EXPECT_LT(std::stoi(applied[i - 1].substr(6)), std::stoi(applied[i].substr(6))) << "order";
+    auto k = p.counters();
+    EXPECT_EQ(k.dead_lettered, 1);
+    EXPECT_EQ(k.failed_attempts, 3);
+    p.close();
+    auto dlq = read_topic("orders.dlq", 1);
+    ASSERT_EQ(dlq.size(), 1u);
+    const auto& d = dlq[0];
+    EXPECT_EQ(to_event(d).id, "event-3") << "the original event, intact";
+    EXPECT_EQ(d.key, "k");
+    EXPECT_EQ(header(d, dlt::reason), "retries-exhausted");
+    EXPECT_EQ(header(d, dlt::error_type), "ValueError");
+    EXPECT_EQ(header(d, dlt::error_message), "bad amount");
+    EXPECT_EQ(header(d, dlt::error_stack), "Traceback: ...");
+    EXPECT_EQ(header(d, dlt::original_topic), "orders");
+    EXPECT_EQ(header(d, dlt::original_partition), "0");
+    EXPECT_EQ(header(d, dlt::original_offset), "3");
+    EXPECT_NE(header(d, dlt::original_timestamp), "<missing>");
+    EXPECT_EQ(header(d, dlt::processor), "billing");
+    EXPECT_EQ(header(d, dlt::group), "billing");
+    EXPECT_EQ(header(d, dlt::attempts), "3");
+    EXPECT_TRUE(is_rfc3339(header(d, dlt::first_failure)));
+    EXPECT_TRUE(is_rfc3339(header(d, dlt::last_failure)));
+}
+
+TEST_F(EmbeddedProcessor, NonRetryableErrorSkipsRetries) {
+    send_events(0, 1);
+    int calls = 0;
+    Processor p(config(), [&](const Event&, HandlerContext&) {
+        ++calls;
+        throw NonRetryableError("invalid order");
+    });
+    run_until(p, [&] { return p.counters().dead_lettered == 1; });
+    EXPECT_EQ(calls, 1);
+    p.close();
+    auto dlq = read_topic("orders.dlq", 1);
+    ASSERT_EQ(dlq.size(), 1u);
+    EXPECT_EQ(header(dlq[0], dlt::reason), "non-retryable");
+    EXPECT_EQ(header(dlq[0], dlt::attempts), "1");
+}
+
+TEST_F(EmbeddedProcessor, BadInputIsDeadLetteredWithAReasonAndNeverBlocks) {
+    std::vector<OutgoingMessage> out;
+    out.push_back({"orders", std::string("k"), std::string("not an event"), {}, std::nullopt});
+    out.push_back({"orders",
+                   std::string("k"),
+                   std::string("{broken json"),
+                   {{"content-type", std::string("application/cloudevents+json")}},
+                   std::nullopt});
+    out.push_back({"orders",
+                   std::string("k"),
+                   std::string(2000, 'x'),
+                   {{"ce_specversion", std::string("1.0")}},
+                   std::nullopt});
+    out.push_back(to_message(event(1), "orders", std::string("k")));
+    send(out);
+    auto c = config();
+    c.max_payload_bytes = 1000;
+    int handled = 0;
+    Processor p(c, [&](const Event&, HandlerContext&) { ++handled; });
+    run_until(p, [&] { return p.counters().dead_lettered + p.counters().processed == 4; });
+    EXPECT_EQ(handled, 1);
+    EXPECT_EQ(p.counters().dead_lettered, 3);
+    p.close();
+    auto dlq = read_topic("orders.dlq", 3);
+    ASSERT_EQ(dlq.size(), 3u);
+    EXPECT_EQ(header(dlq[0], dlt::reason), "undecodable");
+    EXPECT_NE(header(dlq[0], dlt::error_message).find("not a CloudEvent"), std::string::npos);
+    EXPECT_EQ(header(dlq[1], dlt::reason), "undecodable");
+    EXPECT_NE(header(dlq[1], dlt::error_message).find("JSON"), std::string::npos);
+    EXPECT_EQ(header(dlq[2], dlt::reason), "too-large");
+    EXPECT_EQ(dlq[2].value, std::string(2000, 'x'));
+}
+
+TEST_F(EmbeddedProcessor, RedeliveredEventsAreSkippedAsDuplicates) {
+    send_events(0, 3);
+    send_events(0, 3);  // the same ids again (e.g. a producer retry after a crash)
+    std::map<std::string, int> effects;
+    Processor p(config(), [&](const Event& e, HandlerContext&) { ++effects[e.id]; });
+    run_until(p, [&] { return p.counters().processed + p.counters().duplicates == 6; });
+    EXPECT_EQ(effects.size(), 3u);
+    for (auto& [id, n] : effects) EXPECT_EQ(n, 1) << id;
+    EXPECT_EQ(p.counters().duplicates, 3);
+}
+
+TEST_F(EmbeddedProcessor, StopDuringRetryDoesNotCommitAheadAndTheEventComesBack) {
+    send_events(0, 2);
+    auto store = std::make_shared<stores::MemoryStore>();
+    auto c = config();
+    c.store = store;
+    c.retry.initial_delay = 2000ms;
+    c.retry.max_delay = 2000ms;
+    {
+        Processor* self = nullptr;
+        auto stopping = c;
+        // SIGTERM arrives while the processor waits to retry event-1.
+        stopping.on_wait = [&] {
+            if (self && self->counters().failed_attempts >= 1) self->stop();
+        };
+        Processor p(stopping, [&](const Event& e, HandlerContext&) {
+            if (e.id == "event-1") throw std::runtime_error("fails until restart");
+        });
+        self = &p;
+        run_until(p, [&] { return p.stopping(); });
+        EXPECT_EQ(p.counters().processed, 1);
+        EXPECT_EQ(p.counters().failed_attempts, 1);
+        EXPECT_EQ(p.counters().dead_lettered, 0);
+        p.close();
+    }
+    std::vector<std::string> seen;
+    Processor again(c, [&](const Event& e, HandlerContext&) { seen.push_back(e.id); });
+    run_until(again, [&] { return !seen.empty(); });
+    EXPECT_EQ(seen, std::vector<std::string>{"event-1"})
+        << "event-0 was committed, event-1 was not";
+}
+
+TEST_F(EmbeddedProcessor, UnwritableDeadLetterTopicBlocksWithoutLossOrHotLoop) {
+    send_events(0, 3);
+    auto c = config();
+    c.dead_letter_topic = "missing.dlq";  // does not exist yet
+    c.retry.max_attempts = 1;
+    c.blocked_backoff_max = 400ms;
+    std::atomic<int> applied{0};
+    std::atomic<int> applied_while_blocked{-1};
+    std::atomic<int64_t> waits_before_fix{0};
+    Processor* self = nullptr;
+    Clock::time_point first_block{};
+    c.on_wait = [&] {
+        if (!self || applied_while_blocked.load() >= 0) return;
+        auto waits = self->counters().blocked_waits;
+        if (waits == 0) return;
+        if (first_block == Clock::time_point{}) first_block = Clock::now();
+        if (Clock::now() - first_block < 2s) return;
+        // Blocked for 2 s: check, then make the dead-letter topic writable.
+        applied_while_blocked = applied.load();
+        waits_before_fix = waits;
+        broker->create_topic("missing.dlq", 1);
+    };
+    Processor p(c, [&](const Event& e, HandlerContext&) {
+        if (e.id == "event-0") throw std::runtime_error("poison");
+        ++applied;
+    });
+    self = &p;
+    run_until(p, [&] { return applied.load() == 2; });
+    EXPECT_EQ(applied_while_blocked.load(), 0) << "no progress past the undeliverable dead letter";
+    EXPECT_GE(waits_before_fix.load(), 3);
+    EXPECT_LE(waits_before_fix.load(), 12) << "backs off instead of spinning";
+    EXPECT_EQ(applied.load(), 2);
+    EXPECT_EQ(p.counters().dead_lettered, 1);
+}
+
+TEST_F(EmbeddedProcessor, SqliteStoreAppliesEachEffectOnceEvenWhenAnAttemptFailsAfterWriting) {
+    auto path = std::filesystem::temp_directory_path() / (name + ".db");
+    std::filesystem::remove(path);
+    auto store = std::make_shared<stores::SqliteStore>(path.string());
+    {
+        auto tx = store->begin();
+        tx->execute("CREATE TABLE effects (event_id TEXT, amount INTEGER)");
+        tx->commit();
+    }
+    send_events(0, 5);
+    send_events(0, 5);  // duplicates
+    auto c = config();
+    c.store = store;
+    std::map<std::string, int> attempts;
+    Processor p(c, [&](const Event& e, HandlerContext& ctx) {
+        ctx.transaction->execute("INSERT INTO effects VALUES (?, ?)", {e.id, int64_t{1}});
+        if (++attempts[e.id] == 1) throw std::runtime_error("crash after writing");
+    });
+    run_until(p, [&] { return p.counters().processed + p.counters().duplicates == 10; });
+    auto tx = store->begin();
+    auto rows = tx->execute("SELECT event_id, COUNT(*) FROM effects GROUP BY event_id");
+    ASSERT_EQ(rows.rows.size(), 5u);
+    for (auto& row : rows.rows)
+        EXPECT_EQ(std::get<int64_t>(row[1]), 1) << std::get<std::string>(row[0]);
+}
+
+TEST_F(EmbeddedProcessor, ConfigurationErrorsNameTheProblem) {
+    auto c = config();
+    c.name.clear();
+    EXPECT_THROW(Processor(c, [](const Event&, HandlerContext&) {}), ConfigurationError);
+    c = config();
+    c.dead_letter_topic = "orders";
+    EXPECT_THROW(Processor(c, [](const Event&, HandlerContext&) {}), ConfigurationError);
+    c = config();
+    c.retry.max_attempts = 0;
+    EXPECT_THROW(Processor(c, [](const Event&, HandlerContext&) {}), ConfigurationError);
+}

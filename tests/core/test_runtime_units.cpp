@@ -1,0 +1,290 @@
+// Retry schedule, dead-letter records and idempotency stores: no broker needed.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "postroom/error.hpp"
+#include "postroom/runtime/dead_letter.hpp"
+#include "postroom/runtime/retry.hpp"
+#include "postroom/stores/store.hpp"
+
+using namespace postroom;
+using namespace postroom::runtime;
+using namespace postroom::stores;
+using namespace std::chrono_literals;
+
+TEST(RetryPolicy, ExponentialWithCapAndJitterBounds) {
+    RetryPolicy p;
+    p.initial_delay = 100ms;
+    p.multiplier = 2.0;
+    p.max_delay = 1000ms;
+    p.jitter = 0.2;
+    EXPECT_EQ(p.bounds(2), std::make_pair(80ms, 120ms));
+    EXPECT_EQ(p.bounds(3), std::make_pair(160ms, 240ms));
+    EXPECT_EQ(p.bounds(6), std::make_pair(800ms, 1200ms)) << "capped at max_delay before jitter";
+    std::mt19937_64 rng(7);
+    for (int attempt = 2; attempt < 10; ++attempt)
+        for (int i = 0; i < 200; ++i) {
+            auto d = p.delay_before(attempt, std::uniform_real_distribution<double>(0, 1)(rng));
+            auto [lo, hi] = p.bounds(attempt);
+            ASSERT_GE(d, lo);
+            ASSERT_LE(d, hi);
+        }
+}
+
+TEST(RetryPolicy, ValidationNamesTheField) {
+    RetryPolicy p;
+    p.max_attempts = 0;
+    EXPECT_THROW(p.validate(), ConfigurationError);
+    p = {};
+    p.multiplier = 0.5;
+    EXPECT_THROW(p.validate(), ConfigurationError);
+    p = {};
+    p.jitter = 1.0;
+    EXPECT_THROW(p.validate(), ConfigurationError);
+    p = {};
+    p.max_delay = 1ms;
+    EXPECT_THROW(p.validate(), ConfigurationError);
+}
+
+TEST(DeadLetter, KeepsTheOriginalAndAddsTheHeaderFamily) {
+    Message m;
+    m.topic = "orders";
+    m.partition = 2;
+    m.offset = 41;
+    m.key = "k";
+    m.value = std::string("\x00\x01", 2);
+    m.timestamp_ms = 1700000000000;
+    m.headers = {{"ce_id", std::string("e1")}, {"postroom-dlt-reason", std::string("old")}};
+    Failure f{DeadLetterReason::retries_exhausted,
+              "ValueError",
+              "bad",
+              "Traceback...",
+              3,
+              "2026-01-01T00:00:00Z",
+              "2026-01-01T00:00:01Z"};
+    auto out = make_dead_letter(m, f, "orders.dlq", "billing", "billing-group");
+    EXPECT_EQ(out.topic, "orders.dlq");
+    EXPECT_EQ(out.key, m.key);
+    EXPECT_EQ(out.value, m.value);
+    auto get = [&](std::string_view name) {
+        auto* h = find_header(out.headers, name);
+        return h && h->value ? *h->value : std::string("<missing>");
+    };
+    EXPECT_EQ(get("ce_id"), "e1");
+    EXPECT_EQ(get(dlt::reason), "retries-exhausted") << "earlier dlt headers are replaced";
+    EXPECT_EQ(get(dlt::error_type), "ValueError");
+    EXPECT_EQ(get(dlt::error_message), "bad");
+    EXPECT_EQ(get(dlt::error_stack), "Traceback...");
+    EXPECT_EQ(get(dlt::original_topic), "orders");
+    EXPECT_EQ(get(dlt::original_partition), "2");
+    EXPECT_EQ(get(dlt::original_offset), "41");
+    EXPECT_EQ(get(dlt::original_timestamp), "1700000000000");
+    EXPECT_EQ(get(dlt::processor), "billing");
+    EXPECT_EQ(get(dlt::group), "billing-group");
+    EXPECT_EQ(get(dlt::attempts), "3");
+    EXPECT_EQ(get(dlt::first_failure), "2026-01-01T00:00:00Z");
+    EXPECT_EQ(get(dlt::last_failure), "2026-01-01T00:00:01Z");
+}
+
+// --- stores: one contract for every implementation -------------------------------------
+
+namespace {
+std::string temp_db() {
+    static std::atomic<int> n{0};
+    auto path =
+        std::filesystem::temp_directory_path() /
+        ("postroom-store-" + std::to_string(::getpid()) + "-" + std::to_string(++n) + ".db");
+    std::filesystem::remove(path);
+    return path.string();
+}
+}  // namespace
+
+template <typename T>
+struct StoreContract : ::testing::Test {
+    std::shared_ptr<IdempotencyStore> make();
+};
+template <>
+std::shared_ptr<IdempotencyStore> StoreContract<MemoryStore>::make() {
+    return std::make_shared<MemoryStore>();
+}
+template <>
+std::shared_ptr<IdempotencyStore> StoreContract<SqliteStore>::make() {
+    return std::make_shared<SqliteStore>(temp_db());
+}
+using StoreTypes = ::testing::Types<MemoryStore, SqliteStore>;
+TYPED_TEST_SUITE(StoreContract, StoreTypes);
+
+TYPED_TEST(StoreContract, ClaimCommitThenDuplicate) {
+    auto store = this->make();
+    {
+        auto tx = store->begin();
+        EXPECT_TRUE(tx->claim("p", "e1"));
+        tx->commit();
+    }
+    EXPECT_TRUE(store->contains("p", "e1"));
+    EXPECT_FALSE(store->contains("other-processor", "e1")) << "scope = processor name";
+    auto tx = store->begin();
+    EXPECT_FALSE(tx->claim("p", "e1"));
+    tx->rollback();
+}
+
+TYPED_TEST(StoreContract, RollbackForgetsTheClaim) {
+    auto store = this->make();
+    {
+        auto tx = store->begin();
+        EXPECT_TRUE(tx->claim("p", "e1"));
+        // destroyed without commit: rolled back
+    }
+    EXPECT_FALSE(store->contains("p", "e1"));
+    auto tx = store->begin();
+    EXPECT_TRUE(tx->claim("p", "e1"));
+    tx->commit();
+}
+
+TYPED_TEST(StoreContract, RacingWorkersProduceOneEffect) {
+    auto store = this->make();
+    std::atomic<int> effects{0}, duplicates{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < 4; ++w)
+        workers.emplace_back([&] {
+            for (int i = 0; i < 50; ++i) {
+                auto tx = store->begin();
+                if (tx->claim("p", "event-" + std::to_string(i))) {
+                    ++effects;
+                    tx->commit();
+                } else {
+                    ++duplicates;
+                }
+            }
+        });
+    for (auto& t : workers) t.join();
+    EXPECT_EQ(effects.load(), 50);
+    EXPECT_EQ(duplicates.load(), 150);
+}
+
+TYPED_TEST(StoreContract, PurgeOlderThanForgetsOldMarks) {
+    auto store = this->make();
+    auto tx = store->begin();
+    tx->claim("p", "old");
+    tx->commit();
+    EXPECT_EQ(store->purge_older_than(3600s), 0u);
+    std::this_thread::sleep_for(1100ms);
+    EXPECT_EQ(store->purge_older_than(1s), 1u);
+    EXPECT_FALSE(store->contains("p", "old"));
+}
+
+TEST(MemoryStore, LoserWaitsAndClaimsIfTheWinnerRollsBack) {
+    MemoryStore store;
+    auto winner = store.begin();
+    ASSERT_TRUE(winner->claim("p", "e"));
+    std::atomic<int> loser_result{-1};
+    std::thread loser([&] {
+        auto tx = store.begin();
+        loser_result = tx->claim("p", "e") ? 1 : 0;
+        tx->commit();
+    });
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(loser_result.load(), -1) << "the loser waits for the winner's outcome";
+    winner->rollback();
+    loser.join();
+    EXPECT_EQ(loser_result.load(), 1) << "nothing was applied, so the loser applies it";
+}
+
+TEST(MemoryStore, IsBoundedByCapacity) {
+    MemoryStore store(10);
+    for (int i = 0; i < 25; ++i) {
+        auto tx = store.begin();
+        tx->claim("p", std::to_string(i));
+        tx->commit();
+    }
+    EXPECT_EQ(store.size(), 10u);
+    EXPECT_TRUE(store.contains("p", "24"));
+    EXPECT_FALSE(store.contains("p", "0"));
+}
+
+TEST(SqliteStore, HandlerWritesCommitOrRollBackWithTheMark) {
+    auto path = temp_db();
+    SqliteStore store(path);
+    {
+        auto tx = store.begin();
+        tx->execute("CREATE TABLE IF NOT EXISTS effects (id TEXT PRIMARY KEY, amount INTEGER)");
+        tx->commit();
+    }
+    {
+        auto tx = store.begin();
+        ASSERT_TRUE(tx->claim("p", "e1"));
+        tx->execute("INSERT INTO effects VALUES (?, ?)", {std::string("e1"), int64_t{10}});
+        tx->rollback();  // the handler failed
+    }
+    {
+        auto tx = store.begin();
+        auto r = tx->execute("SELECT COUNT(*) FROM effects");
+        EXPECT_EQ(std::get<int64_t>(r.rows.at(0).at(0)), 0);
+        ASSERT_TRUE(tx->claim("p", "e1")) << "the rolled-back mark is gone too";
+        tx->execute("INSERT INTO effects VALUES (?, ?)", {std::string("e1"), int64_t{10}});
+        tx->commit();
+    }
+    SqliteStore reopened(path);  // durable across connections
+    EXPECT_TRUE(reopened.contains("p", "e1"));
+    auto tx = reopened.begin();
+    auto r = tx->execute("SELECT id, amount FROM effects");
+    ASSERT_EQ(r.rows.size(), 1u);
+    EXPECT_EQ(std::get<std::string>(r.rows[0][0]), "e1");
+    EXPECT_EQ(r.columns, (std::vector<std::string>{"id", "amount"}));
+}
+
+TEST(SqliteStore, TwoConnectionsOnOneFileDedupe) {
+    auto path = temp_db();
+    SqliteStore a(path), b(path);
+    std::atomic<int> effects{0};
+    std::thread ta([&] {
+        for (int i = 0; i < 100; ++i) {
+            auto tx = a.begin();
+            if (tx->claim("p", std::to_string(i))) ++effects;
+            tx->commit();
+        }
+    });
+    std::thread tb([&] {
+        for (int i = 0; i < 100; ++i) {
+            auto tx = b.begin();
+            if (tx->claim("p", std::to_string(i))) ++effects;
+            tx->commit();
+        }
+    });
+    ta.join();
+    tb.join();
+    EXPECT_EQ(effects.load(), 100);
+}
+
+TEST(SqliteStore, HostileTableNamesAreRejectedAndNothingIsCreated) {
+    auto path = temp_db();
+    for (const std::string& bad : {std::string("x\"; DROP TABLE t; --"), std::string("semi;colon"),
+                                   std::string("with space"), std::string("ünicode"),
+                                   std::string("1starts"), std::string(""), std::string(64, 'a')}) {
+        EXPECT_THROW(SqliteStore(path, bad), ConfigurationError) << bad;
+    }
+    EXPECT_FALSE(std::filesystem::exists(path)) << "rejected before touching the database";
+    EXPECT_NO_THROW(SqliteStore(path, "_ok_Name9"));
+}
+
+TEST(SqliteStore, UnopenablePathIsAClearError) {
+    try {
+        SqliteStore store("/nonexistent-dir/x/y.db");
+        FAIL();
+    } catch (const ConfigurationError& e) {
+        EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/x/y.db"), std::string::npos);
+    }
+}
+
+TEST(Stores, OpenByUrl) {
+    EXPECT_EQ(open_store("memory://")->kind(), "memory");
+    auto path = temp_db();
+    EXPECT_EQ(open_store("sqlite:///" + path)->kind(), "sqlite");
+    EXPECT_THROW(open_store("redis-ish://x"), ConfigurationError);
+    EXPECT_THROW(open_store("sqlite://"), ConfigurationError);
+}
