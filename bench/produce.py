@@ -522,9 +522,10 @@ def main(argv: list[str] | None = None) -> int:
         cases = [c for c in cases if not c.native]
 
     import confluent_kafka
-    import postroom
     from rich.console import Console
     from rich.table import Table
+
+    import postroom
 
     # Wide enough for the table when the output is a file or a pipe.
     console = Console() if sys.stdout.isatty() else Console(width=150)

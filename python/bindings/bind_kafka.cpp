@@ -16,14 +16,6 @@ using namespace std::chrono;
 
 namespace {
 
-// A Python callable that may be released from a thread that does not hold the GIL.
-std::shared_ptr<py::function> hold(const py::function& fn) {
-    return std::shared_ptr<py::function>(new py::function(fn), [](py::function* p) {
-        py::gil_scoped_acquire gil;
-        delete p;
-    });
-}
-
 py::object retriable_value(Retriable r) {
     if (r == Retriable::yes) return py::bool_(true);
     if (r == Retriable::no) return py::bool_(false);

@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -19,6 +20,18 @@ void bind_errors(py::module_& m);
 void bind_event(py::module_& m);
 void bind_kafka(py::module_& m);
 void bind_embedded(py::module_& m);
+
+void bind_runtime(py::module_& m);
+
+// A Python object that may be released from a thread that does not hold the GIL (C++
+// callbacks keep their Python callables this way).
+template <typename T>
+std::shared_ptr<T> hold(const T& object) {
+    return std::shared_ptr<T>(new T(object), [](T* p) {
+        py::gil_scoped_acquire gil;
+        delete p;
+    });
+}
 
 // Float seconds (None = forever) to milliseconds.
 std::optional<std::chrono::milliseconds> to_timeout(const std::optional<double>& seconds);

@@ -89,4 +89,5 @@ PYBIND11_MODULE(_core, m) {
     postroom::python::bind_event(m);
     postroom::python::bind_kafka(m);
     postroom::python::bind_embedded(m);
+    postroom::python::bind_runtime(m);
 }

@@ -15,9 +15,18 @@ and Redis Streams, over a C++ core.
 
 from __future__ import annotations
 
-from . import errors
-from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo, new_event_id
+from . import errors, stores
+from ._core import (
+    BatchResult,
+    DeliveryReport,
+    Event,
+    HandlerContext,
+    Message,
+    TopicInfo,
+    new_event_id,
+)
 from .kafka import Broker, Consumer, Producer, connect
+from .processor import Processor, ProcessorCounters, RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -26,11 +35,16 @@ __all__ = [
     "Broker",
     "Consumer",
     "DeliveryReport",
+    "HandlerContext",
     "Event",
     "Message",
+    "Processor",
+    "ProcessorCounters",
     "Producer",
+    "RetryPolicy",
     "TopicInfo",
     "connect",
     "errors",
     "new_event_id",
+    "stores",
 ]

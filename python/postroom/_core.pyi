@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'Message', 'TopicInfo', 'default_log_level', 'new_event_id', 'set_default_log_level']
+__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Processor', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -282,7 +282,62 @@ class EmbeddedBroker:
     @property
     def bootstrap_servers(self) -> str:
         ...
+class IdempotencyStore:
+    def contains(self, scope: str, key: str) -> bool:
+        ...
+    def purge_older_than(self, seconds: typing.SupportsFloat | typing.SupportsIndex) -> int:
+        ...
+    @property
+    def kind(self) -> str:
+        ...
+class MemoryStore(IdempotencyStore):
+    def __init__(self, capacity: typing.SupportsInt | typing.SupportsIndex = 1000000) -> None:
+        ...
+    def __len__(self) -> int:
+        ...
+class SqliteStore(IdempotencyStore):
+    def __init__(self, path: str, table: str = 'postroom_processed', busy_timeout: typing.SupportsFloat | typing.SupportsIndex = 30.0) -> None:
+        ...
+    @property
+    def path(self) -> str:
+        ...
+class HandlerContext:
+    """
+    What a handler gets besides the event; valid only while the handler runs.
+    """
+    def execute(self, sql: str, params: collections.abc.Iterable[typing.Any] = ()) -> list[tuple[typing.Any, ...]]:
+        """
+        Runs SQL in the store's transaction (SQL stores), so the handler's writes and the dedupe mark commit or roll back together. Returns the rows.
+        """
+    @property
+    def attempt(self) -> int:
+        ...
+    @property
+    def message(self) -> Message:
+        ...
+class Processor:
+    def __init__(self, *, name: str, broker_url: str, group_id: str, topics: collections.abc.Sequence[str], handler: collections.abc.Callable[..., typing.Any], store: IdempotencyStore, dead_letter_topic: str, max_attempts: typing.SupportsInt | typing.SupportsIndex, initial_delay: typing.SupportsFloat | typing.SupportsIndex, multiplier: typing.SupportsFloat | typing.SupportsIndex, max_delay: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, non_retryable: tuple[type[BaseException], ...], max_payload_bytes: typing.SupportsInt | typing.SupportsIndex, key_header: str, key_function: typing.Any, batch_size: typing.SupportsInt | typing.SupportsIndex, commit_interval: typing.SupportsFloat | typing.SupportsIndex, blocked_backoff_max: typing.SupportsFloat | typing.SupportsIndex, consumer_properties: dict[str, str], producer_properties: dict[str, str]) -> None:
+        ...
+    def close(self) -> None:
+        ...
+    def counters(self) -> dict[str, typing.Any]:
+        ...
+    def run_once(self, timeout: typing.SupportsFloat | typing.SupportsIndex = 0.1) -> int:
+        ...
+    def stop(self) -> None:
+        ...
+    @property
+    def dead_letter_topic(self) -> str:
+        ...
+    @property
+    def group_id(self) -> str:
+        ...
+    @property
+    def stopping(self) -> bool:
+        ...
 def default_log_level() -> int:
+    ...
+def is_valid_table_name(name: str) -> bool:
     ...
 def new_event_id() -> str:
     """

@@ -54,7 +54,15 @@ class UsageError(PostroomError, RuntimeError):
     retriable = False
 
 
+class NonRetryableError(PostroomError):
+    """Raise from a handler to send the event straight to the dead-letter topic: retrying
+    cannot help (invalid content, a business rule that will never pass, ...)."""
+
+    retriable = False
+
+
 __all__ = [
+    "NonRetryableError",
     "PostroomError",
     "ConfigurationError",
     "TransportError",

@@ -9,8 +9,9 @@ import os
 import uuid
 from collections.abc import Iterator
 
-import postroom
 import pytest
+
+import postroom
 
 _counter = itertools.count()
 

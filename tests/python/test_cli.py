@@ -8,8 +8,9 @@ import signal
 import subprocess
 import sys
 
-import postroom
 import pytest
+
+import postroom
 
 from .conftest import unique
 

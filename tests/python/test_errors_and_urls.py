@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-import postroom
 import pytest
+
+import postroom
 from postroom import errors
 
 pytestmark = pytest.mark.unit

@@ -4,10 +4,11 @@ import copy
 import json
 from datetime import datetime, timedelta, timezone
 
-import postroom
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import postroom
 from postroom.errors import CodecError
 
 pytestmark = pytest.mark.unit

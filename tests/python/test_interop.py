@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-import postroom
 import pytest
 from cloudevents.http import CloudEvent
 from cloudevents.kafka import KafkaMessage, from_binary, to_binary
 from confluent_kafka import Consumer as ForeignConsumer
 from confluent_kafka import Producer as ForeignProducer
+
+import postroom
 
 from .conftest import unique
 

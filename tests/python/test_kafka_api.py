@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 
-import postroom
 import pytest
+
+import postroom
 from postroom import errors
 
 from .conftest import unique

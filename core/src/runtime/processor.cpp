@@ -7,6 +7,7 @@
 #include <thread>
 #include <typeinfo>
 
+#include "crash_points.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/consumer.hpp"
@@ -106,6 +107,7 @@ struct Processor::Impl {
                 }
                 dead_letters->send(record, seconds(30));
                 count([](Counters& c) { ++c.dead_lettered; });
+                detail::crash_point("after-dead-letter");
                 log(4, "dead-lettered", m,
                     std::string(to_string(failure.reason)) + " after " +
                         std::to_string(failure.attempts) + " attempt(s): " + failure.error_type +
@@ -189,6 +191,7 @@ struct Processor::Impl {
                 count([](Counters& c) { c.in_flight = 1; });
                 handler(event, ctx);
                 count([](Counters& c) { c.in_flight = 0; });
+                detail::crash_point("after-handler");
                 try {
                     tx->commit();
                 } catch (const Error& e) {
@@ -199,6 +202,7 @@ struct Processor::Impl {
                     continue;
                 }
                 count([](Counters& c) { ++c.processed; });
+                detail::crash_point("after-store-commit");
                 return Outcome::done;
             } catch (const HandlerFailure& e) {
                 failure.error_type = e.type();
@@ -242,7 +246,7 @@ struct Processor::Impl {
 
     void commit_if_due(bool force) {
         if (!force && Clock::now() - last_commit < config.commit_interval) return;
-        consumer->commit();
+        if (!consumer->commit().empty()) detail::crash_point("after-offset-commit");
         last_commit = Clock::now();
     }
 };

@@ -14,8 +14,8 @@ using Key = std::pair<std::string, std::string>;
 
 SqlResult Transaction::execute(std::string_view, const std::vector<SqlValue>&) {
     throw UsageError(
-        "this idempotency store has no SQL transaction; use SqliteStore or "
-        "PostgresStore to write effects atomically with the dedupe mark");
+        "this idempotency store has no SQL transaction; use a SQL store (SQLite or "
+        "PostgreSQL) to write effects atomically with the dedupe mark");
 }
 
 struct MemoryStore::State {

@@ -1,0 +1,176 @@
+"""The idempotent consumer runtime: ``postroom.Processor`` and ``postroom.RetryPolicy``."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any
+
+from . import _core
+from ._core import Event, HandlerContext, Message
+from .kafka import Broker
+from .stores import IdempotencyStore, MemoryStore
+
+Handler = Callable[[Event, HandlerContext], Any]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter: the delay before retry *n* (n = 1, 2, ...) is
+    ``initial_delay * multiplier**(n-1)``, capped at ``max_delay``, varied by ±``jitter``.
+    ``max_attempts`` counts every call of the handler, the first included.
+
+    Exceptions that are instances of ``non_retryable`` (and
+    ``postroom.errors.NonRetryableError``) skip the retries and go to the dead-letter
+    topic at once.
+    """
+
+    max_attempts: int = 5
+    initial_delay: float = 0.1
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: float = 0.2
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessorCounters:
+    processed: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    failed_attempts: int = 0
+    dead_lettered: int = 0
+    in_flight: int = 0
+    blocked_waits: int = 0
+    lag: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        """Events done: applied, skipped as duplicates, or dead-lettered."""
+        return self.processed + self.duplicates + self.dead_lettered
+
+
+class Processor:
+    """Runs ``handler(event, context)`` for each event of ``topics`` in consumer group
+    ``group`` (default: ``name``), with at-least-once delivery and exactly-once effects.
+
+    - Dedupe: the idempotency key (the CloudEvent id, or ``key_header``, or ``key(event,
+      message)``) is claimed in ``store`` (scope = ``name``) in the same transaction as the
+      handler's SQL writes (``context.execute(...)`` with a SQL store).
+    - Retries: failures are retried in process per ``retry``; then the event goes to
+      ``dead_letter_topic`` (default ``<topic>.dlq``) with the ``postroom-dlt-*`` headers.
+      Undecodable, non-CloudEvent or oversized input goes there at once.
+    - Offsets are committed only for finished events. SIGINT/SIGTERM stop ``run()``
+      cleanly: the event in progress is not committed and comes back on restart.
+
+    Events are handled one at a time in arrival order, so per-key order holds.
+    """
+
+    def __init__(self, broker: Broker | str, *, name: str, topics: str | Iterable[str],
+                 handler: Handler, group: str | None = None,
+                 store: IdempotencyStore | None = None, retry: RetryPolicy | None = None,
+                 dead_letter_topic: str | None = None, key_header: str | None = None,
+                 key: Callable[[Event, Message], str] | None = None,
+                 max_payload_bytes: int = 1 << 20, batch_size: int = 500,
+                 commit_interval: float = 1.0, blocked_backoff_max: float = 30.0,
+                 consumer_properties: Mapping[str, str] | None = None,
+                 producer_properties: Mapping[str, str] | None = None) -> None:
+        if isinstance(broker, str):
+            from .kafka import connect
+
+            broker = connect(broker)
+        self.broker = broker
+        self.name = name
+        self.retry = retry or RetryPolicy()
+        self.store = store if store is not None else MemoryStore()
+        names = [topics] if isinstance(topics, str) else list(topics)
+        self._p = _core.Processor(
+            name=name, broker_url=broker.url, group_id=group or "", topics=names,
+            handler=handler, store=self.store, dead_letter_topic=dead_letter_topic or "",
+            max_attempts=self.retry.max_attempts, initial_delay=self.retry.initial_delay,
+            multiplier=self.retry.multiplier, max_delay=self.retry.max_delay,
+            jitter=self.retry.jitter, non_retryable=tuple(self.retry.non_retryable),
+            max_payload_bytes=max_payload_bytes, key_header=key_header or "",
+            key_function=key, batch_size=batch_size, commit_interval=commit_interval,
+            blocked_backoff_max=blocked_backoff_max,
+            consumer_properties={**broker.properties, **(consumer_properties or {})},
+            producer_properties={**broker.properties, **(producer_properties or {})})
+
+    def __repr__(self) -> str:
+        return (f"Processor({self.name!r}, broker={self.broker.url!r}, "
+                f"dead_letter_topic={self.dead_letter_topic!r})")
+
+    def __enter__(self) -> Processor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return str(self._p.dead_letter_topic)
+
+    @property
+    def group(self) -> str:
+        return str(self._p.group_id)
+
+    @property
+    def counters(self) -> ProcessorCounters:
+        return ProcessorCounters(**self._p.counters())
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._p.stopping)
+
+    def run_once(self, timeout: float = 0.1) -> int:
+        """Polls once and handles what arrived; returns how many events finished."""
+        return int(self._p.run_once(timeout))
+
+    def run(self, *, max_events: int | None = None, idle_timeout: float | None = None,
+            handle_signals: bool = True) -> ProcessorCounters:
+        """Runs until stop(), SIGINT or SIGTERM, or — if given — until ``max_events``
+        events finished or none arrived for ``idle_timeout`` seconds (counted once the
+        group assigned partitions). Returns the counters."""
+        restore: list[tuple[int, Any]] = []
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                self.stop()
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                restore.append((signum, signal.signal(signum, on_signal)))
+        try:
+            finished = 0
+            last_activity: float | None = None
+            while not self._p.stopping:
+                n = self.run_once(0.1)
+                finished += n
+                now = time.monotonic()
+                if n:
+                    last_activity = now
+                elif last_activity is None and self._p.counters()["lag"]:
+                    last_activity = now  # partitions assigned: the idle clock starts
+                if max_events is not None and finished >= max_events:
+                    break
+                if (idle_timeout is not None and last_activity is not None
+                        and now - last_activity >= idle_timeout):
+                    break
+        finally:
+            for restored, previous in restore:
+                signal.signal(restored, previous)
+        return self.counters
+
+    def stop(self) -> None:
+        """Asks run() to stop; safe from any thread and from signal handlers."""
+        self._p.stop()
+
+    def close(self) -> None:
+        """Commits what is finished and leaves the group."""
+        self._p.close()
+
+
+__all__ = ["Handler", "Processor", "ProcessorCounters", "RetryPolicy"]

@@ -1,0 +1,43 @@
+"""Idempotency stores: where a processor remembers which events it already applied.
+
+- :class:`MemoryStore` — bounded, in-process; for tests and demos.
+- :class:`SQLiteStore` — the embedded default: one file; the handler's own SQL writes join
+  the store's transaction (``context.execute(...)``), so effect and dedupe mark commit or
+  roll back together.
+
+A mark older than the retention you purge with (``purge_older_than``) is forgotten: an event
+redelivered after that is applied again. The retention is your replay horizon.
+"""
+
+from __future__ import annotations
+
+import os
+
+from . import _core
+
+IdempotencyStore = _core.IdempotencyStore
+
+
+class MemoryStore(_core.MemoryStore):
+    """In-process, bounded to ``capacity`` marks (the oldest are dropped beyond it)."""
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        super().__init__(capacity)
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(size={len(self)})"
+
+
+class SQLiteStore(_core.SqliteStore):
+    """A SQLite file (WAL, synchronous=FULL). ``table`` must match
+    ``[A-Za-z_][A-Za-z0-9_]{0,62}``; it is created if missing."""
+
+    def __init__(self, path: str | os.PathLike[str], *, table: str = "postroom_processed",
+                 busy_timeout: float = 30.0) -> None:
+        super().__init__(os.fspath(path), table, busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+
+__all__ = ["IdempotencyStore", "MemoryStore", "SQLiteStore"]

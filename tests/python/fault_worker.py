@@ -1,0 +1,42 @@
+"""A processor process for the fault tests: applies events into a SQLite ledger (an
+unguarded effect log: no uniqueness, so a duplicate effect shows up as a second row) and
+appends every delivery to a text file. Exits 0 when the topic has been idle for 3 s."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import postroom
+from postroom.stores import SQLiteStore
+
+
+def main() -> None:
+    url, topic, group, db, deliveries, delay = sys.argv[1:7]
+    store = SQLiteStore(db)
+    pause = float(delay)
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        with open(deliveries, "a") as log:
+            log.write(event.id + "\n")
+        if event.type == "poison":
+            raise ValueError("poison event")
+        if pause:
+            time.sleep(pause)
+        context.execute("CREATE TABLE IF NOT EXISTS ledger (event_id TEXT, partition INTEGER)")
+        context.execute("INSERT INTO ledger VALUES (?, ?)", (event.id, context.message.partition))
+
+    processor = postroom.Processor(
+        url, name="fault-worker", group=group, topics=topic, handler=handler, store=store,
+        retry=postroom.RetryPolicy(max_attempts=2, initial_delay=0.05),
+        commit_interval=0.0, consumer_properties={"session.timeout.ms": "6000"})
+    print("started", flush=True)
+    counters = processor.run(idle_timeout=3.0)
+    processor.close()
+    print(json.dumps({"processed": counters.processed, "duplicates": counters.duplicates,
+                      "dead_lettered": counters.dead_lettered}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,227 @@
+"""postroom.Processor: retries, dead letters, dedupe and bad input, on the embedded broker
+and the real one."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+import postroom
+from postroom import errors
+from postroom.stores import MemoryStore, SQLiteStore
+
+from .conftest import unique
+
+pytestmark = pytest.mark.contract
+
+FAST = postroom.RetryPolicy(max_attempts=3, initial_delay=0.05, max_delay=0.2)
+
+
+@pytest.fixture
+def topics(broker: postroom.Broker):
+    name = unique("proc")
+    broker.create_topic(name, 1)
+    broker.create_topic(name + ".dlq", 1)
+    yield name
+    if not broker.is_embedded:
+        broker.delete_topic(name)
+        broker.delete_topic(name + ".dlq")
+
+
+def send_events(broker: postroom.Broker, topic: str, ids: list[str]) -> None:
+    events = [postroom.Event(type="order.placed", source="/test", id=i, data={"id": i})
+              for i in ids]
+    with broker.producer() as producer:
+        producer.send_batch([("k", e) for e in events], topic=topic)
+
+
+def dead_letters(broker: postroom.Broker, topic: str, n: int) -> list[postroom.Message]:
+    with broker.consumer(unique("dlq-reader"), topic + ".dlq") as consumer:
+        return list(consumer.messages(idle_timeout=5.0, limit=n))
+
+
+def run_until_finished(processor: postroom.Processor, n: int, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while processor.counters.finished < n and time.monotonic() < deadline:
+        processor.run_once(0.1)
+    assert processor.counters.finished == n, processor.counters
+
+
+def test_transient_failures_succeed_within_the_attempt_limit(broker: postroom.Broker,
+                                                             topics: str) -> None:
+    send_events(broker, topics, ["e1"])
+    calls: list[float] = []
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        calls.append(time.monotonic())
+        assert context.attempt == len(calls)
+        assert context.message.topic == topics
+        if len(calls) < 3:
+            raise ConnectionError("database blip")
+
+    policy = postroom.RetryPolicy(max_attempts=4, initial_delay=0.1, multiplier=2.0,
+                                  max_delay=1.0, jitter=0.2)
+    with postroom.Processor(broker, name=unique("p"), topics=topics, handler=handler,
+                            retry=policy) as processor:
+        run_until_finished(processor, 1)
+        counters = processor.counters
+    assert (counters.processed, counters.retried, counters.dead_lettered) == (1, 2, 0)
+    first_gap, second_gap = calls[1] - calls[0], calls[2] - calls[1]
+    assert 0.08 <= first_gap <= 0.12 + 0.15
+    assert 0.16 <= second_gap <= 0.24 + 0.15
+
+
+def test_poison_event_is_dead_lettered_and_the_partition_keeps_flowing(
+        broker: postroom.Broker, topics: str) -> None:
+    ids = [f"e{i}" for i in range(8)]
+    send_events(broker, topics, ids)
+    applied: list[str] = []
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        if event.id == "e2":
+            raise ValueError("amount must be positive")
+        applied.append(event.id)
+
+    with postroom.Processor(broker, name="billing", group=unique("g"), topics=topics,
+                            handler=handler, retry=FAST) as processor:
+        run_until_finished(processor, 8)
+        assert processor.counters.dead_lettered == 1
+    assert applied == [i for i in ids if i != "e2"]
+    (letter,) = dead_letters(broker, topics, 1)
+    assert letter.event().id == "e2" and letter.key == b"k"
+    headers = dict(letter.headers)
+    assert headers["postroom-dlt-reason"] == b"retries-exhausted"
+    assert headers["postroom-dlt-error-type"] == b"ValueError"
+    assert headers["postroom-dlt-error-message"] == b"amount must be positive"
+    assert b"Traceback" in headers["postroom-dlt-error-stack"]
+    assert b"raise ValueError" in headers["postroom-dlt-error-stack"]
+    assert headers["postroom-dlt-original-topic"] == topics.encode()
+    assert headers["postroom-dlt-original-partition"] == b"0"
+    assert headers["postroom-dlt-original-offset"] == b"2"
+    assert headers["postroom-dlt-processor"] == b"billing"
+    assert headers["postroom-dlt-attempts"] == b"3"
+    for name in ("original-timestamp", "group", "first-failure", "last-failure"):
+        assert headers[f"postroom-dlt-{name}"], name
+    assert headers["ce_id"] == b"e2", "the original headers are kept"
+
+
+def test_non_retryable_errors_skip_the_retries(broker: postroom.Broker, topics: str) -> None:
+    send_events(broker, topics, ["a", "b", "c"])
+    calls: dict[str, int] = {}
+
+    class InvalidOrder(Exception):
+        pass
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        calls[event.id] = calls.get(event.id, 0) + 1
+        if event.id == "a":
+            raise errors.NonRetryableError("rejected by a business rule")
+        if event.id == "b":
+            raise InvalidOrder("never valid")
+
+    policy = postroom.RetryPolicy(max_attempts=5, initial_delay=0.05,
+                                  non_retryable=(InvalidOrder,))
+    with postroom.Processor(broker, name=unique("p"), topics=topics, handler=handler,
+                            retry=policy) as processor:
+        run_until_finished(processor, 3)
+    assert calls == {"a": 1, "b": 1, "c": 1}
+    letters = dead_letters(broker, topics, 2)
+    assert [dict(m.headers)["postroom-dlt-reason"] for m in letters] == [b"non-retryable"] * 2
+    assert dict(letters[1].headers)["postroom-dlt-error-type"].endswith(b"InvalidOrder")
+
+
+def test_bad_input_is_dead_lettered_with_a_reason(broker: postroom.Broker, topics: str) -> None:
+    with broker.producer() as producer:
+        producer.send(b"plain bytes, not an event", topic=topics, key="k")
+        producer.send(b'{"specversion": "1.0", "id": ', topic=topics, key="k",
+                      headers=[("content-type", b"application/cloudevents+json")])
+        producer.send(postroom.Event(type="t", source="/s", data=b"x" * 5000), topic=topics,
+                      key="k")
+        producer.send(postroom.Event(type="t", source="/s", id="fine"), topic=topics, key="k")
+    handled: list[str] = []
+    with postroom.Processor(broker, name=unique("p"), topics=topics, max_payload_bytes=4096,
+                            handler=lambda e, c: handled.append(e.id)) as processor:
+        run_until_finished(processor, 4)
+    assert handled == ["fine"]
+    reasons = [dict(m.headers)["postroom-dlt-reason"] for m in dead_letters(broker, topics, 3)]
+    assert reasons == [b"undecodable", b"undecodable", b"too-large"]
+
+
+def test_redelivered_events_are_applied_once(broker: postroom.Broker, topics: str) -> None:
+    send_events(broker, topics, ["x", "y"])
+    send_events(broker, topics, ["x", "y", "z"])
+    effects: list[str] = []
+    store = MemoryStore()
+    with postroom.Processor(broker, name="once", group=unique("g"), topics=topics, store=store,
+                            handler=lambda e, c: effects.append(e.id)) as processor:
+        run_until_finished(processor, 5)
+        assert processor.counters.duplicates == 2
+    assert effects == ["x", "y", "z"]
+    assert store.contains("once", "x") and not store.contains("other", "x")
+
+
+def test_sqlite_store_commits_effects_with_the_dedupe_mark(broker: postroom.Broker, topics: str,
+                                                           tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "effects.db")
+    send_events(broker, topics, [f"e{i}" for i in range(6)])
+    send_events(broker, topics, ["e0", "e1"])  # duplicates
+    attempts: dict[str, int] = {}
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        context.execute("CREATE TABLE IF NOT EXISTS ledger (event_id TEXT, amount INTEGER)")
+        context.execute("INSERT INTO ledger VALUES (?, ?)", (event.id, 10))
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        if attempts[event.id] == 1:
+            raise TimeoutError("crashed after writing")  # the write must roll back
+
+    with postroom.Processor(broker, name=unique("p"), topics=topics, store=store,
+                            handler=handler, retry=FAST) as processor:
+        run_until_finished(processor, 8)
+        assert processor.counters.duplicates == 2
+
+    import sqlite3
+
+    rows = sqlite3.connect(tmp_path / "effects.db").execute(
+        "SELECT event_id, COUNT(*) FROM ledger GROUP BY event_id ORDER BY event_id").fetchall()
+    assert rows == [(f"e{i}", 1) for i in range(6)]
+
+
+def test_memory_store_has_no_sql_and_says_so(broker: postroom.Broker, topics: str) -> None:
+    send_events(broker, topics, ["e"])
+    with postroom.Processor(broker, name=unique("p"), topics=topics, retry=FAST,
+                            handler=lambda e, c: c.execute("SELECT 1")) as processor:
+        run_until_finished(processor, 1)
+        assert processor.counters.dead_lettered == 1
+        assert processor.counters.failed_attempts == 1, "a usage error is not retried"
+    (letter,) = dead_letters(broker, topics, 1)
+    assert b"use a SQL store" in dict(letter.headers)["postroom-dlt-error-message"]
+
+
+def test_idempotency_key_from_a_header_or_a_function(broker: postroom.Broker,
+                                                     topics: str) -> None:
+    with broker.producer() as producer:
+        for _ in range(3):  # three events (fresh ids) carrying the same business key
+            producer.send(postroom.Event(type="t", source="/s"), topic=topics, key="k",
+                          headers=[("order-id", b"order-1")])
+    effects: list[str] = []
+    with postroom.Processor(broker, name=unique("p"), topics=topics, key_header="order-id",
+                            handler=lambda e, c: effects.append(e.id)) as processor:
+        run_until_finished(processor, 3)
+        assert processor.counters.duplicates == 2
+    assert len(effects) == 1
+
+
+@pytest.mark.unit
+def test_configuration_errors_are_clear(tmp_path: Path) -> None:
+    broker = postroom.connect("embedded://config-errors")
+    broker.create_topic("t", 1)
+    with pytest.raises(errors.ConfigurationError, match="name is required"):
+        postroom.Processor(broker, name="", topics="t", handler=lambda e, c: None)
+    with pytest.raises(errors.ConfigurationError, match="max_attempts"):
+        postroom.Processor(broker, name="p", topics="t", handler=lambda e, c: None,
+                           retry=postroom.RetryPolicy(max_attempts=0))
+    with pytest.raises(errors.ConfigurationError, match="not allowed"):
+        SQLiteStore(tmp_path / "x.db", table='x"; DROP TABLE y; --')
+    assert not (tmp_path / "x.db").exists()

@@ -1,0 +1,147 @@
+"""Faults against the real broker: the processor process is crashed at each durability
+boundary, killed with SIGKILL or stopped with SIGTERM, then restarted. Counted: lost = 0 and
+duplicate effects = 0 (the ledger has no uniqueness, so duplicates would show); duplicate
+deliveries are allowed and reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+import postroom
+
+from .conftest import unique
+
+pytestmark = [pytest.mark.kafka, pytest.mark.robustness]
+
+WORKER = Path(__file__).with_name("fault_worker.py")
+
+
+class Run:
+    def __init__(self, kafka_url: str, tmp_path: Path, events: int, poison: int = 0) -> None:
+        self.url = kafka_url
+        self.broker = postroom.connect(kafka_url)
+        self.topic = unique("fault")
+        self.group = unique("fault-group")
+        self.broker.create_topic(self.topic, 2)
+        self.broker.create_topic(self.topic + ".dlq", 1)
+        self.db = tmp_path / "ledger.db"
+        self.deliveries = tmp_path / "deliveries.txt"
+        self.ids = [f"ev-{i:04d}" for i in range(events)]
+        items = [(f"key-{i % 5}", postroom.Event(type="order", source="/fault", id=i_))
+                 for i, i_ in enumerate(self.ids)]
+        items += [("key-0", postroom.Event(type="poison", source="/fault", id=f"poison-{n}"))
+                  for n in range(poison)]
+        with self.broker.producer() as producer:
+            producer.send_batch(items, topic=self.topic)
+
+    def start(self, delay: float = 0.0, crash_point: str | None = None) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items() if k != "POSTROOM_CRASH_POINT"}
+        if crash_point:
+            env["POSTROOM_CRASH_POINT"] = crash_point
+        return subprocess.Popen(
+            [sys.executable, str(WORKER), self.url, self.topic, self.group, str(self.db),
+             str(self.deliveries), str(delay)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    def finish(self) -> dict[str, int]:
+        """Restarts the worker and lets it drain; returns its counters."""
+        proc = self.start()
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        return dict(json.loads(out.splitlines()[-1]))
+
+    def check(self) -> dict[str, int]:
+        rows = sqlite3.connect(self.db).execute("SELECT event_id FROM ledger").fetchall()
+        applied = Counter(r[0] for r in rows)
+        deliveries = Counter(self.deliveries.read_text().split())
+        figures = {
+            "lost": len(set(self.ids) - set(applied)),
+            "duplicate_effects": sum(n - 1 for n in applied.values() if n > 1),
+            "duplicate_deliveries": sum(n - 1 for n in deliveries.values() if n > 1),
+        }
+        assert figures["lost"] == 0, figures
+        assert figures["duplicate_effects"] == 0, figures
+        assert set(applied) == set(self.ids), "nothing but the real events was applied"
+        return figures
+
+    def cleanup(self) -> None:
+        self.broker.delete_topic(self.topic)
+        self.broker.delete_topic(self.topic + ".dlq")
+
+
+@pytest.mark.parametrize("crash_point", ["after-handler:7", "after-store-commit:7",
+                                         "after-offset-commit:1"])
+def test_crash_at_each_durability_boundary(kafka_url: str, tmp_path: Path,
+                                           crash_point: str) -> None:
+    run = Run(kafka_url, tmp_path, events=40)
+    proc = run.start(crash_point=crash_point)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 137, err
+    name = crash_point.split(":")[0]
+    assert f"crash point '{name}' reached" in err
+    counters = run.finish()
+    run.check()
+    if name == "after-store-commit":
+        assert counters["duplicates"] >= 1, "the committed event came back and was skipped"
+    run.cleanup()
+
+
+def test_crash_after_dead_letter_loses_nothing(kafka_url: str, tmp_path: Path) -> None:
+    run = Run(kafka_url, tmp_path, events=10, poison=1)
+    proc = run.start(crash_point="after-dead-letter:1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 137, err
+    run.finish()
+    run.check()
+    with run.broker.consumer(unique("r"), run.topic + ".dlq") as consumer:
+        letters = list(consumer.messages(idle_timeout=5.0))
+    assert {m.event().id for m in letters} == {"poison-0"}, "dead-lettered (maybe twice), not lost"
+    run.cleanup()
+
+
+def test_kill_9_mid_run_then_restart(kafka_url: str, tmp_path: Path) -> None:
+    run = Run(kafka_url, tmp_path, events=150)
+    proc = run.start(delay=0.02)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # kill once some but not all work is done
+        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 40:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=10)
+    done_before = len(run.deliveries.read_text().split())
+    assert 40 <= done_before < 150
+    run.finish()
+    run.check()
+    run.cleanup()
+
+
+def test_sigterm_stops_cleanly_and_nothing_is_lost(kafka_url: str, tmp_path: Path) -> None:
+    run = Run(kafka_url, tmp_path, events=100)
+    proc = run.start(delay=0.02)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 20:
+            break
+        time.sleep(0.05)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - sent < 10, "a clean stop does not wait for the whole backlog"
+    run.finish()
+    figures = run.check()
+    assert figures["duplicate_deliveries"] == 0, "a clean stop commits what it finished"
+    run.cleanup()
