@@ -145,3 +145,30 @@ def test_sigterm_stops_cleanly_and_nothing_is_lost(kafka_url: str, tmp_path: Pat
     figures = run.check()
     assert figures["duplicate_deliveries"] == 0, "a clean stop commits what it finished"
     run.cleanup()
+
+
+SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
+
+
+def test_broker_killed_and_restarted_during_processing(kafka_url: str, tmp_path: Path) -> None:
+    run = Run(kafka_url, tmp_path, events=120)
+    proc = run.start(delay=0.03)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 30:
+            break
+        time.sleep(0.05)
+    subprocess.run([str(SERVICES), "kill", "kafka"], check=True, capture_output=True)
+    time.sleep(3)
+    subprocess.run([str(SERVICES), "start", "kafka"], check=True, capture_output=True,
+                   timeout=180)
+    # The worker rides out the outage (or stops when idle); either way a restart drains.
+    try:
+        proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+    run.finish()
+    run.check()
+    run.cleanup()

@@ -76,9 +76,10 @@ struct Processor::Impl {
     bool wait_for(milliseconds d) {
         auto until = Clock::now() + d;
         while (!stop_requested.load()) {
-            auto left = duration_cast<milliseconds>(until - Clock::now());
-            if (left.count() <= 0) return true;
-            std::this_thread::sleep_for(std::min(left, milliseconds(100)));
+            // Compare time points, not truncated milliseconds: never wake up early.
+            auto left = until - Clock::now();
+            if (left <= Clock::duration::zero()) return true;
+            std::this_thread::sleep_for(std::min<Clock::duration>(left, milliseconds(100)));
             if (config.on_wait) config.on_wait();
         }
         return false;
