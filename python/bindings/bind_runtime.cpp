@@ -144,6 +144,20 @@ void bind_runtime(py::module_& m) {
              py::arg("busy_timeout") = 30.0)
         .def_property_readonly("path", &SqliteStore::path);
 
+    py::class_<PostgresStore, IdempotencyStore, std::shared_ptr<PostgresStore>>(m, "PostgresStore")
+        .def(py::init([](const std::string& url, const std::string& table, std::size_t pool_size) {
+                 py::gil_scoped_release release;
+                 return std::make_shared<PostgresStore>(url, table, pool_size);
+             }),
+             py::arg("url"), py::arg("table") = "postroom_processed", py::arg("pool_size") = 4);
+
+    m.def(
+        "open_store",
+        [](const std::string& url) {
+            py::gil_scoped_release release;
+            return open_store(url);
+        },
+        py::arg("url"));
     m.def("is_valid_table_name", &is_valid_table_name, py::arg("name"));
 
     py::class_<PyHandlerContext, std::shared_ptr<PyHandlerContext>>(

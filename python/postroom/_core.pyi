@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Processor', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'set_default_log_level']
+__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'PostgresStore', 'Processor', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'open_store', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -301,6 +301,9 @@ class SqliteStore(IdempotencyStore):
     @property
     def path(self) -> str:
         ...
+class PostgresStore(IdempotencyStore):
+    def __init__(self, url: str, table: str = 'postroom_processed', pool_size: typing.SupportsInt | typing.SupportsIndex = 4) -> None:
+        ...
 class HandlerContext:
     """
     What a handler gets besides the event; valid only while the handler runs.
@@ -343,6 +346,8 @@ def new_event_id() -> str:
     """
     A fresh random UUID (version 4) as text.
     """
+def open_store(url: str) -> IdempotencyStore:
+    ...
 def set_default_log_level(level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     librdkafka lines at or below this syslog level go to stderr (-1 = none).

@@ -2,8 +2,11 @@
 
 - :class:`MemoryStore` — bounded, in-process; for tests and demos.
 - :class:`SQLiteStore` — the embedded default: one file; the handler's own SQL writes join
-  the store's transaction (``context.execute(...)``), so effect and dedupe mark commit or
-  roll back together.
+  the store's transaction (``context.execute(...)``, ``?`` placeholders), so effect and dedupe
+  mark commit or roll back together.
+- :class:`PostgresStore` — the same on PostgreSQL (``INSERT ... ON CONFLICT DO NOTHING``;
+  ``$1`` placeholders in ``context.execute``); a small connection pool, reconnecting after
+  the server restarts.
 
 A mark older than the retention you purge with (``purge_older_than``) is forgotten: an event
 redelivered after that is applied again. The retention is your replay horizon.
@@ -40,4 +43,23 @@ class SQLiteStore(_core.SqliteStore):
         return f"SQLiteStore({self.path!r})"
 
 
-__all__ = ["IdempotencyStore", "MemoryStore", "SQLiteStore"]
+class PostgresStore(_core.PostgresStore):
+    """A PostgreSQL database (``postgresql://user@host:port/db``). ``table`` must match
+    ``[A-Za-z_][A-Za-z0-9_]{0,62}`` (at most 63 bytes: PostgreSQL would truncate longer
+    names); it is created if missing."""
+
+    def __init__(self, url: str, *, table: str = "postroom_processed",
+                 pool_size: int = 4) -> None:
+        super().__init__(url, table, pool_size)
+        self._url = url
+
+    def __repr__(self) -> str:
+        return "PostgresStore(...)"  # the URL may hold a password
+
+
+def open_store(url: str) -> IdempotencyStore:
+    """``memory://``, ``sqlite:///path.db`` or ``postgresql://...``."""
+    return _core.open_store(url)
+
+
+__all__ = ["IdempotencyStore", "MemoryStore", "PostgresStore", "SQLiteStore", "open_store"]

@@ -11,6 +11,7 @@
 #include "postroom/runtime/dead_letter.hpp"
 #include "postroom/runtime/retry.hpp"
 #include "postroom/stores/store.hpp"
+#include "store_contract.hpp"
 
 using namespace postroom;
 using namespace postroom::runtime;
@@ -104,79 +105,18 @@ std::string temp_db() {
 }
 }  // namespace
 
-template <typename T>
-struct StoreContract : ::testing::Test {
-    std::shared_ptr<IdempotencyStore> make();
+template <>
+struct StoreFactory<MemoryStore> {
+    static std::shared_ptr<IdempotencyStore> make() { return std::make_shared<MemoryStore>(); }
 };
 template <>
-std::shared_ptr<IdempotencyStore> StoreContract<MemoryStore>::make() {
-    return std::make_shared<MemoryStore>();
-}
-template <>
-std::shared_ptr<IdempotencyStore> StoreContract<SqliteStore>::make() {
-    return std::make_shared<SqliteStore>(temp_db());
-}
-using StoreTypes = ::testing::Types<MemoryStore, SqliteStore>;
-TYPED_TEST_SUITE(StoreContract, StoreTypes);
-
-TYPED_TEST(StoreContract, ClaimCommitThenDuplicate) {
-    auto store = this->make();
-    {
-        auto tx = store->begin();
-        EXPECT_TRUE(tx->claim("p", "e1"));
-        tx->commit();
+struct StoreFactory<SqliteStore> {
+    static std::shared_ptr<IdempotencyStore> make() {
+        return std::make_shared<SqliteStore>(temp_db());
     }
-    EXPECT_TRUE(store->contains("p", "e1"));
-    EXPECT_FALSE(store->contains("other-processor", "e1")) << "scope = processor name";
-    auto tx = store->begin();
-    EXPECT_FALSE(tx->claim("p", "e1"));
-    tx->rollback();
-}
-
-TYPED_TEST(StoreContract, RollbackForgetsTheClaim) {
-    auto store = this->make();
-    {
-        auto tx = store->begin();
-        EXPECT_TRUE(tx->claim("p", "e1"));
-        // destroyed without commit: rolled back
-    }
-    EXPECT_FALSE(store->contains("p", "e1"));
-    auto tx = store->begin();
-    EXPECT_TRUE(tx->claim("p", "e1"));
-    tx->commit();
-}
-
-TYPED_TEST(StoreContract, RacingWorkersProduceOneEffect) {
-    auto store = this->make();
-    std::atomic<int> effects{0}, duplicates{0};
-    std::vector<std::thread> workers;
-    for (int w = 0; w < 4; ++w)
-        workers.emplace_back([&] {
-            for (int i = 0; i < 50; ++i) {
-                auto tx = store->begin();
-                if (tx->claim("p", "event-" + std::to_string(i))) {
-                    ++effects;
-                    tx->commit();
-                } else {
-                    ++duplicates;
-                }
-            }
-        });
-    for (auto& t : workers) t.join();
-    EXPECT_EQ(effects.load(), 50);
-    EXPECT_EQ(duplicates.load(), 150);
-}
-
-TYPED_TEST(StoreContract, PurgeOlderThanForgetsOldMarks) {
-    auto store = this->make();
-    auto tx = store->begin();
-    tx->claim("p", "old");
-    tx->commit();
-    EXPECT_EQ(store->purge_older_than(3600s), 0u);
-    std::this_thread::sleep_for(1100ms);
-    EXPECT_EQ(store->purge_older_than(1s), 1u);
-    EXPECT_FALSE(store->contains("p", "old"));
-}
+};
+using LocalStores = ::testing::Types<MemoryStore, SqliteStore>;
+INSTANTIATE_TYPED_TEST_SUITE_P(Local, StoreContract, LocalStores);
 
 TEST(MemoryStore, LoserWaitsAndClaimsIfTheWinnerRollsBack) {
     MemoryStore store;

@@ -1,6 +1,7 @@
-"""A processor process for the fault tests: applies events into a SQLite ledger (an
-unguarded effect log: no uniqueness, so a duplicate effect shows up as a second row) and
-appends every delivery to a text file. Exits 0 when the topic has been idle for 3 s."""
+"""A processor process for the fault tests: applies events into a ledger table in the store's
+own database (an unguarded effect log: no uniqueness, so a duplicate effect shows up as a
+second row) and appends every delivery to a text file. The store is a SQLite file path or a
+postgresql:// URL. Exits 0 when the topic has been idle for 3 s."""
 
 from __future__ import annotations
 
@@ -9,12 +10,22 @@ import sys
 import time
 
 import postroom
-from postroom.stores import SQLiteStore
+from postroom.stores import IdempotencyStore, PostgresStore, SQLiteStore
 
 
 def main() -> None:
     url, topic, group, db, deliveries, delay = sys.argv[1:7]
-    store = SQLiteStore(db)
+    postgres = db.startswith("postgresql://")
+    store: IdempotencyStore
+    if postgres:
+        ledger = "ledger_" + topic.replace("-", "_")
+        store = PostgresStore(db, table="marks_" + topic.replace("-", "_"))
+        create = f"CREATE TABLE IF NOT EXISTS {ledger} (event_id text, partition int)"
+        insert = f"INSERT INTO {ledger} VALUES ($1, $2)"
+    else:
+        store = SQLiteStore(db)
+        create = "CREATE TABLE IF NOT EXISTS ledger (event_id TEXT, partition INTEGER)"
+        insert = "INSERT INTO ledger VALUES (?, ?)"
     pause = float(delay)
 
     def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
@@ -24,12 +35,13 @@ def main() -> None:
             raise ValueError("poison event")
         if pause:
             time.sleep(pause)
-        context.execute("CREATE TABLE IF NOT EXISTS ledger (event_id TEXT, partition INTEGER)")
-        context.execute("INSERT INTO ledger VALUES (?, ?)", (event.id, context.message.partition))
+        context.execute(create)
+        context.execute(insert, (event.id, context.message.partition))
 
     processor = postroom.Processor(
         url, name="fault-worker", group=group, topics=topic, handler=handler, store=store,
         retry=postroom.RetryPolicy(max_attempts=2, initial_delay=0.05),
+        blocked_backoff_max=1.0,
         commit_interval=0.0, consumer_properties={"session.timeout.ms": "6000"})
     print("started", flush=True)
     counters = processor.run(idle_timeout=3.0)

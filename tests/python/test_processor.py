@@ -225,3 +225,40 @@ def test_configuration_errors_are_clear(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigurationError, match="not allowed"):
         SQLiteStore(tmp_path / "x.db", table='x"; DROP TABLE y; --')
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.postgres
+def test_postgres_store_commits_effects_with_the_dedupe_mark(broker: postroom.Broker,
+                                                             topics: str) -> None:
+    from postroom.stores import PostgresStore
+
+    from .conftest import require_env
+
+    url = require_env("POSTROOM_PG_URL")
+    table = unique("marks").replace("-", "_")
+    ledger = table + "_ledger"
+    store = PostgresStore(url, table=table)
+    send_events(broker, topics, [f"e{i}" for i in range(6)])
+    send_events(broker, topics, ["e0", "e1"])  # duplicates
+    attempts: dict[str, int] = {}
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        context.execute(f"CREATE TABLE IF NOT EXISTS {ledger} (event_id text, amount int)")
+        context.execute(f"INSERT INTO {ledger} VALUES ($1, $2)", (event.id, 10))
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        if attempts[event.id] == 1:
+            raise TimeoutError("crashed after writing")
+
+    with postroom.Processor(broker, name=unique("p"), topics=topics, store=store,
+                            handler=handler, retry=FAST) as processor:
+        run_until_finished(processor, 8)
+        assert processor.counters.duplicates == 2
+
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT event_id, COUNT(*) FROM {ledger} GROUP BY event_id "
+                            "ORDER BY event_id").fetchall()
+        conn.execute(f"DROP TABLE {ledger}")
+        conn.execute(f"DROP TABLE {table}")
+    assert rows == [(f"e{i}", 1) for i in range(6)]

@@ -19,7 +19,7 @@ import pytest
 
 import postroom
 
-from .conftest import unique
+from .conftest import require_env, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.robustness]
 
@@ -27,14 +27,16 @@ WORKER = Path(__file__).with_name("fault_worker.py")
 
 
 class Run:
-    def __init__(self, kafka_url: str, tmp_path: Path, events: int, poison: int = 0) -> None:
+    def __init__(self, kafka_url: str, tmp_path: Path, events: int, poison: int = 0,
+                 postgres_url: str | None = None) -> None:
         self.url = kafka_url
         self.broker = postroom.connect(kafka_url)
         self.topic = unique("fault")
         self.group = unique("fault-group")
         self.broker.create_topic(self.topic, 2)
         self.broker.create_topic(self.topic + ".dlq", 1)
-        self.db = tmp_path / "ledger.db"
+        self.postgres_url = postgres_url
+        self.db = postgres_url or str(tmp_path / "ledger.db")
         self.deliveries = tmp_path / "deliveries.txt"
         self.ids = [f"ev-{i:04d}" for i in range(events)]
         items = [(f"key-{i % 5}", postroom.Event(type="order", source="/fault", id=i_))
@@ -61,7 +63,13 @@ class Run:
         return dict(json.loads(out.splitlines()[-1]))
 
     def check(self) -> dict[str, int]:
-        rows = sqlite3.connect(self.db).execute("SELECT event_id FROM ledger").fetchall()
+        if self.postgres_url:
+            import psycopg
+
+            with psycopg.connect(self.postgres_url) as conn:
+                rows = conn.execute(f"SELECT event_id FROM {self.ledger}").fetchall()
+        else:
+            rows = sqlite3.connect(self.db).execute("SELECT event_id FROM ledger").fetchall()
         applied = Counter(r[0] for r in rows)
         deliveries = Counter(self.deliveries.read_text().split())
         figures = {
@@ -74,16 +82,29 @@ class Run:
         assert set(applied) == set(self.ids), "nothing but the real events was applied"
         return figures
 
+    @property
+    def ledger(self) -> str:
+        return "ledger_" + self.topic.replace("-", "_")
+
     def cleanup(self) -> None:
         self.broker.delete_topic(self.topic)
         self.broker.delete_topic(self.topic + ".dlq")
+        if self.postgres_url:
+            import psycopg
+
+            with psycopg.connect(self.postgres_url) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {self.ledger}")
+                conn.execute(f"DROP TABLE IF EXISTS marks_{self.topic.replace('-', '_')}")
 
 
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres",
+                                                          marks=pytest.mark.postgres)])
 @pytest.mark.parametrize("crash_point", ["after-handler:7", "after-store-commit:7",
                                          "after-offset-commit:1"])
-def test_crash_at_each_durability_boundary(kafka_url: str, tmp_path: Path,
-                                           crash_point: str) -> None:
-    run = Run(kafka_url, tmp_path, events=40)
+def test_crash_at_each_durability_boundary(kafka_url: str, tmp_path: Path, crash_point: str,
+                                           store: str) -> None:
+    postgres_url = require_env("POSTROOM_PG_URL") if store == "postgres" else None
+    run = Run(kafka_url, tmp_path, events=40, postgres_url=postgres_url)
     proc = run.start(crash_point=crash_point)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 137, err
@@ -169,6 +190,27 @@ def test_broker_killed_and_restarted_during_processing(kafka_url: str, tmp_path:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
+    run.finish()
+    run.check()
+    run.cleanup()
+
+
+@pytest.mark.postgres
+def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> None:
+    run = Run(kafka_url, tmp_path, events=120, postgres_url=require_env("POSTROOM_PG_URL"))
+    proc = run.start(delay=0.03)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 30:
+            break
+        time.sleep(0.05)
+    subprocess.run([str(SERVICES), "restart", "postgres"], check=True, capture_output=True,
+                   timeout=120)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "store-blocked" in err or "lost" in err or "PostgreSQL" in err, \
+        "the outage was seen and ridden out"
     run.finish()
     run.check()
     run.cleanup()

@@ -276,8 +276,10 @@ std::shared_ptr<IdempotencyStore> open_store(std::string_view url) {
                                      "sqlite:////absolute/path.db or sqlite:///:memory:");
         return std::make_shared<SqliteStore>(std::string(rest.substr(1)));
     }
+    if (url.substr(0, 13) == "postgresql://" || url.substr(0, 11) == "postgres://")
+        return std::make_shared<PostgresStore>(std::string(url));
     throw ConfigurationError("store URL '" + std::string(url) +
-                             "': expected memory:// or sqlite:///path.db");
+                             "': expected memory://, sqlite:///path.db or postgresql://...");
 }
 
 }  // namespace postroom::stores

@@ -93,7 +93,30 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-// memory:// or sqlite:///relative/or/absolute/path.db. Throws ConfigurationError otherwise.
+// PostgreSQL: INSERT ... ON CONFLICT DO NOTHING on a primary key (scope, key); a second
+// transaction claiming the same key waits on the first (row lock). A small pool of
+// connections (one per open transaction); a dropped connection is re-established on the
+// next begin(). Handler SQL uses PostgreSQL's own placeholders ($1, $2, ...).
+class PostgresStore final : public IdempotencyStore {
+public:
+    // `conninfo` is a libpq connection string or URI (postgresql://user@host:port/db).
+    explicit PostgresStore(const std::string& conninfo,
+                           const std::string& table = "postroom_processed",
+                           std::size_t pool_size = 4);
+    ~PostgresStore() override;
+    std::unique_ptr<Transaction> begin() override;
+    bool contains(std::string_view scope, std::string_view key) override;
+    std::size_t purge_older_than(std::chrono::seconds age) override;
+    std::string kind() const override { return "postgres"; }
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+// memory://, sqlite:///relative/or/absolute/path.db, or postgresql://... (postgres:// too).
+// Throws ConfigurationError otherwise.
 std::shared_ptr<IdempotencyStore> open_store(std::string_view url);
 
 // Whether `name` is an acceptable SQL table name (allow-list pattern, no quoting tricks).

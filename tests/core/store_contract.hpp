@@ -1,0 +1,83 @@
+#pragma once
+// One contract for every idempotency store: instantiate StoreContract with a type for which
+// StoreFactory<T>::make() returns a fresh, empty store.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include "postroom/stores/store.hpp"
+
+template <typename T>
+struct StoreFactory;
+
+template <typename T>
+struct StoreContract : ::testing::Test {
+    std::shared_ptr<postroom::stores::IdempotencyStore> make() { return StoreFactory<T>::make(); }
+};
+TYPED_TEST_SUITE_P(StoreContract);
+
+TYPED_TEST_P(StoreContract, ClaimCommitThenDuplicate) {
+    auto store = this->make();
+    {
+        auto tx = store->begin();
+        EXPECT_TRUE(tx->claim("p", "e1"));
+        tx->commit();
+    }
+    EXPECT_TRUE(store->contains("p", "e1"));
+    EXPECT_FALSE(store->contains("other-processor", "e1")) << "scope = processor name";
+    auto tx = store->begin();
+    EXPECT_FALSE(tx->claim("p", "e1"));
+    tx->rollback();
+}
+
+TYPED_TEST_P(StoreContract, RollbackForgetsTheClaim) {
+    auto store = this->make();
+    {
+        auto tx = store->begin();
+        EXPECT_TRUE(tx->claim("p", "e1"));
+        // destroyed without commit: rolled back
+    }
+    EXPECT_FALSE(store->contains("p", "e1"));
+    auto tx = store->begin();
+    EXPECT_TRUE(tx->claim("p", "e1"));
+    tx->commit();
+}
+
+TYPED_TEST_P(StoreContract, RacingWorkersProduceOneEffect) {
+    auto store = this->make();
+    std::atomic<int> effects{0}, duplicates{0};
+    std::vector<std::thread> workers;
+    for (int w = 0; w < 4; ++w)
+        workers.emplace_back([&] {
+            for (int i = 0; i < 50; ++i) {
+                auto tx = store->begin();
+                if (tx->claim("p", "event-" + std::to_string(i))) {
+                    ++effects;
+                    tx->commit();
+                } else {
+                    ++duplicates;
+                }
+            }
+        });
+    for (auto& t : workers) t.join();
+    EXPECT_EQ(effects.load(), 50);
+    EXPECT_EQ(duplicates.load(), 150);
+}
+
+TYPED_TEST_P(StoreContract, PurgeOlderThanForgetsOldMarks) {
+    using namespace std::chrono_literals;
+    auto store = this->make();
+    auto tx = store->begin();
+    tx->claim("p", "old");
+    tx->commit();
+    EXPECT_EQ(store->purge_older_than(3600s), 0u);
+    std::this_thread::sleep_for(1100ms);
+    EXPECT_EQ(store->purge_older_than(1s), 1u);
+    EXPECT_FALSE(store->contains("p", "old"));
+}
+
+REGISTER_TYPED_TEST_SUITE_P(StoreContract, ClaimCommitThenDuplicate, RollbackForgetsTheClaim,
+                            RacingWorkersProduceOneEffect, PurgeOlderThanForgetsOldMarks);
