@@ -151,6 +151,17 @@ void bind_runtime(py::module_& m) {
              }),
              py::arg("url"), py::arg("table") = "postroom_processed", py::arg("pool_size") = 4);
 
+    py::class_<RedisStore, IdempotencyStore, std::shared_ptr<RedisStore>>(m, "RedisStore")
+        .def(py::init([](const std::string& url, double retention, const std::string& prefix,
+                         double lease) {
+                 py::gil_scoped_release release;
+                 return std::make_shared<RedisStore>(
+                     url, std::chrono::seconds(static_cast<int64_t>(retention)), prefix,
+                     to_ms(lease));
+             }),
+             py::arg("url"), py::arg("retention") = 7 * 24 * 3600.0,
+             py::arg("prefix") = "postroom:processed:", py::arg("lease") = 60.0);
+
     m.def(
         "open_store",
         [](const std::string& url) {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'PostgresStore', 'Processor', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'open_store', 'set_default_log_level']
+__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'PostgresStore', 'Processor', 'RedisStore', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'open_store', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -303,6 +303,9 @@ class SqliteStore(IdempotencyStore):
         ...
 class PostgresStore(IdempotencyStore):
     def __init__(self, url: str, table: str = 'postroom_processed', pool_size: typing.SupportsInt | typing.SupportsIndex = 4) -> None:
+        ...
+class RedisStore(IdempotencyStore):
+    def __init__(self, url: str, retention: typing.SupportsFloat | typing.SupportsIndex = 604800.0, prefix: str = 'postroom:processed:', lease: typing.SupportsFloat | typing.SupportsIndex = 60.0) -> None:
         ...
 class HandlerContext:
     """

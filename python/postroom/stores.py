@@ -4,6 +4,9 @@
 - :class:`SQLiteStore` — the embedded default: one file; the handler's own SQL writes join
   the store's transaction (``context.execute(...)``, ``?`` placeholders), so effect and dedupe
   mark commit or roll back together.
+- :class:`RedisStore` — marks in Redis (``SET NX`` with a lease, then the retention as TTL).
+  The mark cannot join the handler's own writes: a crash between the effect and the mark
+  applies the effect again, so make such effects idempotent or use a SQL store.
 - :class:`PostgresStore` — the same on PostgreSQL (``INSERT ... ON CONFLICT DO NOTHING``;
   ``$1`` placeholders in ``context.execute``); a small connection pool, reconnecting after
   the server restarts.
@@ -57,9 +60,24 @@ class PostgresStore(_core.PostgresStore):
         return "PostgresStore(...)"  # the URL may hold a password
 
 
+class RedisStore(_core.RedisStore):
+    """Marks in Redis (``redis://[:password@]host:port/db``) under ``prefix``, kept for
+    ``retention`` seconds (Redis expires them: the retention is the replay horizon). A
+    worker waits up to ``lease`` seconds for another worker's claim on the same event."""
+
+    def __init__(self, url: str, *, retention: float = 7 * 24 * 3600.0,
+                 prefix: str = "postroom:processed:", lease: float = 60.0) -> None:
+        super().__init__(url, retention, prefix, lease)
+
+    def __repr__(self) -> str:
+        return "RedisStore(...)"  # the URL may hold a password
+
+
 def open_store(url: str) -> IdempotencyStore:
-    """``memory://``, ``sqlite:///path.db`` or ``postgresql://...``."""
+    """``memory://``, ``sqlite:///path.db``, ``redis://host:port/db`` or
+    ``postgresql://...``."""
     return _core.open_store(url)
 
 
-__all__ = ["IdempotencyStore", "MemoryStore", "PostgresStore", "SQLiteStore", "open_store"]
+__all__ = ["IdempotencyStore", "MemoryStore", "PostgresStore", "RedisStore", "SQLiteStore",
+           "open_store"]

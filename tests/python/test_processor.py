@@ -262,3 +262,30 @@ def test_postgres_store_commits_effects_with_the_dedupe_mark(broker: postroom.Br
         conn.execute(f"DROP TABLE {ledger}")
         conn.execute(f"DROP TABLE {table}")
     assert rows == [(f"e{i}", 1) for i in range(6)]
+
+
+@pytest.mark.redis
+def test_redis_store_skips_redelivered_events(broker: postroom.Broker, topics: str) -> None:
+    from postroom.stores import RedisStore
+
+    from .conftest import require_env
+
+    store = RedisStore(require_env("POSTROOM_REDIS_URL"), retention=3600,
+                       prefix=unique("pytest") + ":")
+    send_events(broker, topics, ["r1", "r2", "r3"])
+    send_events(broker, topics, ["r1", "r3"])
+    effects: list[str] = []
+    attempts: dict[str, int] = {}
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        attempts[event.id] = attempts.get(event.id, 0) + 1
+        if event.id == "r2" and attempts["r2"] == 1:
+            raise ConnectionError("flaky downstream")  # the claim is released, then retried
+        effects.append(event.id)
+
+    with postroom.Processor(broker, name="redis-dedupe", group=unique("g"), topics=topics,
+                            store=store, handler=handler, retry=FAST) as processor:
+        run_until_finished(processor, 5)
+        assert processor.counters.duplicates == 2
+    assert effects == ["r1", "r2", "r3"]
+    assert store.contains("redis-dedupe", "r2")

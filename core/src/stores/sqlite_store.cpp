@@ -276,10 +276,12 @@ std::shared_ptr<IdempotencyStore> open_store(std::string_view url) {
                                      "sqlite:////absolute/path.db or sqlite:///:memory:");
         return std::make_shared<SqliteStore>(std::string(rest.substr(1)));
     }
+    if (url.substr(0, 8) == "redis://") return std::make_shared<RedisStore>(std::string(url));
     if (url.substr(0, 13) == "postgresql://" || url.substr(0, 11) == "postgres://")
         return std::make_shared<PostgresStore>(std::string(url));
     throw ConfigurationError("store URL '" + std::string(url) +
-                             "': expected memory://, sqlite:///path.db or postgresql://...");
+                             "': expected memory://, sqlite:///path.db, redis://host:port/db or "
+                             "postgresql://...");
 }
 
 }  // namespace postroom::stores

@@ -115,8 +115,33 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-// memory://, sqlite:///relative/or/absolute/path.db, or postgresql://... (postgres:// too).
-// Throws ConfigurationError otherwise.
+// Redis: a claim is SET key NX with a lease while the handler runs, then "done:<ms>" with the
+// retention as TTL (Redis forgets the mark itself: the retention is the replay horizon). A
+// second worker claiming the same key waits for the first's outcome, up to the lease. The
+// mark cannot join the handler's own writes: the effect is committed by the handler, then the
+// mark — a crash between the two applies the effect again, so use a SQL store when effects
+// must be exactly once, or make them idempotent. Transactions have no SQL (execute throws).
+class RedisStore final : public IdempotencyStore {
+public:
+    // `url` is redis://[:password@]host:port/db.
+    explicit RedisStore(const std::string& url,
+                        std::chrono::seconds retention = std::chrono::hours(24 * 7),
+                        const std::string& prefix = "postroom:processed:",
+                        std::chrono::milliseconds lease = std::chrono::seconds(60));
+    ~RedisStore() override;
+    std::unique_ptr<Transaction> begin() override;
+    bool contains(std::string_view scope, std::string_view key) override;
+    std::size_t purge_older_than(std::chrono::seconds age) override;
+    std::string kind() const override { return "redis"; }
+
+    struct Impl;
+
+private:
+    std::shared_ptr<Impl> impl_;
+};
+
+// memory://, sqlite:///relative/or/absolute/path.db, redis://host:port/db or postgresql://...
+// (postgres:// too). Throws ConfigurationError otherwise.
 std::shared_ptr<IdempotencyStore> open_store(std::string_view url);
 
 // Whether `name` is an acceptable SQL table name (allow-list pattern, no quoting tricks).

@@ -1,0 +1,236 @@
+#include <hiredis/hiredis.h>
+
+#include <charconv>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "postroom/broker_url.hpp"
+#include "postroom/error.hpp"
+#include "postroom/stores/store.hpp"
+
+namespace postroom::stores {
+
+namespace {
+
+template <auto Fn>
+struct Deleter {
+    template <typename T>
+    void operator()(T* p) const noexcept {
+        if (p) Fn(p);
+    }
+};
+using ContextHandle = std::unique_ptr<redisContext, Deleter<redisFree>>;
+void free_reply(redisReply* r) {
+    freeReplyObject(r);
+}
+using ReplyHandle = std::unique_ptr<redisReply, Deleter<free_reply>>;
+
+int64_t now_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string random_token() {
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::to_string(rng()) + std::to_string(rng());
+}
+
+// Compare-and-delete: releases a claim only if this transaction still holds it.
+constexpr const char* release_script =
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
+    "else return 0 end";
+
+}  // namespace
+
+struct RedisStore::Impl {
+    std::string host;
+    int port = 6379;
+    int db = 0;
+    std::string password;
+    std::string prefix;
+    std::chrono::milliseconds retention{};
+    std::chrono::milliseconds lease{};
+    std::mutex mutex;
+    ContextHandle context;
+
+    std::string where() const { return "Redis at " + host + ":" + std::to_string(port); }
+
+    [[noreturn]] void fail(const std::string& what) {
+        std::string why = context && context->err ? context->errstr : "no reply";
+        context.reset();  // reconnect on the next command
+        throw StorageError(what + " on " + this->where() + ": " + why +
+                               "; is it running? (postroom reconnects on the next attempt)",
+                           Retriable::yes);
+    }
+
+    void connect() {
+        timeval tv{5, 0};
+        context.reset(redisConnectWithTimeout(host.c_str(), port, tv));
+        if (!context || context->err) fail("cannot connect");
+        redisSetTimeout(context.get(), tv);
+        if (!password.empty()) command({"AUTH", password});
+        if (db != 0) command({"SELECT", std::to_string(db)});
+    }
+
+    // One command; the caller holds `mutex`.
+    ReplyHandle command(const std::vector<std::string>& args) {
+        if (!context) connect();
+        std::vector<const char*> argv;
+        std::vector<size_t> lengths;
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lengths.push_back(a.size());
+        }
+        ReplyHandle reply(static_cast<redisReply*>(redisCommandArgv(
+            context.get(), static_cast<int>(argv.size()), argv.data(), lengths.data())));
+        if (!reply) fail(args.front());
+        if (reply->type == REDIS_REPLY_ERROR) {
+            std::string message(reply->str, reply->len);
+            if (message.rfind("NOAUTH", 0) == 0 || message.rfind("WRONGPASS", 0) == 0 ||
+                message.rfind("ERR invalid password", 0) == 0)
+                throw ConfigurationError(where() + ": " + message +
+                                         "; check the password in the URL");
+            throw StorageError(where() + ": " + args.front() + " failed: " + message,
+                               Retriable::no);
+        }
+        return reply;
+    }
+
+    std::string key(std::string_view scope, std::string_view k) const {
+        return prefix + std::string(scope) + ":" + std::string(k);
+    }
+};
+
+namespace {
+
+class RedisTransaction final : public Transaction {
+public:
+    explicit RedisTransaction(std::shared_ptr<RedisStore::Impl> impl)
+        : impl_(std::move(impl)), token_("pending:" + random_token()) {}
+    ~RedisTransaction() override { rollback(); }
+
+    bool claim(std::string_view scope, std::string_view k) override {
+        require_open();
+        auto key = impl_->key(scope, k);
+        auto give_up = std::chrono::steady_clock::now() + impl_->lease + std::chrono::seconds(1);
+        for (;;) {
+            {
+                std::lock_guard lock(impl_->mutex);
+                auto set = impl_->command(
+                    {"SET", key, token_, "NX", "PX", std::to_string(impl_->lease.count())});
+                if (set->type == REDIS_REPLY_STATUS) {
+                    claimed_.push_back(key);
+                    return true;
+                }
+                auto get = impl_->command({"GET", key});
+                if (get->type == REDIS_REPLY_STRING &&
+                    std::string_view(get->str, get->len).rfind("done:", 0) == 0)
+                    return false;
+            }
+            // Another transaction holds the claim: wait for its outcome (or its lease).
+            if (std::chrono::steady_clock::now() > give_up)
+                throw StorageError("claim of '" + key +
+                                       "' is held by another worker longer "
+                                       "than the lease; retry later",
+                                   Retriable::yes);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+
+    void commit() override {
+        require_open();
+        open_ = false;
+        std::lock_guard lock(impl_->mutex);
+        const std::string value = "done:" + std::to_string(now_ms());
+        for (const auto& key : claimed_)
+            impl_->command({"SET", key, value, "PX", std::to_string(impl_->retention.count())});
+        claimed_.clear();
+    }
+
+    void rollback() noexcept override {
+        if (!open_) return;
+        open_ = false;
+        try {
+            std::lock_guard lock(impl_->mutex);
+            for (const auto& key : claimed_)
+                impl_->command({"EVAL", release_script, "1", key, token_});
+        } catch (...) {
+            // The claim expires with its lease.
+        }
+        claimed_.clear();
+    }
+
+private:
+    void require_open() const {
+        if (!open_) throw UsageError("the store transaction is already committed or rolled back");
+    }
+    std::shared_ptr<RedisStore::Impl> impl_;
+    std::string token_;
+    std::vector<std::string> claimed_;
+    bool open_ = true;
+};
+
+}  // namespace
+
+RedisStore::RedisStore(const std::string& url, std::chrono::seconds retention,
+                       const std::string& prefix, std::chrono::milliseconds lease)
+    : impl_(std::make_shared<Impl>()) {
+    // redis://[:password@]host:port/db
+    auto parsed = parse_broker_url(url);
+    if (parsed.scheme != BrokerScheme::redis)
+        throw ConfigurationError("RedisStore needs a redis://host:port/db URL, got '" + url + "'");
+    if (retention.count() <= 0) throw ConfigurationError("RedisStore retention must be positive");
+    impl_->host = parsed.hosts.at(0).host;
+    impl_->port = parsed.hosts.at(0).port;
+    impl_->db = parsed.redis_db;
+    auto at = url.find('@');
+    auto colon = url.find(':', 8);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+        impl_->password = url.substr(colon + 1, at - colon - 1);
+    impl_->prefix = prefix;
+    impl_->retention = std::chrono::duration_cast<std::chrono::milliseconds>(retention);
+    impl_->lease = lease;
+    std::lock_guard lock(impl_->mutex);
+    impl_->command({"PING"});
+}
+
+RedisStore::~RedisStore() = default;
+
+std::unique_ptr<Transaction> RedisStore::begin() {
+    return std::make_unique<RedisTransaction>(impl_);
+}
+
+bool RedisStore::contains(std::string_view scope, std::string_view key) {
+    std::lock_guard lock(impl_->mutex);
+    auto r = impl_->command({"GET", impl_->key(scope, key)});
+    return r->type == REDIS_REPLY_STRING && std::string_view(r->str, r->len).rfind("done:", 0) == 0;
+}
+
+std::size_t RedisStore::purge_older_than(std::chrono::seconds age) {
+    const int64_t limit =
+        now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+    std::lock_guard lock(impl_->mutex);
+    std::size_t purged = 0;
+    std::string cursor = "0";
+    do {
+        auto r = impl_->command({"SCAN", cursor, "MATCH", impl_->prefix + "*", "COUNT", "500"});
+        cursor.assign(r->element[0]->str, r->element[0]->len);
+        const auto* keys = r->element[1];
+        for (size_t i = 0; i < keys->elements; ++i) {
+            std::string key(keys->element[i]->str, keys->element[i]->len);
+            auto v = impl_->command({"GET", key});
+            if (v->type != REDIS_REPLY_STRING) continue;
+            std::string_view value(v->str, v->len);
+            if (value.rfind("done:", 0) != 0) continue;
+            int64_t at = 0;
+            std::from_chars(value.data() + 5, value.data() + value.size(), at);
+            if (at < limit)
+                purged += static_cast<std::size_t>(impl_->command({"DEL", key})->integer);
+        }
+    } while (cursor != "0");
+    return purged;
+}
+
+}  // namespace postroom::stores
