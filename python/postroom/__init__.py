@@ -26,7 +26,7 @@ from ._core import (
     new_event_id,
 )
 from .kafka import Broker, Consumer, Producer, connect
-from .processor import Processor, ProcessorCounters, RetryPolicy
+from .processor import FloodGuard, Processor, ProcessorCounters, RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -37,6 +37,7 @@ __all__ = [
     "DeliveryReport",
     "HandlerContext",
     "Event",
+    "FloodGuard",
     "Message",
     "Processor",
     "ProcessorCounters",

@@ -38,6 +38,19 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class FloodGuard:
+    """Keeps a downstream outage from dead-lettering everything: once more than
+    ``max_failure_ratio`` of the last ``window`` events (at least ``min_events``) failed for
+    good, the next failing event is held — the processor pauses ``pause`` seconds and retries
+    it — instead of being dead-lettered. ``max_failure_ratio=0`` turns it off."""
+
+    max_failure_ratio: float = 0.5
+    window: int = 20
+    min_events: int = 10
+    pause: float = 10.0
+
+
+@dataclass(frozen=True)
 class ProcessorCounters:
     processed: int = 0
     duplicates: int = 0
@@ -46,6 +59,7 @@ class ProcessorCounters:
     dead_lettered: int = 0
     in_flight: int = 0
     blocked_waits: int = 0
+    flood_pauses: int = 0
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
@@ -67,6 +81,9 @@ class Processor:
     - Offsets are committed only for finished events. SIGINT/SIGTERM stop ``run()``
       cleanly: the event in progress is not committed and comes back on restart.
 
+    - ``flood_guard`` (off unless given): when most recent events fail for good, pause and
+      retry instead of dead-lettering everything.
+
     Events are handled one at a time in arrival order, so per-key order holds.
     """
 
@@ -77,6 +94,7 @@ class Processor:
                  key: Callable[[Event, Message], str] | None = None,
                  max_payload_bytes: int = 1 << 20, batch_size: int = 500,
                  commit_interval: float = 1.0, blocked_backoff_max: float = 30.0,
+                 flood_guard: FloodGuard | None = None,
                  consumer_properties: Mapping[str, str] | None = None,
                  producer_properties: Mapping[str, str] | None = None) -> None:
         if isinstance(broker, str):
@@ -88,6 +106,7 @@ class Processor:
         self.retry = retry or RetryPolicy()
         self.store = store if store is not None else MemoryStore()
         names = [topics] if isinstance(topics, str) else list(topics)
+        guard = flood_guard or FloodGuard(max_failure_ratio=0.0)
         self._p = _core.Processor(
             name=name, broker_url=broker.url, group_id=group or "", topics=names,
             handler=handler, store=self.store, dead_letter_topic=dead_letter_topic or "",
@@ -97,6 +116,8 @@ class Processor:
             max_payload_bytes=max_payload_bytes, key_header=key_header or "",
             key_function=key, batch_size=batch_size, commit_interval=commit_interval,
             blocked_backoff_max=blocked_backoff_max,
+            flood_max_failure_ratio=guard.max_failure_ratio, flood_window=guard.window,
+            flood_min_events=guard.min_events, flood_pause=guard.pause,
             consumer_properties={**broker.properties, **(consumer_properties or {})},
             producer_properties={**broker.properties, **(producer_properties or {})})
 
@@ -173,4 +194,4 @@ class Processor:
         self._p.close()
 
 
-__all__ = ["Handler", "Processor", "ProcessorCounters", "RetryPolicy"]
+__all__ = ["FloodGuard", "Handler", "Processor", "ProcessorCounters", "RetryPolicy"]

@@ -321,3 +321,35 @@ TEST_F(EmbeddedProcessor, ConfigurationErrorsNameTheProblem) {
     c.retry.max_attempts = 0;
     EXPECT_THROW(Processor(c, [](const Event&, HandlerContext&) {}), ConfigurationError);
 }
+
+TEST_F(EmbeddedProcessor, FloodGuardPausesInsteadOfDeadLetteringEverything) {
+    send_events(0, 12);
+    auto c = config();
+    c.retry.max_attempts = 1;
+    c.flood_guard.max_failure_ratio = 0.5;
+    c.flood_guard.window = 6;
+    c.flood_guard.min_events = 4;
+    c.flood_guard.pause = 300ms;
+    std::atomic<bool> outage{true};
+    std::atomic<int64_t> dead_during_outage{-1};
+    Processor* self = nullptr;
+    c.on_wait = [&] {
+        if (!self || !outage.load()) return;
+        auto k = self->counters();
+        if (k.flood_pauses >= 2) {  // paused twice: the downstream comes back
+            dead_during_outage = k.dead_lettered;
+            outage = false;
+        }
+    };
+    std::atomic<int> applied{0};
+    Processor p(c, [&](const Event&, HandlerContext&) {
+        if (outage.load()) throw std::runtime_error("downstream unavailable");
+        ++applied;
+    });
+    self = &p;
+    run_until(p, [&] { return p.counters().processed + p.counters().dead_lettered == 12; });
+    EXPECT_EQ(dead_during_outage.load(), 3) << "dead letters stop once the failure ratio trips";
+    EXPECT_EQ(p.counters().dead_lettered, 3);
+    EXPECT_EQ(applied.load(), 9) << "the held event and the rest are applied after the outage";
+    EXPECT_GE(p.counters().flood_pauses, 2);
+}

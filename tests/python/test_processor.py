@@ -3,6 +3,7 @@ and the real one."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -289,3 +290,37 @@ def test_redis_store_skips_redelivered_events(broker: postroom.Broker, topics: s
         assert processor.counters.duplicates == 2
     assert effects == ["r1", "r2", "r3"]
     assert store.contains("redis-dedupe", "r2")
+
+
+def test_flood_guard_holds_events_during_an_outage(broker: postroom.Broker, topics: str) -> None:
+    send_events(broker, topics, [f"f{i}" for i in range(10)])
+    outage = threading.Event()
+    outage.set()
+    applied: list[str] = []
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        if outage.is_set():
+            raise ConnectionError("payments API down")
+        applied.append(event.id)
+
+    guard = postroom.FloodGuard(max_failure_ratio=0.5, window=6, min_events=4, pause=0.2)
+    with postroom.Processor(broker, name=unique("p"), topics=topics, handler=handler,
+                            retry=postroom.RetryPolicy(max_attempts=1),
+                            flood_guard=guard) as processor:
+        dead_during_outage: list[int] = []
+
+        def end_outage_after_two_pauses() -> None:
+            deadline = time.monotonic() + 60
+            while processor.counters.flood_pauses < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            dead_during_outage.append(processor.counters.dead_lettered)
+            outage.clear()
+
+        watcher = threading.Thread(target=end_outage_after_two_pauses)
+        watcher.start()
+        run_until_finished(processor, 10)
+        watcher.join()
+        counters = processor.counters
+    assert dead_during_outage == [3], "dead letters stop once the failure ratio trips"
+    assert counters.dead_lettered == 3 and counters.flood_pauses >= 2
+    assert applied == [f"f{i}" for i in range(3, 10)]

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <deque>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -127,6 +128,26 @@ struct Processor::Impl {
         }
     }
 
+    // Handler outcomes of the most recent events (true = failed for good), for the flood guard.
+    std::deque<bool> outcomes;
+
+    void record_outcome(bool failed) {
+        if (config.flood_guard.max_failure_ratio <= 0.0) return;
+        outcomes.push_back(failed);
+        while (outcomes.size() > config.flood_guard.window) outcomes.pop_front();
+    }
+
+    // Would dead-lettering one more event put the failure ratio over the limit?
+    bool flood_tripped() const {
+        const auto& g = config.flood_guard;
+        if (g.max_failure_ratio <= 0.0) return false;
+        std::size_t failed = 1, total = 1;  // counting the event at hand
+        for (auto it = outcomes.rbegin(); it != outcomes.rend() && total < g.window; ++it, ++total)
+            failed += *it ? 1 : 0;
+        if (total < g.min_events) return false;
+        return static_cast<double>(failed) / static_cast<double>(total) > g.max_failure_ratio;
+    }
+
     std::string idempotency_key(const Event& ev, const Message& m) {
         if (config.key_function) return config.key_function(ev, m);
         if (!config.key_header.empty()) {
@@ -203,6 +224,7 @@ struct Processor::Impl {
                     continue;
                 }
                 count([](Counters& c) { ++c.processed; });
+                record_outcome(false);
                 detail::crash_point("after-store-commit");
                 return Outcome::done;
             } catch (const HandlerFailure& e) {
@@ -230,6 +252,21 @@ struct Processor::Impl {
             failure.attempts = attempt;
             failure.last_failure = now_rfc3339();
             if (!retryable || attempt >= config.retry.max_attempts) {
+                if (flood_tripped()) {
+                    // Most recent events failed too: more likely a downstream outage than
+                    // poison. Hold this event instead of dead-lettering everything.
+                    log(3, "flood-guard-pause", m,
+                        "failure ratio over the last " + std::to_string(outcomes.size()) +
+                            " events exceeds " +
+                            std::to_string(config.flood_guard.max_failure_ratio) + "; pausing " +
+                            std::to_string(config.flood_guard.pause.count()) +
+                            " ms, then retrying instead of dead-lettering");
+                    count([](Counters& c) { ++c.flood_pauses; });
+                    if (!wait_for(config.flood_guard.pause)) return Outcome::abandoned;
+                    attempt = 1;
+                    continue;
+                }
+                record_outcome(true);
                 failure.reason = retryable ? DeadLetterReason::retries_exhausted
                                            : DeadLetterReason::non_retryable;
                 return dead_letter(m, failure);
@@ -260,6 +297,11 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
     if (!handler) throw ConfigurationError("processor needs a handler");
     if (c.batch_size == 0) throw ConfigurationError("processor batch_size must be positive");
     c.retry.validate();
+    if (c.flood_guard.max_failure_ratio < 0.0 || c.flood_guard.max_failure_ratio >= 1.0)
+        throw ConfigurationError("flood_guard max_failure_ratio must be in [0, 1) (0 = off)");
+    if (c.flood_guard.max_failure_ratio > 0.0 &&
+        (c.flood_guard.window == 0 || c.flood_guard.min_events > c.flood_guard.window))
+        throw ConfigurationError("flood_guard needs 0 < min_events <= window");
     if (c.group_id.empty()) c.group_id = c.name;
     if (c.dead_letter_topic.empty()) c.dead_letter_topic = c.topics.front() + ".dlq";
     for (const auto& t : c.topics)

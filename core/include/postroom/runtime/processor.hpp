@@ -70,6 +70,17 @@ struct HandlerContext {
 using Handler = std::function<void(const Event&, HandlerContext&)>;
 using LogSink = std::function<void(int level, const std::string& line)>;
 
+// Stops a processor from dead-lettering everything when a downstream outage makes every event
+// fail: once more than max_failure_ratio of the last `window` events (at least min_events)
+// failed for good, the next failing event is held — the processor pauses for `pause`, then
+// retries it — instead of being dead-lettered. Disabled when max_failure_ratio is 0.
+struct FloodGuard {
+    double max_failure_ratio = 0.0;
+    std::size_t window = 20;
+    std::size_t min_events = 10;
+    std::chrono::milliseconds pause{10'000};
+};
+
 struct ProcessorConfig {
     std::string name;  // required: the idempotency scope
     std::string broker_url = "embedded://";
@@ -83,6 +94,7 @@ struct ProcessorConfig {
     std::string key_header;
     std::function<std::string(const Event&, const Message&)> key_function;
     std::shared_ptr<stores::IdempotencyStore> store;  // default: a MemoryStore
+    FloodGuard flood_guard;
     std::size_t batch_size = 500;
     std::chrono::milliseconds commit_interval{1000};
     // Backoff cap while the store or the dead-letter topic cannot be written.
@@ -103,6 +115,7 @@ struct Counters {
     int64_t dead_lettered = 0;    // written to the dead-letter topic and acknowledged
     int64_t in_flight = 0;        // being handled right now (0 or 1)
     int64_t blocked_waits = 0;    // backoffs because the store or dead-letter topic failed
+    int64_t flood_pauses = 0;     // pauses of the flood guard
     std::map<TopicPartition, int64_t> lag;  // per assigned partition: high watermark - position
 };
 
