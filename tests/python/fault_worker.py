@@ -42,7 +42,8 @@ def main() -> None:
         url, name="fault-worker", group=group, topics=topic, handler=handler, store=store,
         retry=postroom.RetryPolicy(max_attempts=2, initial_delay=0.05),
         blocked_backoff_max=1.0,
-        commit_interval=0.0, consumer_properties={"session.timeout.ms": "6000"})
+        commit_interval=0.0, batch_size=10,
+        consumer_properties={"session.timeout.ms": "6000"})
     print("started", flush=True)
     counters = processor.run(idle_timeout=3.0)
     processor.close()

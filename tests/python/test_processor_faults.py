@@ -214,3 +214,27 @@ def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> No
     run.finish()
     run.check()
     run.cleanup()
+
+
+def test_rebalance_to_a_second_worker_mid_run(kafka_url: str, tmp_path: Path) -> None:
+    """A second process joins the group while the first is working: partitions move, revoked
+    ones commit only what was finished, and every event is applied exactly once."""
+    run = Run(kafka_url, tmp_path, events=200)
+    first = run.start(delay=0.02)
+    assert first.stdout is not None and first.stdout.readline().strip() == "started"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 30:
+            break
+        time.sleep(0.05)
+    second = run.start(delay=0.02)
+    out_second, err_second = second.communicate(timeout=180)
+    out_first, err_first = first.communicate(timeout=180)
+    assert first.returncode == 0, err_first
+    assert second.returncode == 0, err_second
+    first_counts = json.loads(out_first.splitlines()[-1])
+    second_counts = json.loads(out_second.splitlines()[-1])
+    assert second_counts["processed"] > 0, "the second worker took over partitions"
+    assert first_counts["processed"] + second_counts["processed"] == 200
+    run.check()
+    run.cleanup()
