@@ -79,5 +79,27 @@ TYPED_TEST_P(StoreContract, PurgeOlderThanForgetsOldMarks) {
     EXPECT_FALSE(store->contains("p", "old"));
 }
 
+// Like a row lock: the second claim of a key waits for the first transaction's outcome; if
+// that rolls back, nothing was applied, so the second one claims.
+TYPED_TEST_P(StoreContract, LoserWaitsAndClaimsIfTheWinnerRollsBack) {
+    using namespace std::chrono_literals;
+    auto store = this->make();
+    auto winner = store->begin();
+    ASSERT_TRUE(winner->claim("p", "e"));
+    std::atomic<int> loser_result{-1};
+    std::thread loser([&] {
+        auto tx = store->begin();
+        loser_result = tx->claim("p", "e") ? 1 : 0;
+        tx->commit();
+    });
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(loser_result.load(), -1) << "the loser waits for the winner's outcome";
+    winner->rollback();
+    loser.join();
+    EXPECT_EQ(loser_result.load(), 1) << "nothing was applied, so the loser applies it";
+    EXPECT_TRUE(store->contains("p", "e"));
+}
+
 REGISTER_TYPED_TEST_SUITE_P(StoreContract, ClaimCommitThenDuplicate, RollbackForgetsTheClaim,
-                            RacingWorkersProduceOneEffect, PurgeOlderThanForgetsOldMarks);
+                            RacingWorkersProduceOneEffect, PurgeOlderThanForgetsOldMarks,
+                            LoserWaitsAndClaimsIfTheWinnerRollsBack);

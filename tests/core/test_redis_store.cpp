@@ -42,24 +42,6 @@ struct StoreFactory<RedisStore> {
 using RedisStores = ::testing::Types<RedisStore>;
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, StoreContract, RedisStores);
 
-TEST(RedisStore, LoserWaitsAndClaimsIfTheWinnerRollsBack) {
-    RedisStore store(redis_url(), std::chrono::hours(1), unique_prefix());
-    auto winner = store.begin();
-    ASSERT_TRUE(winner->claim("p", "e"));
-    std::atomic<int> loser_result{-1};
-    std::thread loser([&] {
-        auto tx = store.begin();
-        loser_result = tx->claim("p", "e") ? 1 : 0;
-        tx->commit();
-    });
-    std::this_thread::sleep_for(200ms);
-    EXPECT_EQ(loser_result.load(), -1) << "the loser waits for the winner's outcome";
-    winner->rollback();
-    loser.join();
-    EXPECT_EQ(loser_result.load(), 1);
-    EXPECT_TRUE(store.contains("p", "e"));
-}
-
 TEST(RedisStore, MarksExpireWithTheRetention) {
     RedisStore store(redis_url(), std::chrono::seconds(1), unique_prefix());
     auto tx = store.begin();

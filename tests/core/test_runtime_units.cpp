@@ -118,23 +118,6 @@ struct StoreFactory<SqliteStore> {
 using LocalStores = ::testing::Types<MemoryStore, SqliteStore>;
 INSTANTIATE_TYPED_TEST_SUITE_P(Local, StoreContract, LocalStores);
 
-TEST(MemoryStore, LoserWaitsAndClaimsIfTheWinnerRollsBack) {
-    MemoryStore store;
-    auto winner = store.begin();
-    ASSERT_TRUE(winner->claim("p", "e"));
-    std::atomic<int> loser_result{-1};
-    std::thread loser([&] {
-        auto tx = store.begin();
-        loser_result = tx->claim("p", "e") ? 1 : 0;
-        tx->commit();
-    });
-    std::this_thread::sleep_for(100ms);
-    EXPECT_EQ(loser_result.load(), -1) << "the loser waits for the winner's outcome";
-    winner->rollback();
-    loser.join();
-    EXPECT_EQ(loser_result.load(), 1) << "nothing was applied, so the loser applies it";
-}
-
 TEST(MemoryStore, IsBoundedByCapacity) {
     MemoryStore store(10);
     for (int i = 0; i < 25; ++i) {

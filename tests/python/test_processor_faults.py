@@ -55,6 +55,15 @@ class Run:
              str(self.deliveries), str(delay)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
+    def wait_for_deliveries(self, n: int, limit: float = 60.0) -> None:
+        """Waits until the worker handled at least n events (some, not all, of the work)."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.deliveries.exists() and len(self.deliveries.read_text().split()) >= n:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the worker did not handle {n} events within {limit} s")
+
     def finish(self) -> dict[str, int]:
         """Restarts the worker and lets it drain; returns its counters."""
         proc = self.start()
@@ -134,11 +143,7 @@ def test_kill_9_mid_run_then_restart(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=150)
     proc = run.start(delay=0.02)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # kill once some but not all work is done
-        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 40:
-            break
-        time.sleep(0.05)
+    run.wait_for_deliveries(40)
     proc.kill()
     proc.wait(timeout=10)
     done_before = len(run.deliveries.read_text().split())
@@ -152,11 +157,7 @@ def test_sigterm_stops_cleanly_and_nothing_is_lost(kafka_url: str, tmp_path: Pat
     run = Run(kafka_url, tmp_path, events=100)
     proc = run.start(delay=0.02)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 20:
-            break
-        time.sleep(0.05)
+    run.wait_for_deliveries(20)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
@@ -175,11 +176,7 @@ def test_broker_killed_and_restarted_during_processing(kafka_url: str, tmp_path:
     run = Run(kafka_url, tmp_path, events=120)
     proc = run.start(delay=0.03)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 30:
-            break
-        time.sleep(0.05)
+    run.wait_for_deliveries(30)
     subprocess.run([str(SERVICES), "kill", "kafka"], check=True, capture_output=True)
     time.sleep(3)
     subprocess.run([str(SERVICES), "start", "kafka"], check=True, capture_output=True,
@@ -200,11 +197,7 @@ def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> No
     run = Run(kafka_url, tmp_path, events=120, postgres_url=require_env("POSTROOM_PG_URL"))
     proc = run.start(delay=0.03)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 30:
-            break
-        time.sleep(0.05)
+    run.wait_for_deliveries(30)
     subprocess.run([str(SERVICES), "restart", "postgres"], check=True, capture_output=True,
                    timeout=120)
     out, err = proc.communicate(timeout=120)
@@ -222,11 +215,7 @@ def test_rebalance_to_a_second_worker_mid_run(kafka_url: str, tmp_path: Path) ->
     run = Run(kafka_url, tmp_path, events=200)
     first = run.start(delay=0.02)
     assert first.stdout is not None and first.stdout.readline().strip() == "started"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if run.deliveries.exists() and len(run.deliveries.read_text().split()) >= 30:
-            break
-        time.sleep(0.05)
+    run.wait_for_deliveries(30)
     second = run.start(delay=0.02)
     out_second, err_second = second.communicate(timeout=180)
     out_first, err_first = first.communicate(timeout=180)

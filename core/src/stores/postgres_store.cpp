@@ -5,6 +5,7 @@
 #include <mutex>
 #include <string>
 
+#include "../detail/deleter.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
 
@@ -12,13 +13,7 @@ namespace postroom::stores {
 
 namespace {
 
-template <auto Fn>
-struct Deleter {
-    template <typename T>
-    void operator()(T* p) const noexcept {
-        if (p) Fn(p);
-    }
-};
+using postroom::detail::Deleter;
 using ConnectionHandle = std::unique_ptr<PGconn, Deleter<PQfinish>>;
 using ResultHandle = std::unique_ptr<PGresult, Deleter<PQclear>>;
 

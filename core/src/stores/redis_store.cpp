@@ -6,6 +6,7 @@
 #include <random>
 #include <thread>
 
+#include "../detail/deleter.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
@@ -14,13 +15,7 @@ namespace postroom::stores {
 
 namespace {
 
-template <auto Fn>
-struct Deleter {
-    template <typename T>
-    void operator()(T* p) const noexcept {
-        if (p) Fn(p);
-    }
-};
+using postroom::detail::Deleter;
 using ContextHandle = std::unique_ptr<redisContext, Deleter<redisFree>>;
 void free_reply(redisReply* r) {
     freeReplyObject(r);

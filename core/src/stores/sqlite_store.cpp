@@ -3,6 +3,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "../detail/deleter.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
 
@@ -10,13 +11,7 @@ namespace postroom::stores {
 
 namespace {
 
-template <auto Fn>
-struct Deleter {
-    template <typename T>
-    void operator()(T* p) const noexcept {
-        if (p) Fn(p);
-    }
-};
+using postroom::detail::Deleter;
 using DbHandle = std::unique_ptr<sqlite3, Deleter<sqlite3_close_v2>>;
 using StatementHandle = std::unique_ptr<sqlite3_stmt, Deleter<sqlite3_finalize>>;
 
