@@ -107,6 +107,7 @@ py::dict counters_dict(const Counters& c) {
     d["in_flight"] = c.in_flight;
     d["blocked_waits"] = c.blocked_waits;
     d["flood_pauses"] = c.flood_pauses;
+    d["purged_marks"] = c.purged_marks;
     py::dict lag;
     for (const auto& [tp, n] : c.lag) lag[py::make_tuple(tp.topic, tp.partition)] = n;
     d["lag"] = lag;
@@ -219,8 +220,9 @@ void bind_runtime(py::module_& m) {
                         const std::string& key_header, const py::object& key_function,
                         std::size_t batch_size, double commit_interval, double blocked_backoff_max,
                         double flood_max_failure_ratio, std::size_t flood_window,
-                        std::size_t flood_min_events, double flood_pause,
-                        const py::dict& consumer_properties, const py::dict& producer_properties) {
+                        std::size_t flood_min_events, double flood_pause, double retention,
+                        double purge_interval, const py::dict& consumer_properties,
+                        const py::dict& producer_properties) {
                 ProcessorConfig c;
                 c.name = name;
                 c.broker_url = broker_url;
@@ -242,6 +244,8 @@ void bind_runtime(py::module_& m) {
                 c.flood_guard.window = flood_window;
                 c.flood_guard.min_events = flood_min_events;
                 c.flood_guard.pause = to_ms(flood_pause);
+                c.retention = std::chrono::seconds(static_cast<int64_t>(retention));
+                c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
                 for (auto item : consumer_properties)
                     c.consumer_properties[py::str(item.first)] = py::str(item.second);
                 for (auto item : producer_properties)
@@ -315,7 +319,8 @@ void bind_runtime(py::module_& m) {
             py::arg("max_payload_bytes"), py::arg("key_header"), py::arg("key_function"),
             py::arg("batch_size"), py::arg("commit_interval"), py::arg("blocked_backoff_max"),
             py::arg("flood_max_failure_ratio"), py::arg("flood_window"),
-            py::arg("flood_min_events"), py::arg("flood_pause"), py::arg("consumer_properties"),
+            py::arg("flood_min_events"), py::arg("flood_pause"), py::arg("retention"),
+            py::arg("purge_interval"), py::arg("consumer_properties"),
             py::arg("producer_properties"))
         .def("run_once", &run_once, py::arg("timeout") = 0.1)
         .def("stop", [](PyProcessor& p) { p.processor->stop(); })

@@ -60,6 +60,7 @@ class ProcessorCounters:
     in_flight: int = 0
     blocked_waits: int = 0
     flood_pauses: int = 0
+    purged_marks: int = 0
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property
@@ -81,6 +82,9 @@ class Processor:
     - Offsets are committed only for finished events. SIGINT/SIGTERM stop ``run()``
       cleanly: the event in progress is not committed and comes back on restart.
 
+    - ``retention`` (seconds, 0 = keep): dedupe marks older than this are purged at start and
+      every ``purge_interval``; it is the replay horizon — an event redelivered after its
+      mark is gone is applied again.
     - ``flood_guard`` (off unless given): when most recent events fail for good, pause and
       retry instead of dead-lettering everything.
 
@@ -94,7 +98,8 @@ class Processor:
                  key: Callable[[Event, Message], str] | None = None,
                  max_payload_bytes: int = 1 << 20, batch_size: int = 500,
                  commit_interval: float = 1.0, blocked_backoff_max: float = 30.0,
-                 flood_guard: FloodGuard | None = None,
+                 flood_guard: FloodGuard | None = None, retention: float = 0.0,
+                 purge_interval: float = 600.0,
                  consumer_properties: Mapping[str, str] | None = None,
                  producer_properties: Mapping[str, str] | None = None) -> None:
         if isinstance(broker, str):
@@ -118,6 +123,7 @@ class Processor:
             blocked_backoff_max=blocked_backoff_max,
             flood_max_failure_ratio=guard.max_failure_ratio, flood_window=guard.window,
             flood_min_events=guard.min_events, flood_pause=guard.pause,
+            retention=retention, purge_interval=purge_interval,
             consumer_properties={**broker.properties, **(consumer_properties or {})},
             producer_properties={**broker.properties, **(producer_properties or {})})
 

@@ -353,3 +353,22 @@ TEST_F(EmbeddedProcessor, FloodGuardPausesInsteadOfDeadLetteringEverything) {
     EXPECT_EQ(applied.load(), 9) << "the held event and the rest are applied after the outage";
     EXPECT_GE(p.counters().flood_pauses, 2);
 }
+
+TEST_F(EmbeddedProcessor, RetentionPurgesOldMarksSoTheReplayHorizonIsExplicit) {
+    auto store = std::make_shared<stores::MemoryStore>();
+    {
+        auto tx = store->begin();
+        tx->claim("billing", "ancient-event");
+        tx->commit();
+    }
+    std::this_thread::sleep_for(1100ms);
+    send_events(0, 1);
+    auto c = config();
+    c.store = store;
+    c.retention = 1s;
+    Processor p(c, [](const Event&, HandlerContext&) {});
+    run_until(p, [&] { return p.counters().processed == 1; });
+    EXPECT_EQ(p.counters().purged_marks, 1) << "the old mark is gone at start";
+    EXPECT_FALSE(store->contains("billing", "ancient-event"));
+    EXPECT_TRUE(store->contains("billing", "event-0")) << "fresh marks stay";
+}

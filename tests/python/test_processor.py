@@ -324,3 +324,23 @@ def test_flood_guard_holds_events_during_an_outage(broker: postroom.Broker, topi
     assert dead_during_outage == [3], "dead letters stop once the failure ratio trips"
     assert counters.dead_lettered == 3 and counters.flood_pauses >= 2
     assert applied == [f"f{i}" for i in range(3, 10)]
+
+
+@pytest.mark.unit
+def test_retention_purges_old_marks() -> None:
+    broker = postroom.connect(f"embedded://{unique('retention')}")
+    broker.create_topic("t", 1)
+    store = MemoryStore()
+    send_events(broker, "t", ["first"])
+    with postroom.Processor(broker, name="p", topics="t", handler=lambda e, c: None,
+                            store=store) as processor:
+        run_until_finished(processor, 1)
+        assert processor.counters.purged_marks == 0, "no retention: marks are kept"
+    assert store.contains("p", "first")
+    time.sleep(1.1)
+    with postroom.Processor(broker, name="p2", topics="t", handler=lambda e, c: None,
+                            store=store, retention=1.0) as processor:
+        run_until_finished(processor, 1)
+        assert processor.counters.purged_marks == 1
+    assert not store.contains("p", "first"), "older than the retention: forgotten"
+    assert store.contains("p2", "first")

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <typeinfo>
@@ -282,6 +283,24 @@ struct Processor::Impl {
         }
     }
 
+    std::optional<Clock::time_point> last_purge;
+
+    // Applies the retention to the store; a store failure here is logged, not fatal (the
+    // next interval tries again).
+    void purge_if_due() {
+        if (config.retention.count() <= 0) return;
+        if (last_purge && Clock::now() - *last_purge < config.purge_interval) return;
+        last_purge = Clock::now();
+        try {
+            auto n = static_cast<int64_t>(config.store->purge_older_than(config.retention));
+            count([n](Counters& c) { c.purged_marks += n; });
+        } catch (const Error& e) {
+            (config.log ? config.log : default_log)(
+                3, "postroom level=error processor=\"" + escaped(config.name) +
+                       "\" event=\"purge-failed\" detail=\"" + escaped(e.what()) + "\"");
+        }
+    }
+
     void commit_if_due(bool force) {
         if (!force && Clock::now() - last_commit < config.commit_interval) return;
         if (!consumer->commit().empty()) detail::crash_point("after-offset-commit");
@@ -351,6 +370,7 @@ std::size_t Processor::run_once(milliseconds timeout) {
     }
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
+    impl.purge_if_due();
     return finished;
 }
 

@@ -97,6 +97,11 @@ struct ProcessorConfig {
     FloodGuard flood_guard;
     std::size_t batch_size = 500;
     std::chrono::milliseconds commit_interval{1000};
+    // Dedupe marks older than this are purged from the store (at start, then every
+    // purge_interval); 0 = never (the store's own retention, if any, applies). The retention
+    // is the replay horizon: an event redelivered after its mark is gone is applied again.
+    std::chrono::seconds retention{0};
+    std::chrono::seconds purge_interval{600};
     // Backoff cap while the store or the dead-letter topic cannot be written.
     std::chrono::milliseconds blocked_backoff_max{30'000};
     kafka::Properties consumer_properties;
@@ -116,6 +121,7 @@ struct Counters {
     int64_t in_flight = 0;        // being handled right now (0 or 1)
     int64_t blocked_waits = 0;    // backoffs because the store or dead-letter topic failed
     int64_t flood_pauses = 0;     // pauses of the flood guard
+    int64_t purged_marks = 0;     // dedupe marks removed by the retention
     std::map<TopicPartition, int64_t> lag;  // per assigned partition: high watermark - position
 };
 
