@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 
 import postroom
@@ -44,11 +45,26 @@ def main() -> None:
         blocked_backoff_max=1.0,
         commit_interval=0.0, batch_size=10,
         consumer_properties={"session.timeout.ms": "6000"})
+    # Samples the assignment while running, so a test can see a rebalance happen.
+    assignments: list[list[str]] = []
+    done = threading.Event()
+
+    def sample_assignment() -> None:
+        while not done.wait(0.05):
+            current = sorted(f"{t}[{p}]" for t, p in processor.counters.lag)
+            if current and (not assignments or assignments[-1] != current):
+                assignments.append(current)
+
+    sampler = threading.Thread(target=sample_assignment, daemon=True)
+    sampler.start()
     print("started", flush=True)
     counters = processor.run(idle_timeout=3.0)
+    done.set()
+    sampler.join()
     processor.close()
     print(json.dumps({"processed": counters.processed, "duplicates": counters.duplicates,
-                      "dead_lettered": counters.dead_lettered}), flush=True)
+                      "dead_lettered": counters.dead_lettered, "assignments": assignments}),
+          flush=True)
 
 
 if __name__ == "__main__":
