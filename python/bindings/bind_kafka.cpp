@@ -106,13 +106,6 @@ std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterab
     return out;
 }
 
-Properties to_properties(const py::dict& d) {
-    Properties p;
-    for (auto item : d)
-        p[py::str(item.first).cast<std::string>()] = py::str(item.second).cast<std::string>();
-    return p;
-}
-
 std::vector<TopicPartition> to_partitions(const py::iterable& items) {
     std::vector<TopicPartition> out;
     for (auto item : items) {
@@ -245,9 +238,9 @@ void bind_kafka(py::module_& m) {
                  c.idempotent = idempotent;
                  c.acks = acks;
                  c.compression = compression;
-                 c.linger = milliseconds(static_cast<int64_t>(linger * 1000));
-                 c.delivery_timeout = milliseconds(static_cast<int64_t>(delivery_timeout * 1000));
-                 c.close_timeout = milliseconds(static_cast<int64_t>(close_timeout * 1000));
+                 c.linger = to_ms(linger);
+                 c.delivery_timeout = to_ms(delivery_timeout);
+                 c.close_timeout = to_ms(close_timeout);
                  c.properties = to_properties(properties);
                  py::gil_scoped_release release;
                  return std::make_unique<Producer>(std::move(c));
@@ -373,8 +366,8 @@ void bind_kafka(py::module_& m) {
                  else
                      throw ConfigurationError("offset_reset must be 'earliest' or 'latest', not '" +
                                               offset_reset + "'");
-                 c.session_timeout = milliseconds(static_cast<int64_t>(session_timeout * 1000));
-                 c.max_poll_interval = milliseconds(static_cast<int64_t>(max_poll_interval * 1000));
+                 c.session_timeout = to_ms(session_timeout);
+                 c.max_poll_interval = to_ms(max_poll_interval);
                  c.properties = to_properties(properties);
                  py::gil_scoped_release release;
                  return std::make_unique<Consumer>(std::move(c));
@@ -453,7 +446,7 @@ void bind_kafka(py::module_& m) {
                 std::vector<TopicPartitionOffset> got;
                 {
                     py::gil_scoped_release release;
-                    got = c.committed(tps, milliseconds(static_cast<int64_t>(timeout * 1000)));
+                    got = c.committed(tps, to_ms(timeout));
                 }
                 return from_offsets(got);
             },
@@ -463,8 +456,7 @@ void bind_kafka(py::module_& m) {
             [](Consumer& c, const std::string& topic, int32_t partition, int64_t offset,
                double timeout) {
                 py::gil_scoped_release release;
-                c.seek({topic, partition}, offset,
-                       milliseconds(static_cast<int64_t>(timeout * 1000)));
+                c.seek({topic, partition}, offset, to_ms(timeout));
             },
             py::arg("topic"), py::arg("partition"), py::arg("offset"), py::arg("timeout") = 10.0)
         .def("assignment", [](Consumer& c) { return from_partitions(c.assignment()); })
@@ -491,7 +483,7 @@ void bind_kafka(py::module_& m) {
                  AdminConfig c;
                  c.broker_url = broker_url;
                  c.client_id = client_id;
-                 c.timeout = milliseconds(static_cast<int64_t>(timeout * 1000));
+                 c.timeout = to_ms(timeout);
                  c.properties = to_properties(properties);
                  py::gil_scoped_release release;
                  return std::make_unique<Admin>(std::move(c));

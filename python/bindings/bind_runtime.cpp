@@ -71,7 +71,7 @@ std::size_t run_once(PyProcessor& self, double timeout) {
     std::size_t finished;
     {
         py::gil_scoped_release release;
-        finished = self.processor->run_once(milliseconds(static_cast<int64_t>(timeout * 1000)));
+        finished = self.processor->run_once(to_ms(timeout));
     }
     if (self.state->pending_error) {
         auto error = std::exchange(self.state->pending_error, py::object());
@@ -112,10 +112,6 @@ py::dict counters_dict(const Counters& c) {
     for (const auto& [tp, n] : c.lag) lag[py::make_tuple(tp.topic, tp.partition)] = n;
     d["lag"] = lag;
     return d;
-}
-
-milliseconds to_ms(double seconds) {
-    return milliseconds(static_cast<int64_t>(seconds * 1000));
 }
 
 }  // namespace
@@ -246,10 +242,8 @@ void bind_runtime(py::module_& m) {
                 c.flood_guard.pause = to_ms(flood_pause);
                 c.retention = std::chrono::seconds(static_cast<int64_t>(retention));
                 c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
-                for (auto item : consumer_properties)
-                    c.consumer_properties[py::str(item.first)] = py::str(item.second);
-                for (auto item : producer_properties)
-                    c.producer_properties[py::str(item.first)] = py::str(item.second);
+                c.consumer_properties = to_properties(consumer_properties);
+                c.producer_properties = to_properties(producer_properties);
 
                 auto state = std::make_shared<PyProcessorState>();
                 auto py_handler = hold(handler);

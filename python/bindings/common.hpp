@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,12 @@ std::shared_ptr<T> hold(const T& object) {
         delete p;
     });
 }
+
+// Float seconds to milliseconds (for durations the caller always gives).
+std::chrono::milliseconds to_ms(double seconds);
+
+// {name: value} to librdkafka pass-through properties (values stringified).
+std::map<std::string, std::string> to_properties(const py::dict& d);
 
 // Float seconds (None = forever) to milliseconds.
 std::optional<std::chrono::milliseconds> to_timeout(const std::optional<double>& seconds);

@@ -8,7 +8,18 @@ namespace postroom::python {
 std::optional<std::chrono::milliseconds> to_timeout(const std::optional<double>& seconds) {
     if (!seconds) return std::nullopt;
     if (*seconds < 0) throw py::value_error("timeout must not be negative");
-    return std::chrono::milliseconds(static_cast<int64_t>(*seconds * 1000.0));
+    return to_ms(*seconds);
+}
+
+std::chrono::milliseconds to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
+
+std::map<std::string, std::string> to_properties(const py::dict& d) {
+    std::map<std::string, std::string> p;
+    for (auto item : d)
+        p[py::str(item.first).cast<std::string>()] = py::str(item.second).cast<std::string>();
+    return p;
 }
 
 std::optional<std::string> to_bytes(const py::handle& value, const char* what) {

@@ -56,6 +56,19 @@ class Run:
              str(self.deliveries), str(delay)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
+    def start_working(self, delay: float) -> subprocess.Popen[str]:
+        """Starts a worker and waits until it is up."""
+        proc = self.start(delay=delay)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        return proc
+
+    def crash_at(self, crash_point: str) -> None:
+        """Runs a worker that exits like kill -9 at the crash point."""
+        proc = self.start(crash_point=crash_point)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 137, err
+        assert f"crash point '{crash_point.split(':')[0]}' reached" in err
+
     def wait_for_deliveries(self, n: int, limit: float = 60.0) -> None:
         """Waits until the worker handled at least n events (some, not all, of the work)."""
         deadline = time.monotonic() + limit
@@ -115,23 +128,17 @@ def test_crash_at_each_durability_boundary(kafka_url: str, tmp_path: Path, crash
                                            store: str) -> None:
     postgres_url = require_env("POSTROOM_PG_URL") if store == "postgres" else None
     run = Run(kafka_url, tmp_path, events=40, postgres_url=postgres_url)
-    proc = run.start(crash_point=crash_point)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 137, err
-    name = crash_point.split(":")[0]
-    assert f"crash point '{name}' reached" in err
+    run.crash_at(crash_point)
     counters = run.finish()
     run.check()
-    if name == "after-store-commit":
+    if crash_point.startswith("after-store-commit"):
         assert counters["duplicates"] >= 1, "the committed event came back and was skipped"
     run.cleanup()
 
 
 def test_crash_after_dead_letter_loses_nothing(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=10, poison=1)
-    proc = run.start(crash_point="after-dead-letter:1")
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 137, err
+    run.crash_at("after-dead-letter:1")
     run.finish()
     run.check()
     with run.broker.consumer(unique("r"), run.topic + ".dlq") as consumer:
@@ -142,8 +149,7 @@ def test_crash_after_dead_letter_loses_nothing(kafka_url: str, tmp_path: Path) -
 
 def test_kill_9_mid_run_then_restart(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=150)
-    proc = run.start(delay=0.02)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    proc = run.start_working(delay=0.02)
     run.wait_for_deliveries(40)
     proc.kill()
     proc.wait(timeout=10)
@@ -156,8 +162,7 @@ def test_kill_9_mid_run_then_restart(kafka_url: str, tmp_path: Path) -> None:
 
 def test_sigterm_stops_cleanly_and_nothing_is_lost(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=100)
-    proc = run.start(delay=0.02)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    proc = run.start_working(delay=0.02)
     run.wait_for_deliveries(20)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -175,8 +180,7 @@ SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
 
 def test_broker_killed_and_restarted_during_processing(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=120)
-    proc = run.start(delay=0.03)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    proc = run.start_working(delay=0.03)
     run.wait_for_deliveries(30)
     subprocess.run([str(SERVICES), "kill", "kafka"], check=True, capture_output=True)
     time.sleep(3)
@@ -196,8 +200,7 @@ def test_broker_killed_and_restarted_during_processing(kafka_url: str, tmp_path:
 @pytest.mark.postgres
 def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=120, postgres_url=require_env("POSTROOM_PG_URL"))
-    proc = run.start(delay=0.03)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+    proc = run.start_working(delay=0.03)
     run.wait_for_deliveries(30)
     subprocess.run([str(SERVICES), "restart", "postgres"], check=True, capture_output=True,
                    timeout=120)
@@ -216,8 +219,7 @@ def test_rebalance_to_a_second_worker_mid_run(kafka_url: str, tmp_path: Path) ->
     run = Run(kafka_url, tmp_path, events=300, keys=32)  # both partitions get plenty
     partitions_with_data = [p for p in range(2) if run.broker.watermarks(run.topic, p)[1] > 100]
     assert partitions_with_data == [0, 1]
-    first = run.start(delay=0.02)
-    assert first.stdout is not None and first.stdout.readline().strip() == "started"
+    first = run.start_working(delay=0.02)
     run.wait_for_deliveries(30)
     second = run.start(delay=0.02)
     out_second, err_second = second.communicate(timeout=180)
