@@ -4,8 +4,9 @@ side by side with plain Python consumers doing the same work (confluent-kafka-py
 redis-py per message and pipelined, or psycopg), on the same broker and services, in one run.
 
 Each case reads the same N 100-byte CloudEvents from its own consumer group, dedupes each
-event by id in the store and applies one effect (Redis: a counter; PostgreSQL: a row in the
-same transaction as the dedupe mark), committing offsets after the work. Reports events/s,
+event by id in the store and applies one effect (Redis: a counter, which postroom queues into
+the same MULTI/EXEC as the dedupe marks; PostgreSQL: a row in the same transaction as the
+dedupe mark), committing offsets after the work. Reports events/s,
 CPU seconds per 1,000 events (this process, all threads) and ratios; writes JSON.
 
     eval "$(scripts/services.sh env)"
@@ -57,6 +58,14 @@ def measure(name: str, events: int, run: Callable[[], int]) -> dict[str, Any]:
     console.print(f"  {name}: {result['events_per_s']:,} events/s, "
                   f"{result['cpu_s_per_1000']} CPU s per 1000")
     return result
+
+
+def check_redis_effects(r: redis.Redis, key: str, events: int) -> None:
+    """The queued INCRs ran exactly once per event (they commit with the dedupe marks)."""
+    applied = int(r.get(key) or 0)
+    if applied != events:
+        raise SystemExit(f"postroom.redis_store: the counter is {applied} for {events} events")
+    r.delete(key)
 
 
 def confluent_consumer(bootstrap: str, topic: str) -> Consumer:
@@ -177,10 +186,12 @@ def main() -> None:
                              for i in range(args.events)], topic=topic)
     bootstrap = broker.bootstrap_servers
     r = redis.Redis.from_url(redis_url)
+    effects_key = "bench:postroom:" + uuid.uuid4().hex[:8] + ":effects"
     pg_table = "bench_pr_" + uuid.uuid4().hex[:8]
 
     def redis_effect(event: postroom.Event, context: postroom.HandlerContext) -> None:
-        r.incr("bench:postroom:effects")
+        # Queued into the store's transaction: runs in one MULTI/EXEC with the dedupe marks.
+        context.redis_command("INCR", effects_key)
 
     def pg_effect(event: postroom.Event, context: postroom.HandlerContext) -> None:
         context.execute(f"INSERT INTO {pg_table}_effects VALUES ($1)", (event.id,))
@@ -197,6 +208,9 @@ def main() -> None:
                 lambda: postroom_case(broker, topic, RedisStore(
                     redis_url, prefix="bench:pr:" + uuid.uuid4().hex[:6] + ":"), n,
                     redis_effect)),
+    ]
+    check_redis_effects(r, effects_key, n)
+    results += [
         measure("python.postgres", n, lambda: python_postgres(bootstrap, topic, pg_url, n)),
         measure("postroom.postgres_store", n,
                 lambda: postroom_case(broker, topic, PostgresStore(pg_url, table=pg_table), n,

@@ -41,6 +41,8 @@ replacements = {
     "consumer_properties: dict, producer_properties: dict)":
         "consumer_properties: dict[str, str], producer_properties: dict[str, str])",
     "collections.abc.Iterable)": "collections.abc.Iterable[typing.Any])",
+    "def redis_command(self, *args) -> None:":
+        "def redis_command(self, *args: str | bytes | int | float) -> None:",
     "    __hash__: typing.ClassVar[None] = None":
         "    __hash__: typing.ClassVar[None]  # type: ignore[assignment]",
 }

@@ -203,7 +203,25 @@ void bind_runtime(py::module_& m) {
             },
             py::arg("sql"), py::arg("params") = py::tuple(),
             "Runs SQL in the store's transaction (SQL stores), so the handler's writes and "
-            "the dedupe mark commit or roll back together. Returns the rows.");
+            "the dedupe mark commit or roll back together. Returns the rows.")
+        .def(
+            "redis_command",
+            [](const PyHandlerContext& c, const py::args& args) {
+                c.check();
+                std::vector<std::string> command;
+                for (auto a : args) {
+                    if (PyLong_Check(a.ptr()) || PyFloat_Check(a.ptr()))
+                        command.push_back(py::str(a).cast<std::string>());
+                    else if (auto bytes = to_bytes(a, "a Redis command argument"))
+                        command.push_back(std::move(*bytes));
+                    else
+                        throw py::type_error("a Redis command argument cannot be None");
+                }
+                c.ctx->transaction->enqueue_command(std::move(command));
+            },
+            "Queues a Redis command (Redis store) to run when the event commits, in the same "
+            "MULTI/EXEC as the dedupe mark: the effect and the mark apply together, once. "
+            "Arguments are str, bytes or numbers. Returns nothing: the command runs later.");
 
     py::class_<PyProcessor>(m, "Processor")
         .def(

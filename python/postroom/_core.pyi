@@ -315,6 +315,10 @@ class HandlerContext:
         """
         Runs SQL in the store's transaction (SQL stores), so the handler's writes and the dedupe mark commit or roll back together. Returns the rows.
         """
+    def redis_command(self, *args: str | bytes | int | float) -> None:
+        """
+        Queues a Redis command (Redis store) to run when the event commits, in the same MULTI/EXEC as the dedupe mark: the effect and the mark apply together, once. Arguments are str, bytes or numbers. Returns nothing: the command runs later.
+        """
     @property
     def attempt(self) -> int:
         ...

@@ -100,6 +100,44 @@ TYPED_TEST_P(StoreContract, LoserWaitsAndClaimsIfTheWinnerRollsBack) {
     EXPECT_TRUE(store->contains("p", "e"));
 }
 
+TYPED_TEST_P(StoreContract, BatchClaimSeesAppliedAndRepeatedKeys) {
+    auto store = this->make();
+    {
+        auto tx = store->begin();
+        ASSERT_TRUE(tx->claim("p", "old"));
+        tx->commit();
+    }
+    auto tx = store->begin();
+    // A key with quotes, backslashes and commas must survive any array encoding.
+    const std::vector<std::string> keys{"a", "old", "b", "a", "q\"u,o\\te{}", "c"};
+    auto claimed = tx->claim_batch("p", keys);
+    EXPECT_EQ(claimed, (std::vector<bool>{true, false, true, false, true, true}));
+    tx->commit();
+    for (const auto& k : {"a", "b", "q\"u,o\\te{}", "c", "old"})
+        EXPECT_TRUE(store->contains("p", k)) << k;
+    auto again = store->begin();
+    EXPECT_EQ(again->claim_batch("p", {"c", "d"}), (std::vector<bool>{false, true}));
+    again->rollback();
+    EXPECT_FALSE(store->contains("p", "d")) << "rolled back";
+}
+
+TYPED_TEST_P(StoreContract, UnclaimGivesKeysBackBeforeCommit) {
+    auto store = this->make();
+    auto tx = store->begin();
+    ASSERT_EQ(tx->claim_batch("p", {"x", "y", "z"}), (std::vector<bool>{true, true, true}));
+    tx->savepoint();
+    tx->rollback_to_savepoint();  // nothing written since: harmless
+    tx->unclaim("p", {"y", "z"});
+    tx->commit();
+    EXPECT_TRUE(store->contains("p", "x"));
+    EXPECT_FALSE(store->contains("p", "y"));
+    EXPECT_FALSE(store->contains("p", "z"));
+    auto next = store->begin();
+    EXPECT_EQ(next->claim_batch("p", {"y", "z", "x"}), (std::vector<bool>{true, true, false}));
+    next->commit();
+}
+
 REGISTER_TYPED_TEST_SUITE_P(StoreContract, ClaimCommitThenDuplicate, RollbackForgetsTheClaim,
                             RacingWorkersProduceOneEffect, PurgeOlderThanForgetsOldMarks,
-                            LoserWaitsAndClaimsIfTheWinnerRollsBack);
+                            LoserWaitsAndClaimsIfTheWinnerRollsBack,
+                            BatchClaimSeesAppliedAndRepeatedKeys, UnclaimGivesKeysBackBeforeCommit);

@@ -104,3 +104,45 @@ TEST(PostgresStore, SqlErrorsNameTheStatement) {
         EXPECT_EQ(e.retriable(), Retriable::no);
     }
 }
+
+TEST(PostgresStore, SavepointsUndoOneEventOfABatch) {
+    auto table = unique_table();
+    PostgresStore store(pg_url(), table);
+    {
+        auto tx = store.begin();
+        tx->execute("CREATE TABLE " + table + "_effects (id text PRIMARY KEY)");
+        tx->commit();
+    }
+    {
+        auto tx = store.begin();
+        ASSERT_EQ(tx->claim_batch("p", {"e1", "e2", "e3", "e4"}),
+                  (std::vector<bool>{true, true, true, true}));
+        tx->savepoint();
+        tx->execute("INSERT INTO " + table + "_effects VALUES ($1)", {std::string("e1")});
+        tx->savepoint();
+        tx->execute("INSERT INTO " + table + "_effects VALUES ($1)", {std::string("e2")});
+        tx->rollback_to_savepoint();  // e2's handler failed after writing
+        tx->savepoint();
+        // A statement that fails inside an event leaves the transaction usable after the
+        // rollback to its savepoint.
+        EXPECT_THROW(
+            tx->execute("INSERT INTO " + table + "_effects VALUES ($1)", {std::string("e1")}),
+            StorageError);
+        tx->rollback_to_savepoint();
+        tx->savepoint();
+        tx->execute("INSERT INTO " + table + "_effects VALUES ($1)", {std::string("e4")});
+        tx->unclaim("p", {"e2", "e3"});
+        tx->commit();
+    }
+    auto tx = store.begin();
+    auto r = tx->execute("SELECT id FROM " + table + "_effects ORDER BY id");
+    ASSERT_EQ(r.rows.size(), 2u);
+    EXPECT_EQ(std::get<std::string>(r.rows[0][0]), "e1");
+    EXPECT_EQ(std::get<std::string>(r.rows[1][0]), "e4");
+    EXPECT_FALSE(store.contains("p", "e2"));
+    EXPECT_FALSE(store.contains("p", "e3"));
+    EXPECT_TRUE(store.contains("p", "e4"));
+    tx->execute("DROP TABLE " + table + "_effects");
+    tx->execute("DROP TABLE " + table);
+    tx->commit();
+}

@@ -372,3 +372,44 @@ TEST_F(EmbeddedProcessor, RetentionPurgesOldMarksSoTheReplayHorizonIsExplicit) {
     EXPECT_FALSE(store->contains("billing", "ancient-event"));
     EXPECT_TRUE(store->contains("billing", "event-0")) << "fresh marks stay";
 }
+
+// Counts the transactions a processor opens.
+struct CountingStore final : stores::IdempotencyStore {
+    stores::MemoryStore inner;
+    std::atomic<int> begun{0};
+    std::unique_ptr<stores::Transaction> begin() override {
+        ++begun;
+        return inner.begin();
+    }
+    bool contains(std::string_view s, std::string_view k) override { return inner.contains(s, k); }
+    std::size_t purge_older_than(std::chrono::seconds a) override {
+        return inner.purge_older_than(a);
+    }
+    std::string kind() const override { return "counting"; }
+};
+
+TEST_F(EmbeddedProcessor, ABatchSharesOneTransactionAndAFailureInsideItKeepsTheOrder) {
+    send_events(0, 20);
+    auto c = config();
+    c.batch_size = 20;
+    auto store = std::make_shared<CountingStore>();
+    c.store = store;
+    std::vector<std::string> calls;    // every handler call, in order
+    std::vector<std::string> applied;  // successful attempts, in order
+    Processor p(c, [&](const Event& e, HandlerContext&) {
+        calls.push_back(e.id);
+        if (e.id == "event-7" && std::count(calls.begin(), calls.end(), e.id) == 1)
+            throw std::runtime_error("transient");
+        applied.push_back(e.id);
+    });
+    run_until(p, [&] { return p.counters().processed == 20; });
+    ASSERT_EQ(p.counters().processed, 20);
+    std::vector<std::string> expected;
+    for (int i = 0; i < 20; ++i) expected.push_back("event-" + std::to_string(i));
+    EXPECT_EQ(applied, expected) << "per-partition order holds across the failure";
+    EXPECT_EQ(calls.size(), 21u) << "each event is handled once, event-7 twice";
+    EXPECT_EQ(p.counters().retried, 1);
+    // Before the failure, the retry of event-7 alone, after it: 3 transactions when the poll
+    // returns all 20 at once; one per event would be 21.
+    EXPECT_LE(store->begun.load(), 6) << "events of a poll batch share a transaction";
+}

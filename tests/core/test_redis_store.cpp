@@ -6,6 +6,9 @@
 #include <random>
 #include <thread>
 
+#include <hiredis/hiredis.h>
+
+#include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
 #include "store_contract.hpp"
@@ -61,4 +64,73 @@ TEST(RedisStore, WrongUrlsAreClearErrors) {
         EXPECT_EQ(e.retriable(), Retriable::yes);
         EXPECT_NE(std::string(e.what()).find("127.0.0.1:1"), std::string::npos) << e.what();
     }
+}
+
+namespace {
+
+// Reads one key with a plain hiredis connection, independent of the store.
+std::string redis_get(const std::string& key) {
+    auto parsed = postroom::parse_broker_url(redis_url());
+    redisContext* c = redisConnect(parsed.hosts.at(0).host.c_str(), parsed.hosts.at(0).port);
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        ADD_FAILURE() << "cannot connect to Redis";
+        return {};
+    }
+    if (parsed.redis_db != 0) freeReplyObject(redisCommand(c, "SELECT %d", parsed.redis_db));
+    auto* r = static_cast<redisReply*>(redisCommand(c, "GET %b", key.data(), key.size()));
+    std::string value = r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : "";
+    if (r) freeReplyObject(r);
+    redisFree(c);
+    return value;
+}
+
+}  // namespace
+
+TEST(RedisStore, QueuedCommandsApplyWithTheMarksOrNotAtAll) {
+    auto prefix = unique_prefix();
+    RedisStore store(redis_url(), std::chrono::hours(1), prefix);
+    const std::string counter = prefix + "effects";
+    {
+        auto tx = store.begin();
+        ASSERT_EQ(tx->claim_batch("p", {"e1", "e2", "e3"}), (std::vector<bool>{true, true, true}));
+        tx->savepoint();
+        tx->enqueue_command({"INCRBY", counter, "1"});
+        tx->savepoint();
+        tx->enqueue_command({"INCRBY", counter, "10"});
+        tx->rollback_to_savepoint();  // e2's handler failed: its command is dropped
+        tx->unclaim("p", {"e2", "e3"});
+        EXPECT_EQ(redis_get(counter), "") << "nothing runs before commit";
+        tx->commit();
+    }
+    EXPECT_EQ(redis_get(counter), "1");
+    EXPECT_TRUE(store.contains("p", "e1"));
+    EXPECT_FALSE(store.contains("p", "e2"));
+    {
+        auto tx = store.begin();
+        ASSERT_TRUE(tx->claim("p", "e2"));
+        tx->enqueue_command({"INCRBY", counter, "100"});
+        // destroyed without commit: the command never runs
+    }
+    EXPECT_EQ(redis_get(counter), "1");
+    EXPECT_FALSE(store.contains("p", "e2"));
+}
+
+TEST(RedisStore, ARefusedCommandAppliesNothing) {
+    auto prefix = unique_prefix();
+    RedisStore store(redis_url(), std::chrono::hours(1), prefix);
+    auto tx = store.begin();
+    ASSERT_TRUE(tx->claim("p", "e1"));
+    tx->enqueue_command({"INCRBY", prefix + "n", "1"});
+    tx->enqueue_command({"NO-SUCH-COMMAND", "x"});
+    try {
+        tx->commit();
+        FAIL() << "a refused command must fail the commit";
+    } catch (const StorageError& e) {
+        EXPECT_EQ(e.retriable(), Retriable::no);
+        EXPECT_NE(std::string(e.what()).find("NO-SUCH-COMMAND"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(redis_get(prefix + "n"), "");
+    EXPECT_FALSE(store.contains("p", "e1")) << "the mark is not applied either";
+    EXPECT_THROW(store.begin()->execute("SELECT 1"), UsageError);
 }

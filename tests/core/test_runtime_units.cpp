@@ -161,6 +161,35 @@ TEST(SqliteStore, HandlerWritesCommitOrRollBackWithTheMark) {
     EXPECT_EQ(r.columns, (std::vector<std::string>{"id", "amount"}));
 }
 
+TEST(SqliteStore, SavepointsUndoOneEventOfABatch) {
+    SqliteStore store(temp_db());
+    {
+        auto tx = store.begin();
+        tx->execute("CREATE TABLE effects (id TEXT PRIMARY KEY)");
+        tx->commit();
+    }
+    {
+        auto tx = store.begin();
+        ASSERT_EQ(tx->claim_batch("p", {"e1", "e2", "e3"}), (std::vector<bool>{true, true, true}));
+        tx->savepoint();
+        tx->execute("INSERT INTO effects VALUES (?)", {std::string("e1")});
+        tx->savepoint();
+        tx->execute("INSERT INTO effects VALUES (?)", {std::string("e2")});
+        tx->rollback_to_savepoint();  // e2's handler failed after writing
+        tx->unclaim("p", {"e2", "e3"});
+        tx->commit();
+    }
+    {
+        auto tx = store.begin();
+        auto r = tx->execute("SELECT id FROM effects");
+        ASSERT_EQ(r.rows.size(), 1u);
+        EXPECT_EQ(std::get<std::string>(r.rows[0][0]), "e1");
+    }
+    EXPECT_TRUE(store.contains("p", "e1"));
+    EXPECT_FALSE(store.contains("p", "e2"));
+    EXPECT_FALSE(store.contains("p", "e3"));
+}
+
 TEST(SqliteStore, TwoConnectionsOnOneFileDedupe) {
     auto path = temp_db();
     SqliteStore a(path), b(path);

@@ -200,6 +200,28 @@ def test_memory_store_has_no_sql_and_says_so(broker: postroom.Broker, topics: st
     assert b"use a SQL store" in dict(letter.headers)["postroom-dlt-error-message"]
 
 
+def test_redis_commands_need_the_redis_store_and_real_arguments(broker: postroom.Broker,
+                                                                topics: str) -> None:
+    send_events(broker, topics, ["e1", "e2"])
+    seen: list[str] = []
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        try:
+            context.redis_command("SET", "k", None)
+        except TypeError as error:
+            seen.append(str(error))
+        context.redis_command("INCR", "k")  # the memory store refuses: a usage error
+
+    with postroom.Processor(broker, name=unique("p"), topics=topics, retry=FAST,
+                            handler=handler) as processor:
+        run_until_finished(processor, 2)
+        assert processor.counters.dead_lettered == 2
+    assert seen == ["a Redis command argument cannot be None"] * 2
+    letters = dead_letters(broker, topics, 2)
+    assert all(b"only the Redis store" in dict(m.headers)["postroom-dlt-error-message"]
+               for m in letters)
+
+
 def test_idempotency_key_from_a_header_or_a_function(broker: postroom.Broker,
                                                      topics: str) -> None:
     with broker.producer() as producer:
@@ -290,6 +312,38 @@ def test_redis_store_skips_redelivered_events(broker: postroom.Broker, topics: s
         assert processor.counters.duplicates == 2
     assert effects == ["r1", "r2", "r3"]
     assert store.contains("redis-dedupe", "r2")
+
+
+def test_redis_effects_queued_in_the_transaction_apply_once_with_the_mark(
+        broker: postroom.Broker, topics: str) -> None:
+    import redis
+
+    from postroom.stores import RedisStore
+
+    from .conftest import require_env
+
+    url = require_env("POSTROOM_REDIS_URL")
+    prefix = unique("pytest") + ":"
+    store = RedisStore(url, retention=3600, prefix=prefix)
+    send_events(broker, topics, ["q1", "q2", "q3"])
+    send_events(broker, topics, ["q2"])
+    failed_once: set[str] = set()
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        context.redis_command("HINCRBY", prefix + "totals", event.id, 1)
+        if event.id == "q2" and "q2" not in failed_once:
+            failed_once.add("q2")
+            raise ConnectionError("fails after queueing its effect: the effect must not run")
+        context.redis_command("RPUSH", prefix + "log", event.id.encode())
+
+    with postroom.Processor(broker, name="redis-queued", group=unique("g"), topics=topics,
+                            store=store, handler=handler, retry=FAST) as processor:
+        run_until_finished(processor, 4)
+        assert processor.counters.duplicates == 1
+        assert processor.counters.retried == 1
+    client = redis.Redis.from_url(url)
+    assert client.hgetall(prefix + "totals") == {b"q1": b"1", b"q2": b"1", b"q3": b"1"}
+    assert client.lrange(prefix + "log", 0, -1) == [b"q1", b"q2", b"q3"]
 
 
 def test_flood_guard_holds_events_during_an_outage(broker: postroom.Broker, topics: str) -> None:

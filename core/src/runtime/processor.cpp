@@ -1,5 +1,6 @@
 #include "postroom/runtime/processor.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <deque>
@@ -161,8 +162,17 @@ struct Processor::Impl {
         return ev.id;
     }
 
-    Outcome process(const Message& m) {
-        Failure failure;
+    // An event ready for its handler.
+    struct Prepared {
+        const Message* message;
+        Event event;
+        std::string key;
+    };
+
+    // Decodes `m` and computes its key; what cannot be handled (too large, undecodable, no
+    // key) fills `failure` instead and returns nullopt.
+    std::optional<Prepared> prepare(const Message& m, Failure& failure) {
+        failure = Failure{};
         failure.first_failure = now_rfc3339();
         failure.last_failure = failure.first_failure;
         const std::size_t size = (m.value ? m.value->size() : 0) + (m.key ? m.key->size() : 0);
@@ -172,115 +182,285 @@ struct Processor::Impl {
             failure.error_message = "payload of " + std::to_string(size) +
                                     " bytes exceeds max_payload_bytes (" +
                                     std::to_string(config.max_payload_bytes) + ")";
-            return dead_letter(m, failure);
+            return std::nullopt;
         }
-        Event event;
-        std::string key;
         try {
-            event = kafka::to_event(m);
-            key = idempotency_key(event, m);
+            Prepared p{&m, kafka::to_event(m), {}};
+            p.key = idempotency_key(p.event, m);
+            return p;
         } catch (const CodecError& e) {
             failure.reason = DeadLetterReason::undecodable;
             failure.error_type = "postroom::CodecError";
             failure.error_message = e.what();
+            return std::nullopt;
+        }
+    }
+
+    // Runs the handler; a failure fills `failure` and returns false with `retryable` set.
+    bool call_handler(const Prepared& p, int attempt, stores::Transaction& tx, Failure& failure,
+                      bool& retryable) {
+        retryable = true;
+        try {
+            HandlerContext ctx{*p.message, attempt, &tx};
+            handler(p.event, ctx);
+            return true;
+        } catch (const HandlerFailure& e) {
+            failure.error_type = e.type();
+            failure.error_message = e.what();
+            failure.error_stack = e.stack();
+            retryable = e.retryable();
+        } catch (const NonRetryableError& e) {
+            failure.error_type = "postroom::runtime::NonRetryableError";
+            failure.error_message = e.what();
+            retryable = false;
+        } catch (const CodecError& e) {
+            failure.error_type = "postroom::CodecError";
+            failure.error_message = e.what();
+            retryable = false;
+        } catch (const std::exception& e) {
+            failure.error_type = typeid(e).name();
+            failure.error_message = e.what();
+        }
+        count([](Counters& c) { ++c.failed_attempts; });
+        return false;
+    }
+
+    // What happens after attempt `attempt` of `p` failed: a dead letter (or a flood-guard
+    // pause) when it may not be retried, else a backoff. Returns the outcome when the event is
+    // finished (or abandoned); nullopt when the next attempt is due.
+    std::optional<Outcome> after_failure(const Prepared& p, Failure& failure, int& attempt,
+                                         bool retryable) {
+        const Message& m = *p.message;
+        failure.attempts = attempt;
+        failure.last_failure = now_rfc3339();
+        if (failure.first_failure.empty() || attempt == 1)
+            failure.first_failure = failure.last_failure;
+        if (!retryable || attempt >= config.retry.max_attempts) {
+            if (flood_tripped()) {
+                // Most recent events failed too: more likely a downstream outage than
+                // poison. Hold this event instead of dead-lettering everything.
+                log(3, "flood-guard-pause", m,
+                    "failure ratio over the last " + std::to_string(outcomes.size()) +
+                        " events exceeds " + std::to_string(config.flood_guard.max_failure_ratio) +
+                        "; pausing " + std::to_string(config.flood_guard.pause.count()) +
+                        " ms, then retrying instead of dead-lettering");
+                count([](Counters& c) { ++c.flood_pauses; });
+                if (!wait_for(config.flood_guard.pause)) return Outcome::abandoned;
+                attempt = 1;
+                return std::nullopt;
+            }
+            record_outcome(true);
+            failure.reason =
+                retryable ? DeadLetterReason::retries_exhausted : DeadLetterReason::non_retryable;
             return dead_letter(m, failure);
         }
+        auto delay = config.retry.delay_before(attempt + 1, unit_random());
+        log(4, "retry", m,
+            "attempt " + std::to_string(attempt) + " failed: " + failure.error_type + ": " +
+                failure.error_message + "; retrying in " + std::to_string(delay.count()) + " ms");
+        count([](Counters& c) { ++c.retried; });
+        if (!wait_for(delay)) return Outcome::abandoned;
+        ++attempt;
+        return std::nullopt;
+    }
 
+    // Handles one event in its own transaction, attempt after attempt. With `failed` set,
+    // attempt `attempt` already failed (in a batch) with `failure`.
+    Outcome handle_alone(const Prepared& p, Failure failure, int attempt,
+                         std::optional<bool> failed) {
+        const Message& m = *p.message;
         int store_round = 0;
-        for (int attempt = 1;;) {
+        for (;;) {
             if (stop_requested.load()) return Outcome::abandoned;
-            std::unique_ptr<stores::Transaction> tx;
-            bool claimed = false;
-            try {
-                tx = config.store->begin();
-                claimed = tx->claim(config.name, key);
-                if (!claimed) {
-                    tx->rollback();
-                    count([](Counters& c) { ++c.duplicates; });
-                    return Outcome::done;
-                }
-            } catch (const Error& e) {
-                // The store is unavailable: not the event's fault, so no attempt is used up.
-                tx.reset();
-                log(3, "store-blocked", m, e.what());
-                count([](Counters& c) { ++c.blocked_waits; });
-                if (!wait_for(blocked_backoff(store_round++))) return Outcome::abandoned;
-                continue;
-            }
-
-            bool retryable = true;
-            try {
-                HandlerContext ctx{m, attempt, tx.get()};
-                count([](Counters& c) { c.in_flight = 1; });
-                handler(event, ctx);
-                count([](Counters& c) { c.in_flight = 0; });
-                detail::crash_point("after-handler");
+            bool retryable = failed.value_or(true);
+            if (!failed) {
+                std::unique_ptr<stores::Transaction> tx;
                 try {
-                    tx->commit();
+                    tx = config.store->begin();
+                    if (!tx->claim(config.name, p.key)) {
+                        tx->rollback();
+                        count([](Counters& c) { ++c.duplicates; });
+                        return Outcome::done;
+                    }
                 } catch (const Error& e) {
-                    // Commit failed or is in doubt: retrying is safe, the claim dedupes it.
-                    log(3, "store-blocked", m, std::string("commit: ") + e.what());
+                    // The store is unavailable: not the event's fault, no attempt is used up.
+                    tx.reset();
+                    log(3, "store-blocked", m, e.what());
                     count([](Counters& c) { ++c.blocked_waits; });
                     if (!wait_for(blocked_backoff(store_round++))) return Outcome::abandoned;
                     continue;
                 }
-                count([](Counters& c) { ++c.processed; });
-                record_outcome(false);
-                detail::crash_point("after-store-commit");
-                return Outcome::done;
-            } catch (const HandlerFailure& e) {
-                failure.error_type = e.type();
-                failure.error_message = e.what();
-                failure.error_stack = e.stack();
-                retryable = e.retryable();
-            } catch (const NonRetryableError& e) {
-                failure.error_type = "postroom::runtime::NonRetryableError";
-                failure.error_message = e.what();
-                retryable = false;
-            } catch (const CodecError& e) {
-                failure.error_type = "postroom::CodecError";
-                failure.error_message = e.what();
-                retryable = false;
-            } catch (const std::exception& e) {
-                failure.error_type = typeid(e).name();
-                failure.error_message = e.what();
-            }
-            count([](Counters& c) {
-                c.in_flight = 0;
-                ++c.failed_attempts;
-            });
-            tx.reset();  // rolls back the claim and the handler's writes
-            failure.attempts = attempt;
-            failure.last_failure = now_rfc3339();
-            if (!retryable || attempt >= config.retry.max_attempts) {
-                if (flood_tripped()) {
-                    // Most recent events failed too: more likely a downstream outage than
-                    // poison. Hold this event instead of dead-lettering everything.
-                    log(3, "flood-guard-pause", m,
-                        "failure ratio over the last " + std::to_string(outcomes.size()) +
-                            " events exceeds " +
-                            std::to_string(config.flood_guard.max_failure_ratio) + "; pausing " +
-                            std::to_string(config.flood_guard.pause.count()) +
-                            " ms, then retrying instead of dead-lettering");
-                    count([](Counters& c) { ++c.flood_pauses; });
-                    if (!wait_for(config.flood_guard.pause)) return Outcome::abandoned;
-                    attempt = 1;
-                    continue;
+                count([](Counters& c) { c.in_flight = 1; });
+                bool ok = call_handler(p, attempt, *tx, failure, retryable);
+                count([](Counters& c) { c.in_flight = 0; });
+                if (ok) {
+                    detail::crash_point("after-handler");
+                    try {
+                        tx->commit();
+                        count([](Counters& c) { ++c.processed; });
+                        record_outcome(false);
+                        detail::crash_point("after-store-commit");
+                        return Outcome::done;
+                    } catch (const Error& e) {
+                        if (e.retriable() != Retriable::no) {
+                            // Failed or in doubt: retrying is safe, the claim dedupes it.
+                            log(3, "store-blocked", m, std::string("commit: ") + e.what());
+                            count([](Counters& c) { ++c.blocked_waits; });
+                            if (!wait_for(blocked_backoff(store_round++)))
+                                return Outcome::abandoned;
+                            continue;
+                        }
+                        // The store refused what the handler wrote (a constraint checked at
+                        // commit, a rejected Redis command): the event's failure.
+                        failure.error_type = "postroom::StorageError";
+                        failure.error_message = e.what();
+                        retryable = false;
+                        count([](Counters& c) { ++c.failed_attempts; });
+                    }
                 }
-                record_outcome(true);
-                failure.reason = retryable ? DeadLetterReason::retries_exhausted
-                                           : DeadLetterReason::non_retryable;
-                return dead_letter(m, failure);
             }
-            auto delay = config.retry.delay_before(attempt + 1, unit_random());
-            log(4, "retry", m,
-                "attempt " + std::to_string(attempt) + " failed: " + failure.error_type + ": " +
-                    failure.error_message + "; retrying in " + std::to_string(delay.count()) +
-                    " ms");
-            count([](Counters& c) { ++c.retried; });
-            if (!wait_for(delay)) return Outcome::abandoned;
-            ++attempt;
+            failed.reset();
+            // tx is gone: the claim and the handler's writes are rolled back.
+            if (auto outcome = after_failure(p, failure, attempt, retryable)) return *outcome;
         }
+    }
+
+    // How a batch transaction ended.
+    struct SegmentResult {
+        bool abandoned = false;
+        bool split = false;    // the store refused the batch's commit: handle events alone
+        std::size_t done = 0;  // events [0, done) are finished
+        bool failed = false;   // event `done` failed its first attempt with:
+        Failure failure;
+        bool retryable = true;
+    };
+
+    // Handles consecutive events in one store transaction: one batched claim, a savepoint per
+    // event, one commit. Stops at the first handler failure; what came before commits.
+    SegmentResult handle_segment(const std::vector<Prepared>& segment) {
+        std::vector<std::string> keys;
+        keys.reserve(segment.size());
+        for (const auto& p : segment) keys.push_back(p.key);
+        int store_round = 0;
+        for (;;) {
+            SegmentResult r;
+            if (stop_requested.load()) {
+                r.abandoned = true;
+                return r;
+            }
+            const Message& first = *segment.front().message;
+            std::unique_ptr<stores::Transaction> tx;
+            std::vector<bool> claimed;
+            int64_t duplicates = 0, applied = 0;
+            try {
+                tx = config.store->begin();
+                claimed = tx->claim_batch(config.name, keys);
+                count([&](Counters& c) {
+                    c.in_flight =
+                        static_cast<int64_t>(std::count(claimed.begin(), claimed.end(), true));
+                });
+                auto give_back_from = [&](std::size_t from) {
+                    std::vector<std::string> unused;
+                    for (std::size_t k = from; k < segment.size(); ++k)
+                        if (claimed[k]) unused.push_back(keys[k]);
+                    tx->unclaim(config.name, unused);
+                };
+                for (; r.done < segment.size(); ++r.done) {
+                    if (stop_requested.load()) {
+                        // Stopping: commit what was handled, leave the rest for redelivery.
+                        give_back_from(r.done);
+                        break;
+                    }
+                    if (!claimed[r.done]) {
+                        ++duplicates;
+                        continue;
+                    }
+                    tx->savepoint();
+                    if (call_handler(segment[r.done], 1, *tx, r.failure, r.retryable)) {
+                        ++applied;
+                        continue;
+                    }
+                    // Undo this event's writes and give back the claims not used here.
+                    r.failed = true;
+                    tx->rollback_to_savepoint();
+                    give_back_from(r.done);
+                    break;
+                }
+                count([](Counters& c) { c.in_flight = 0; });
+                if (applied > 0) detail::crash_point("after-handler");
+                tx->commit();
+            } catch (const Error& e) {
+                count([](Counters& c) { c.in_flight = 0; });
+                tx.reset();  // rolls back: the handlers run again on the next round
+                if (e.retriable() == Retriable::no && segment.size() > 1 && claimed.size()) {
+                    log(3, "batch-refused", first,
+                        std::string(e.what()) + "; handling the batch's events one at a time");
+                    r = SegmentResult{};
+                    r.split = true;
+                    return r;
+                }
+                log(3, "store-blocked", first, e.what());
+                count([](Counters& c) { ++c.blocked_waits; });
+                if (!wait_for(blocked_backoff(store_round++))) {
+                    r = SegmentResult{};
+                    r.abandoned = true;
+                    return r;
+                }
+                continue;
+            }
+            count([&](Counters& c) {
+                c.processed += applied;
+                c.duplicates += duplicates;
+            });
+            for (int64_t n = 0; n < applied; ++n) record_outcome(false);
+            if (applied > 0) detail::crash_point("after-store-commit");
+            return r;
+        }
+    }
+
+    // Handles a polled batch in order; returns how many messages are finished (the rest, if
+    // stopping, are left for redelivery).
+    std::size_t handle_batch(const std::vector<Message>& batch) {
+        std::size_t i = 0;
+        auto finish = [&](std::size_t n) {
+            for (std::size_t k = 0; k < n; ++k) consumer->mark_done(batch[i + k]);
+            i += n;
+        };
+        while (i < batch.size() && !stop_requested.load()) {
+            // The longest run of handleable events from i; a bad message ends it.
+            std::vector<Prepared> segment;
+            Failure bad;
+            bool has_bad = false;
+            for (std::size_t j = i; j < batch.size(); ++j) {
+                auto p = prepare(batch[j], bad);
+                if (!p) {
+                    has_bad = true;
+                    break;
+                }
+                segment.push_back(std::move(*p));
+            }
+            if (segment.empty()) {
+                if (has_bad && dead_letter(batch[i], bad) == Outcome::abandoned) break;
+                finish(1);
+                continue;
+            }
+            auto r = handle_segment(segment);
+            if (r.abandoned) break;
+            if (r.split) {
+                for (const auto& p : segment) {
+                    if (handle_alone(p, Failure{}, 1, std::nullopt) == Outcome::abandoned) return i;
+                    finish(1);
+                }
+                continue;
+            }
+            finish(r.done);
+            if (r.failed) {
+                if (handle_alone(segment[r.done], r.failure, 1, r.retryable) == Outcome::abandoned)
+                    break;
+                finish(1);
+            }
+        }
+        return i;
     }
 
     std::optional<Clock::time_point> last_purge;
@@ -358,16 +538,8 @@ std::size_t Processor::run_once(milliseconds timeout) {
     if (impl.closed) throw UsageError("the processor is closed");
     if (impl.stop_requested.load()) return 0;
     auto batch = impl.consumer->poll_batch(impl.config.batch_size, timeout);
-    std::size_t finished = 0;
-    for (const auto& m : batch) {
-        if (impl.process(m) == Impl::Outcome::abandoned) {
-            // Stopping: this message and the rest of the batch are not done and not
-            // committed; the group redelivers them.
-            break;
-        }
-        impl.consumer->mark_done(m);
-        ++finished;
-    }
+    // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
+    std::size_t finished = impl.handle_batch(batch);
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
     impl.purge_if_due();

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -11,12 +12,6 @@ namespace postroom::stores {
 
 using Clock = std::chrono::steady_clock;
 using Key = std::pair<std::string, std::string>;
-
-SqlResult Transaction::execute(std::string_view, const std::vector<SqlValue>&) {
-    throw UsageError(
-        "this idempotency store has no SQL transaction; use a SQL store (SQLite or "
-        "PostgreSQL) to write effects atomically with the dedupe mark");
-}
 
 struct MemoryStore::State {
     std::size_t capacity;
@@ -46,12 +41,26 @@ public:
         if (finished_) throw UsageError("transaction already finished");
         Key k{std::string(scope), std::string(key)};
         std::unique_lock lock(state_->mutex);
+        if (std::find(mine_.begin(), mine_.end(), k) != mine_.end()) return false;
         // Another transaction holds this key: wait for its outcome, like a row lock.
         state_->released.wait(lock, [&] { return !state_->claimed.count(k); });
         if (state_->done.count(k)) return false;
         state_->claimed.insert(k);
         mine_.push_back(std::move(k));
         return true;
+    }
+
+    void unclaim(std::string_view scope, const std::vector<std::string>& keys) override {
+        if (finished_) throw UsageError("transaction already finished");
+        std::lock_guard lock(state_->mutex);
+        for (const auto& key : keys) {
+            Key k{std::string(scope), key};
+            auto it = std::find(mine_.begin(), mine_.end(), k);
+            if (it == mine_.end()) continue;
+            mine_.erase(it);
+            state_->claimed.erase(k);
+        }
+        state_->released.notify_all();
     }
 
     void commit() override {

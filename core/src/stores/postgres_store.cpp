@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 
 #include "../detail/deleter.hpp"
 #include "postroom/error.hpp"
@@ -44,6 +45,21 @@ std::string redact(const std::string& conninfo) {
     if (sqlstate.rfind("28", 0) == 0 || sqlstate == "3D000")
         throw ConfigurationError(message + "; check the database URL and credentials");
     throw StorageError(message, sqlstate.empty() ? Retriable::unknown : Retriable::no);
+}
+
+// A text[] literal for `values`: every element double-quoted, '"' and '\\' escaped.
+std::string text_array(const std::vector<std::string>& values) {
+    std::string out = "{";
+    for (const auto& v : values) {
+        if (out.size() > 1) out += ',';
+        out += '"';
+        for (char c : v) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
 }
 
 int64_t parse_int(const char* s) {
@@ -136,53 +152,118 @@ struct PostgresStore::Impl {
         return r;
     }
 
-    static SqlResult run(PGconn* conn, std::string_view sql, const std::vector<SqlValue>& params) {
-        std::vector<std::string> text(params.size());
-        std::vector<const char*> values(params.size(), nullptr);
-        std::vector<int> lengths(params.size(), 0), formats(params.size(), 0);
+    // Parameters in libpq's form: text for numbers and strings, binary for blobs.
+    struct Params {
+        std::vector<std::string> text;
+        std::vector<const char*> values;
+        std::vector<int> lengths, formats;
+        int count() const { return static_cast<int>(values.size()); }
+    };
+
+    static Params to_params(const std::vector<SqlValue>& params) {
+        Params p;
+        p.text.resize(params.size());
+        p.values.assign(params.size(), nullptr);
+        p.lengths.assign(params.size(), 0);
+        p.formats.assign(params.size(), 0);
         for (std::size_t i = 0; i < params.size(); ++i) {
             std::visit(
                 [&](const auto& v) {
                     using T = std::decay_t<decltype(v)>;
                     if constexpr (std::is_same_v<T, std::monostate>) {
-                        values[i] = nullptr;
+                        p.values[i] = nullptr;
                     } else if constexpr (std::is_same_v<T, int64_t>) {
-                        text[i] = std::to_string(v);
-                        values[i] = text[i].c_str();
+                        p.text[i] = std::to_string(v);
+                        p.values[i] = p.text[i].c_str();
                     } else if constexpr (std::is_same_v<T, double>) {
                         char buf[64];
                         std::snprintf(buf, sizeof buf, "%.17g", v);
-                        text[i] = buf;
-                        values[i] = text[i].c_str();
+                        p.text[i] = buf;
+                        p.values[i] = p.text[i].c_str();
                     } else if constexpr (std::is_same_v<T, std::string>) {
-                        values[i] = v.c_str();
+                        p.values[i] = v.c_str();
                     } else {
-                        values[i] = v.bytes.data();
-                        lengths[i] = static_cast<int>(v.bytes.size());
-                        formats[i] = 1;  // binary: bytea as is
+                        p.values[i] = v.bytes.data();
+                        p.lengths[i] = static_cast<int>(v.bytes.size());
+                        p.formats[i] = 1;  // binary: bytea as is
                     }
                 },
                 params[i]);
         }
+        return p;
+    }
+
+    static SqlResult run(PGconn* conn, std::string_view sql, const std::vector<SqlValue>& params) {
+        auto p = to_params(params);
         std::string statement(sql);
-        ResultHandle r(PQexecParams(conn, statement.c_str(), static_cast<int>(params.size()),
-                                    nullptr, values.data(), lengths.data(), formats.data(), 0));
+        ResultHandle r(PQexecParams(conn, statement.c_str(), p.count(), nullptr, p.values.data(),
+                                    p.lengths.data(), p.formats.data(), 0));
         auto status = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
         if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
             throw_pg(conn, r.get(), "execute '" + statement.substr(0, 80) + "'");
+        return to_result(r.get());
+    }
+
+    // Runs the parameterless `before` statements, then `sql`, in one round trip (libpq
+    // pipeline mode); returns the result of `sql`.
+    static SqlResult run_after(PGconn* conn, const std::vector<std::string>& before,
+                               std::string_view sql, const std::vector<SqlValue>& params) {
+        if (before.empty()) return run(conn, sql, params);
+        auto p = to_params(params);
+        std::string statement(sql);
+        if (PQenterPipelineMode(conn) != 1) throw_pg(conn, nullptr, "enter pipeline mode");
+        bool sent = true;
+        for (const auto& b : before)
+            sent = sent && PQsendQueryParams(conn, b.c_str(), 0, nullptr, nullptr, nullptr, nullptr,
+                                             0) == 1;
+        sent =
+            sent && PQsendQueryParams(conn, statement.c_str(), p.count(), nullptr, p.values.data(),
+                                      p.lengths.data(), p.formats.data(), 0) == 1;
+        sent = sent && PQpipelineSync(conn) == 1;
+        // Read every result up to the sync point, keeping the first failure and the last
+        // statement's result.
+        ResultHandle failure, last;
+        std::size_t statements = before.size() + 1, seen = 0, ends = 0;
+        for (bool synced = false; !synced && sent;) {
+            ResultHandle r(PQgetResult(conn));
+            if (!r) {
+                // The end of one statement's results; more ends than statements means the
+                // connection broke before the sync point.
+                if (PQstatus(conn) == CONNECTION_BAD || ++ends > statements + 1) break;
+                continue;
+            }
+            switch (PQresultStatus(r.get())) {
+                case PGRES_PIPELINE_SYNC: synced = true; break;
+                case PGRES_COMMAND_OK:
+                case PGRES_TUPLES_OK:
+                    if (++seen == statements) last = std::move(r);
+                    break;
+                case PGRES_PIPELINE_ABORTED: ++seen; break;
+                default:
+                    ++seen;
+                    if (!failure) failure = std::move(r);
+            }
+        }
+        PQexitPipelineMode(conn);
+        if (failure) throw_pg(conn, failure.get(), "execute '" + statement.substr(0, 80) + "'");
+        if (!sent || !last) throw_pg(conn, nullptr, "execute '" + statement.substr(0, 80) + "'");
+        return to_result(last.get());
+    }
+
+    static SqlResult to_result(const PGresult* r) {
         SqlResult result;
-        const int columns = PQnfields(r.get());
-        for (int c = 0; c < columns; ++c) result.columns.emplace_back(PQfname(r.get(), c));
-        const int rows = PQntuples(r.get());
+        const int columns = PQnfields(r);
+        for (int c = 0; c < columns; ++c) result.columns.emplace_back(PQfname(r, c));
+        const int rows = PQntuples(r);
         for (int row = 0; row < rows; ++row) {
             std::vector<SqlValue> out;
             for (int c = 0; c < columns; ++c) {
-                if (PQgetisnull(r.get(), row, c)) {
+                if (PQgetisnull(r, row, c)) {
                     out.emplace_back(std::monostate{});
                     continue;
                 }
-                const char* v = PQgetvalue(r.get(), row, c);
-                switch (PQftype(r.get(), c)) {
+                const char* v = PQgetvalue(r, row, c);
+                switch (PQftype(r, c)) {
                     case int2_oid:
                     case int4_oid:
                     case int8_oid: out.emplace_back(parse_int(v)); break;
@@ -199,12 +280,12 @@ struct PostgresStore::Impl {
                     }
                     default:
                         out.emplace_back(
-                            std::string(v, static_cast<std::size_t>(PQgetlength(r.get(), row, c))));
+                            std::string(v, static_cast<std::size_t>(PQgetlength(r, row, c))));
                 }
             }
             result.rows.push_back(std::move(out));
         }
-        const char* affected = PQcmdTuples(r.get());
+        const char* affected = PQcmdTuples(const_cast<PGresult*>(r));
         result.changes = affected && *affected ? parse_int(affected) : 0;
         return result;
     }
@@ -236,6 +317,51 @@ public:
         return r.changes == 1;
     }
 
+    // One statement for the whole batch; keys are inserted in sorted order so that two
+    // transactions claiming overlapping batches lock rows in the same order (no deadlock).
+    std::vector<bool> claim_batch(std::string_view scope,
+                                  const std::vector<std::string>& keys) override {
+        require_open();
+        std::vector<bool> claimed(keys.size(), false);
+        if (keys.empty()) return claimed;
+        auto r = PostgresStore::Impl::run(
+            conn_.get(),
+            "INSERT INTO " + impl_->quoted_table() +
+                " (scope, key) SELECT $1, k FROM (SELECT DISTINCT unnest($2::text[]) AS k) AS "
+                "batch ORDER BY k ON CONFLICT (scope, key) DO NOTHING RETURNING key",
+            {std::string(scope), text_array(keys)});
+        std::unordered_set<std::string> fresh;
+        for (auto& row : r.rows) fresh.insert(std::get<std::string>(row.at(0)));
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            claimed[i] = fresh.erase(keys[i]) > 0;  // erase: a repeated key is a duplicate
+        return claimed;
+    }
+
+    void unclaim(std::string_view scope, const std::vector<std::string>& keys) override {
+        require_open();
+        if (keys.empty()) return;
+        PostgresStore::Impl::run(
+            conn_.get(),
+            "DELETE FROM " + impl_->quoted_table() + " WHERE scope = $1 AND key = ANY($2::text[])",
+            {std::string(scope), text_array(keys)});
+    }
+
+    // Savepoints cost a round trip, so they are taken lazily: with the event's first
+    // execute(), in the same pipeline. An event that writes nothing needs none.
+    void savepoint() override {
+        require_open();
+        batch_ = true;
+        event_has_savepoint_ = false;
+    }
+
+    void rollback_to_savepoint() override {
+        require_open();
+        if (event_has_savepoint_)
+            PostgresStore::Impl::exec(conn_.get(), "ROLLBACK TO SAVEPOINT postroom_event",
+                                      "rollback to savepoint");
+        event_has_savepoint_ = false;
+    }
+
     void commit() override {
         require_open();
         open_ = false;
@@ -260,7 +386,17 @@ public:
 
     SqlResult execute(std::string_view sql, const std::vector<SqlValue>& params) override {
         require_open();
-        return PostgresStore::Impl::run(conn_.get(), sql, params);
+        if (!batch_ || event_has_savepoint_)
+            return PostgresStore::Impl::run(conn_.get(), sql, params);
+        std::vector<std::string> before;
+        if (savepoints_taken_ > 0) before.emplace_back("RELEASE SAVEPOINT postroom_event");
+        before.emplace_back("SAVEPOINT postroom_event");
+        // Counted before the round trip: if the statement fails, its savepoint exists and
+        // rollback_to_savepoint() needs it (if the savepoint itself failed, that rollback fails
+        // and the caller rolls back the whole transaction).
+        event_has_savepoint_ = true;
+        ++savepoints_taken_;
+        return PostgresStore::Impl::run_after(conn_.get(), before, sql, params);
     }
 
 private:
@@ -270,6 +406,9 @@ private:
     std::shared_ptr<PostgresStore::Impl> impl_;
     ConnectionHandle conn_;
     bool open_ = false;
+    bool batch_ = false;                // savepoint() was called: events share this transaction
+    bool event_has_savepoint_ = false;  // the current event's savepoint exists
+    int savepoints_taken_ = 0;
 };
 
 }  // namespace

@@ -1,10 +1,12 @@
 #include <hiredis/hiredis.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <unordered_set>
 
 #include "../detail/deleter.hpp"
 #include "postroom/broker_url.hpp"
@@ -93,6 +95,32 @@ struct RedisStore::Impl {
         return reply;
     }
 
+    // Sends `commands` in one round trip; returns their replies in order (error replies
+    // included: the caller decides). The caller holds `mutex`.
+    std::vector<ReplyHandle> pipeline(const std::vector<std::vector<std::string>>& commands) {
+        if (!context) connect();
+        for (const auto& args : commands) {
+            std::vector<const char*> argv;
+            std::vector<size_t> lengths;
+            for (const auto& a : args) {
+                argv.push_back(a.data());
+                lengths.push_back(a.size());
+            }
+            if (redisAppendCommandArgv(context.get(), static_cast<int>(argv.size()), argv.data(),
+                                       lengths.data()) != REDIS_OK)
+                fail("pipeline");
+        }
+        std::vector<ReplyHandle> replies;
+        replies.reserve(commands.size());
+        for (std::size_t i = 0; i < commands.size(); ++i) {
+            void* raw = nullptr;
+            if (redisGetReply(context.get(), &raw) != REDIS_OK || !raw)
+                fail(commands[i].front() + " (pipelined)");
+            replies.emplace_back(static_cast<redisReply*>(raw));
+        }
+        return replies;
+    }
+
     std::string key(std::string_view scope, std::string_view k) const {
         return prefix + std::string(scope) + ":" + std::string(k);
     }
@@ -134,14 +162,102 @@ public:
         }
     }
 
+    // One pipeline of SET NX for the whole batch; keys held by another worker then wait
+    // for its outcome one by one, like claim().
+    std::vector<bool> claim_batch(std::string_view scope,
+                                  const std::vector<std::string>& keys) override {
+        require_open();
+        std::vector<bool> claimed(keys.size(), false);
+        std::vector<std::size_t> first;  // index of each distinct key's first occurrence
+        std::unordered_set<std::string_view> seen;
+        for (std::size_t i = 0; i < keys.size(); ++i)
+            if (seen.insert(keys[i]).second) first.push_back(i);
+        std::vector<std::vector<std::string>> commands;
+        for (auto i : first)
+            commands.push_back({"SET", impl_->key(scope, keys[i]), token_, "NX", "PX",
+                                std::to_string(impl_->lease.count())});
+        std::vector<std::size_t> contested;
+        {
+            std::lock_guard lock(impl_->mutex);
+            auto replies = impl_->pipeline(commands);
+            for (std::size_t n = 0; n < first.size(); ++n) {
+                const auto* r = replies[n].get();
+                if (r->type == REDIS_REPLY_ERROR)
+                    throw StorageError(
+                        impl_->where() + ": SET NX failed: " + std::string(r->str, r->len),
+                        Retriable::no);
+                if (r->type == REDIS_REPLY_STATUS) {
+                    claimed[first[n]] = true;
+                    claimed_.push_back(commands[n][1]);
+                } else {
+                    contested.push_back(first[n]);
+                }
+            }
+        }
+        for (auto i : contested) claimed[i] = claim(scope, keys[i]);
+        return claimed;
+    }
+
+    void unclaim(std::string_view scope, const std::vector<std::string>& keys) override {
+        require_open();
+        std::vector<std::vector<std::string>> commands;
+        for (const auto& k : keys) {
+            auto key = impl_->key(scope, k);
+            auto it = std::find(claimed_.begin(), claimed_.end(), key);
+            if (it == claimed_.end()) continue;
+            claimed_.erase(it);
+            commands.push_back({"EVAL", release_script, "1", key, token_});
+        }
+        if (commands.empty()) return;
+        std::lock_guard lock(impl_->mutex);
+        impl_->pipeline(commands);
+    }
+
+    void savepoint() override { savepoint_ = queued_.size(); }
+    void rollback_to_savepoint() override { queued_.resize(std::min(savepoint_, queued_.size())); }
+
+    void enqueue_command(std::vector<std::string> command) override {
+        require_open();
+        if (command.empty()) throw UsageError("enqueue_command needs a Redis command name");
+        queued_.push_back(std::move(command));
+    }
+
+    // The marks and the queued commands in one MULTI/EXEC: all of them apply, or none.
     void commit() override {
         require_open();
         open_ = false;
-        std::lock_guard lock(impl_->mutex);
+        std::vector<std::vector<std::string>> commands;
+        commands.push_back({"MULTI"});
         const std::string value = "done:" + std::to_string(now_ms());
         for (const auto& key : claimed_)
-            impl_->command({"SET", key, value, "PX", std::to_string(impl_->retention.count())});
+            commands.push_back({"SET", key, value, "PX", std::to_string(impl_->retention.count())});
+        for (auto& c : queued_) commands.push_back(std::move(c));
+        commands.push_back({"EXEC"});
+        std::lock_guard lock(impl_->mutex);
+        auto replies = impl_->pipeline(commands);
+        const auto* exec = replies.back().get();
+        if (exec->type == REDIS_REPLY_ERROR) {
+            // EXECABORT: a queued command was rejected, so nothing was applied.
+            std::string why;
+            for (std::size_t i = 1; i + 1 < replies.size(); ++i)
+                if (replies[i]->type == REDIS_REPLY_ERROR) {
+                    why = " ('" + commands[i].front() +
+                          "': " + std::string(replies[i]->str, replies[i]->len) + ")";
+                    break;
+                }
+            throw StorageError(
+                impl_->where() + ": the transaction was refused" + why + "; nothing was applied",
+                Retriable::no);
+        }
+        for (std::size_t i = 0; exec->type == REDIS_REPLY_ARRAY && i < exec->elements; ++i)
+            if (exec->element[i]->type == REDIS_REPLY_ERROR)
+                throw StorageError(impl_->where() + ": '" + commands[i + 1].front() +
+                                       "' failed inside the transaction: " +
+                                       std::string(exec->element[i]->str, exec->element[i]->len) +
+                                       "; the other commands and the dedupe marks were applied",
+                                   Retriable::no);
         claimed_.clear();
+        queued_.clear();
     }
 
     void rollback() noexcept override {
@@ -164,6 +280,8 @@ private:
     std::shared_ptr<RedisStore::Impl> impl_;
     std::string token_;
     std::vector<std::string> claimed_;
+    std::vector<std::vector<std::string>> queued_;  // enqueue_command(), run at commit
+    std::size_t savepoint_ = 0;
     bool open_ = true;
 };
 

@@ -171,6 +171,25 @@ public:
         return r.changes == 1;
     }
 
+    void unclaim(std::string_view scope, const std::vector<std::string>& keys) override {
+        require_open();
+        for (const auto& key : keys)
+            impl_->run("DELETE FROM " + impl_->quoted_table() + " WHERE scope = ? AND key = ?",
+                       {std::string(scope), key});
+    }
+
+    void savepoint() override {
+        require_open();
+        if (savepoint_) impl_->exec("RELEASE postroom_event", "release savepoint");
+        impl_->exec("SAVEPOINT postroom_event", "savepoint");
+        savepoint_ = true;
+    }
+
+    void rollback_to_savepoint() override {
+        require_open();
+        if (savepoint_) impl_->exec("ROLLBACK TO postroom_event", "rollback to savepoint");
+    }
+
     void commit() override {
         require_open();
         open_ = false;  // a failed COMMIT leaves nothing to roll back but the transaction
@@ -203,6 +222,7 @@ private:
     std::shared_ptr<SqliteStore::Impl> impl_;
     std::unique_lock<std::mutex> lock_;
     bool open_ = false;
+    bool savepoint_ = false;
 };
 
 }  // namespace

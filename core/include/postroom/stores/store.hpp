@@ -37,11 +37,27 @@ public:
     virtual ~Transaction() = default;
     // Records (scope, key) as applied; false when it already was (a duplicate).
     virtual bool claim(std::string_view scope, std::string_view key) = 0;
+    // Claims many keys at once, in one round trip where the store can. result[i] is false for
+    // a duplicate: already applied, or equal to an earlier key of `keys`.
+    virtual std::vector<bool> claim_batch(std::string_view scope,
+                                          const std::vector<std::string>& keys);
+    // Gives back claims this transaction made but will not use (events of a batch that were
+    // not handled in it), so that a later transaction can claim them.
+    virtual void unclaim(std::string_view scope, const std::vector<std::string>& keys) = 0;
+    // Per-event boundary inside a batch transaction: rollback_to_savepoint() undoes the
+    // handler writes (SQL) or queued commands (Redis) made since the last savepoint(), and
+    // keeps everything before it.
+    virtual void savepoint() {}
+    virtual void rollback_to_savepoint() {}
     virtual void commit() = 0;
     virtual void rollback() noexcept = 0;
-    // SQL stores run `sql` inside this transaction ('?' placeholders); other stores throw
-    // UsageError.
+    // SQL stores run `sql` inside this transaction ('?' placeholders for SQLite, $1, $2, ...
+    // for PostgreSQL); other stores throw UsageError.
     virtual SqlResult execute(std::string_view sql, const std::vector<SqlValue>& params = {});
+    // The Redis store queues `command` (e.g. {"INCR", "orders:count"}) to run at commit in
+    // the same MULTI/EXEC as the dedupe marks, so the effect and the mark apply together;
+    // other stores throw UsageError.
+    virtual void enqueue_command(std::vector<std::string> command);
 };
 
 class IdempotencyStore {
@@ -115,12 +131,13 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-// Redis: a claim is SET key NX with a lease while the handler runs, then "done:<ms>" with the
-// retention as TTL (Redis forgets the mark itself: the retention is the replay horizon). A
-// second worker claiming the same key waits for the first's outcome, up to the lease. The
-// mark cannot join the handler's own writes: the effect is committed by the handler, then the
-// mark — a crash between the two applies the effect again, so use a SQL store when effects
-// must be exactly once, or make them idempotent. Transactions have no SQL (execute throws).
+// Redis: a claim is SET key NX with a lease while the handler runs (pipelined per batch), then
+// "done:<ms>" with the retention as TTL (Redis forgets the mark itself: the retention is the
+// replay horizon). A second worker claiming the same key waits for the first's outcome, up to
+// the lease. Effects that are Redis commands join the mark: enqueue_command() runs them at
+// commit in the same MULTI/EXEC as the marks. Any other effect is committed by the handler
+// before the mark — a crash between the two applies it again, so make such effects idempotent
+// or use a SQL store. Transactions have no SQL (execute throws).
 class RedisStore final : public IdempotencyStore {
 public:
     // `url` is redis://[:password@]host:port/db.
