@@ -104,6 +104,7 @@ py::dict counters_dict(const Counters& c) {
     d["retried"] = c.retried;
     d["failed_attempts"] = c.failed_attempts;
     d["dead_lettered"] = c.dead_lettered;
+    d["retry_topic_sends"] = c.retry_topic_sends;
     d["in_flight"] = c.in_flight;
     d["blocked_waits"] = c.blocked_waits;
     d["flood_pauses"] = c.flood_pauses;
@@ -235,8 +236,8 @@ void bind_runtime(py::module_& m) {
                         std::size_t batch_size, double commit_interval, double blocked_backoff_max,
                         double flood_max_failure_ratio, std::size_t flood_window,
                         std::size_t flood_min_events, double flood_pause, double retention,
-                        double purge_interval, const py::dict& consumer_properties,
-                        const py::dict& producer_properties) {
+                        double purge_interval, const std::vector<double>& retry_topic_delays,
+                        const py::dict& consumer_properties, const py::dict& producer_properties) {
                 ProcessorConfig c;
                 c.name = name;
                 c.broker_url = broker_url;
@@ -260,6 +261,7 @@ void bind_runtime(py::module_& m) {
                 c.flood_guard.pause = to_ms(flood_pause);
                 c.retention = std::chrono::seconds(static_cast<int64_t>(retention));
                 c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
+                for (double d : retry_topic_delays) c.retry_topic_delays.push_back(to_ms(d));
                 c.consumer_properties = to_properties(consumer_properties);
                 c.producer_properties = to_properties(producer_properties);
 
@@ -332,8 +334,8 @@ void bind_runtime(py::module_& m) {
             py::arg("batch_size"), py::arg("commit_interval"), py::arg("blocked_backoff_max"),
             py::arg("flood_max_failure_ratio"), py::arg("flood_window"),
             py::arg("flood_min_events"), py::arg("flood_pause"), py::arg("retention"),
-            py::arg("purge_interval"), py::arg("consumer_properties"),
-            py::arg("producer_properties"))
+            py::arg("purge_interval"), py::arg("retry_topic_delays"),
+            py::arg("consumer_properties"), py::arg("producer_properties"))
         .def("run_once", &run_once, py::arg("timeout") = 0.1)
         .def("stop", [](PyProcessor& p) { p.processor->stop(); })
         .def_property_readonly("stopping",

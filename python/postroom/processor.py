@@ -57,6 +57,7 @@ class ProcessorCounters:
     retried: int = 0
     failed_attempts: int = 0
     dead_lettered: int = 0
+    retry_topic_sends: int = 0
     in_flight: int = 0
     blocked_waits: int = 0
     flood_pauses: int = 0
@@ -65,8 +66,9 @@ class ProcessorCounters:
 
     @property
     def finished(self) -> int:
-        """Events done: applied, skipped as duplicates, or dead-lettered."""
-        return self.processed + self.duplicates + self.dead_lettered
+        """Deliveries done: applied, skipped as duplicates, dead-lettered, or passed on to a
+        retry topic (from where the event is delivered again)."""
+        return self.processed + self.duplicates + self.dead_lettered + self.retry_topic_sends
 
 
 class Processor:
@@ -79,6 +81,11 @@ class Processor:
     - Retries: failures are retried in process per ``retry``; then the event goes to
       ``dead_letter_topic`` (default ``<topic>.dlq``) with the ``postroom-dlt-*`` headers.
       Undecodable, non-CloudEvent or oversized input goes there at once.
+    - ``retry_topics`` (delays in seconds, e.g. ``[10, 60, 600]``): non-blocking retries.
+      After the in-process attempts, a failed event goes to ``<topic>.retry.1`` to be tried
+      again 10 s later, then ``.retry.2`` after 60 s, ...; after the last, to the dead-letter
+      topic. Its partition keeps flowing meanwhile (per-key order is given up for such
+      events). The retry topics must exist; the processor consumes them too.
     - Offsets are committed only for finished events. SIGINT/SIGTERM stop ``run()``
       cleanly: the event in progress is not committed and comes back on restart.
 
@@ -88,7 +95,8 @@ class Processor:
     - ``flood_guard`` (off unless given): when most recent events fail for good, pause and
       retry instead of dead-lettering everything.
 
-    Events are handled one at a time in arrival order, so per-key order holds.
+    Events are handled in arrival order, a polled batch in one store transaction with a
+    savepoint per event, so per-key order holds.
     """
 
     def __init__(self, broker: Broker | str, *, name: str, topics: str | Iterable[str],
@@ -99,7 +107,7 @@ class Processor:
                  max_payload_bytes: int = 1 << 20, batch_size: int = 500,
                  commit_interval: float = 1.0, blocked_backoff_max: float = 30.0,
                  flood_guard: FloodGuard | None = None, retention: float = 0.0,
-                 purge_interval: float = 600.0,
+                 purge_interval: float = 600.0, retry_topics: Iterable[float] = (),
                  consumer_properties: Mapping[str, str] | None = None,
                  producer_properties: Mapping[str, str] | None = None) -> None:
         if isinstance(broker, str):
@@ -124,6 +132,7 @@ class Processor:
             flood_max_failure_ratio=guard.max_failure_ratio, flood_window=guard.window,
             flood_min_events=guard.min_events, flood_pause=guard.pause,
             retention=retention, purge_interval=purge_interval,
+            retry_topic_delays=[float(d) for d in retry_topics],
             consumer_properties={**broker.properties, **(consumer_properties or {})},
             producer_properties={**broker.properties, **(producer_properties or {})})
 

@@ -413,3 +413,69 @@ TEST_F(EmbeddedProcessor, ABatchSharesOneTransactionAndAFailureInsideItKeepsTheO
     // returns all 20 at once; one per event would be 21.
     EXPECT_LE(store->begun.load(), 6) << "events of a poll batch share a transaction";
 }
+
+TEST_F(EmbeddedProcessor, RetryTopicsKeepThePartitionFlowingAndDeadLetterAfterTheLastLevel) {
+    broker->create_topic("orders.retry.1", 1);
+    broker->create_topic("orders.retry.2", 1);
+    send_events(0, 10);
+    auto c = config();
+    c.retry.max_attempts = 1;  // no in-process retry: straight to the retry topics
+    c.retry_topic_delays = {400ms, 800ms};
+    std::mutex mutex;
+    std::map<std::string, std::vector<Clock::time_point>> calls;
+    std::map<std::string, std::vector<int>> attempt_numbers;
+    std::vector<std::string> applied;
+    Processor p(c, [&](const Event& e, HandlerContext& ctx) {
+        std::lock_guard lock(mutex);
+        calls[e.id].push_back(Clock::now());
+        attempt_numbers[e.id].push_back(ctx.attempt);
+        if (e.id == "event-3") throw std::runtime_error("poison");
+        if (e.id == "event-5" && calls[e.id].size() == 1) throw std::runtime_error("transient");
+        applied.push_back(e.id);
+    });
+    run_until(p, [&] {
+        auto k = p.counters();
+        return k.processed == 9 && k.dead_lettered == 1;
+    });
+    auto k = p.counters();
+    ASSERT_EQ(k.processed, 9);
+    ASSERT_EQ(k.dead_lettered, 1);
+    EXPECT_EQ(k.retry_topic_sends, 3) << "event-3 to levels 1 and 2, event-5 to level 1";
+    // The partition flowed on: events after the failures were handled before any retry.
+    EXPECT_LT(calls["event-9"].at(0), calls["event-5"].at(1));
+    EXPECT_LT(calls["event-9"].at(0), calls["event-3"].at(1));
+    // Retries wait for their level's delay.
+    ASSERT_EQ(calls["event-3"].size(), 3u);
+    EXPECT_GE(calls["event-3"][1] - calls["event-3"][0], 400ms);
+    EXPECT_GE(calls["event-3"][2] - calls["event-3"][1], 800ms);
+    EXPECT_EQ(attempt_numbers["event-3"], (std::vector<int>{1, 2, 3}));
+    EXPECT_EQ(attempt_numbers["event-5"], (std::vector<int>{1, 2}));
+    auto letters = read_topic("orders.dlq", 1);
+    ASSERT_EQ(letters.size(), 1u);
+    const auto& dl = letters[0];
+    EXPECT_EQ(header(dl, "ce_id"), "event-3");
+    EXPECT_EQ(header(dl, dlt::original_topic), "orders") << "not the retry topic";
+    EXPECT_EQ(header(dl, dlt::original_offset), "3");
+    EXPECT_EQ(header(dl, dlt::attempts), "3");
+    EXPECT_EQ(header(dl, dlt::reason), "retries-exhausted");
+    EXPECT_EQ(header(dl, retry_header::due), "<missing>") << "retry headers are not carried on";
+    auto retried = read_topic("orders.retry.1", 2);
+    ASSERT_EQ(retried.size(), 2u);
+    EXPECT_EQ(header(retried[0], retry_header::original_offset), "3");
+    EXPECT_EQ(header(retried[0], retry_header::level), "1");
+    EXPECT_EQ(header(retried[0], retry_header::error_message), "poison");
+}
+
+TEST_F(EmbeddedProcessor, RetryTopicConfigurationErrorsAreClear) {
+    auto c = config();
+    c.retry_topic_delays = {0ms};
+    EXPECT_THROW(Processor(c, [](const Event&, HandlerContext&) {}), ConfigurationError);
+    c = config();
+    c.topics = {"orders", "orders.retry.1"};
+    try {
+        Processor p(c, [](const Event&, HandlerContext&) {});
+        FAIL();
+    } catch (const ConfigurationError& e) {
+        EXPECT_NE(std::string(e.what()).find("is a retry topic of 'orders'"), std::string::npos);
+    }
+}

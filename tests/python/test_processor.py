@@ -108,6 +108,40 @@ def test_poison_event_is_dead_lettered_and_the_partition_keeps_flowing(
     assert headers["ce_id"] == b"e2", "the original headers are kept"
 
 
+def test_retry_topics_keep_the_partition_flowing(broker: postroom.Broker, topics: str) -> None:
+    for level in (1, 2):
+        broker.create_topic(f"{topics}.retry.{level}", 1)
+    send_events(broker, topics, [f"e{i}" for i in range(6)])
+    calls: dict[str, list[tuple[float, int]]] = {}
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        calls.setdefault(event.id, []).append((time.monotonic(), context.attempt))
+        if event.id == "e1":
+            raise ValueError("always fails")
+        if event.id == "e2" and len(calls["e2"]) == 1:
+            raise ConnectionError("fails once")
+
+    try:
+        with postroom.Processor(broker, name=unique("p"), group=unique("g"), topics=topics,
+                                handler=handler, retry=postroom.RetryPolicy(max_attempts=1),
+                                retry_topics=[0.5, 1.0]) as processor:
+            run_until_finished(processor, 6 + 3)  # 6 deliveries + 3 from retry topics
+            counters = processor.counters
+    finally:
+        if not broker.is_embedded:
+            for level in (1, 2):
+                broker.delete_topic(f"{topics}.retry.{level}")
+    assert (counters.processed, counters.dead_lettered, counters.retry_topic_sends) == (5, 1, 3)
+    assert [attempt for _, attempt in calls["e1"]] == [1, 2, 3]
+    assert calls["e5"][0][0] < calls["e1"][1][0], "the partition did not wait for the retry"
+    assert calls["e1"][1][0] - calls["e1"][0][0] >= 0.5
+    assert calls["e1"][2][0] - calls["e1"][1][0] >= 1.0
+    (letter,) = dead_letters(broker, topics, 1)
+    headers = dict(letter.headers)
+    assert headers["postroom-dlt-original-topic"] == topics.encode()
+    assert headers["postroom-dlt-attempts"] == b"3"
+
+
 def test_non_retryable_errors_skip_the_retries(broker: postroom.Broker, topics: str) -> None:
     send_events(broker, topics, ["a", "b", "c"])
     calls: dict[str, int] = {}

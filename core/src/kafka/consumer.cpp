@@ -350,6 +350,32 @@ void Consumer::seek(const TopicPartition& partition, int64_t offset,
     }
 }
 
+namespace {
+PartitionListHandle partition_list(const std::vector<TopicPartition>& partitions) {
+    PartitionListHandle list(
+        rd_kafka_topic_partition_list_new(static_cast<int>(partitions.size())));
+    for (const auto& p : partitions)
+        rd_kafka_topic_partition_list_add(list.get(), p.topic.c_str(), p.partition);
+    return list;
+}
+}  // namespace
+
+void Consumer::pause(const std::vector<TopicPartition>& partitions) {
+    impl_->check_open();
+    if (partitions.empty()) return;
+    auto list = partition_list(partitions);
+    if (auto err = rd_kafka_pause_partitions(impl_->rk.get(), list.get()))
+        throw_error(err, "pause of " + impl_->label);
+}
+
+void Consumer::resume(const std::vector<TopicPartition>& partitions) {
+    impl_->check_open();
+    if (partitions.empty()) return;
+    auto list = partition_list(partitions);
+    if (auto err = rd_kafka_resume_partitions(impl_->rk.get(), list.get()))
+        throw_error(err, "resume of " + impl_->label);
+}
+
 std::vector<TopicPartition> Consumer::assignment() const {
     impl_->check_open();
     rd_kafka_topic_partition_list_t* raw = nullptr;

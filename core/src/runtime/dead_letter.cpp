@@ -1,6 +1,83 @@
 #include "postroom/runtime/dead_letter.hpp"
 
+#include <charconv>
+
 namespace postroom::runtime {
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+    return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+template <typename T>
+T header_number(const Message& m, std::string_view name, T fallback) {
+    auto* h = find_header(m.headers, name);
+    if (!h || !h->value) return fallback;
+    T value{};
+    auto [end, ec] = std::from_chars(h->value->data(), h->value->data() + h->value->size(), value);
+    return ec == std::errc() && end == h->value->data() + h->value->size() ? value : fallback;
+}
+
+// The message's headers without postroom's own families, which are rewritten.
+std::vector<Header> foreign_headers(const Message& m) {
+    std::vector<Header> out;
+    out.reserve(m.headers.size() + 14);
+    for (const auto& h : m.headers)
+        if (!starts_with(h.name, dlt::prefix) && !starts_with(h.name, retry_header::prefix))
+            out.push_back(h);
+    return out;
+}
+
+}  // namespace
+
+Origin origin_of(const Message& m) {
+    Origin o;
+    o.topic = m.topic;
+    o.partition = m.partition;
+    o.offset = m.offset;
+    o.timestamp_ms = m.timestamp_ms;
+    auto* topic = find_header(m.headers, retry_header::original_topic);
+    if (!topic || !topic->value) return o;
+    o.topic = *topic->value;
+    o.partition = header_number<int32_t>(m, retry_header::original_partition, 0);
+    o.offset = header_number<int64_t>(m, retry_header::original_offset, 0);
+    o.timestamp_ms = header_number<int64_t>(m, retry_header::original_timestamp, 0);
+    o.level = header_number<int>(m, retry_header::level, 0);
+    o.attempts = header_number<int>(m, retry_header::attempts, 0);
+    o.due_ms = header_number<int64_t>(m, retry_header::due, 0);
+    if (auto* f = find_header(m.headers, retry_header::first_failure); f && f->value)
+        o.first_failure = *f->value;
+    return o;
+}
+
+std::string retry_topic_name(const std::string& topic, int level) {
+    return topic + ".retry." + std::to_string(level);
+}
+
+OutgoingMessage make_retry(const Message& message, const Failure& failure, int level,
+                           int64_t due_ms) {
+    auto origin = origin_of(message);
+    OutgoingMessage out;
+    out.topic = retry_topic_name(origin.topic, level);
+    out.key = message.key;
+    out.value = message.value;
+    out.headers = foreign_headers(message);
+    auto add = [&](std::string_view name, std::string value) {
+        out.headers.push_back({std::string(name), std::move(value)});
+    };
+    add(retry_header::due, std::to_string(due_ms));
+    add(retry_header::level, std::to_string(level));
+    add(retry_header::attempts, std::to_string(failure.attempts));
+    add(retry_header::first_failure, failure.first_failure);
+    add(retry_header::error_type, failure.error_type);
+    add(retry_header::error_message, failure.error_message);
+    add(retry_header::original_topic, origin.topic);
+    add(retry_header::original_partition, std::to_string(origin.partition));
+    add(retry_header::original_offset, std::to_string(origin.offset));
+    add(retry_header::original_timestamp, std::to_string(origin.timestamp_ms));
+    return out;
+}
 
 std::string_view to_string(DeadLetterReason reason) noexcept {
     switch (reason) {
@@ -19,9 +96,8 @@ OutgoingMessage make_dead_letter(const Message& original, const Failure& failure
     out.topic = dead_letter_topic;
     out.key = original.key;
     out.value = original.value;
-    out.headers.reserve(original.headers.size() + 14);
-    for (const auto& h : original.headers)
-        if (h.name.compare(0, dlt::prefix.size(), dlt::prefix) != 0) out.headers.push_back(h);
+    out.headers = foreign_headers(original);
+    const auto origin = origin_of(original);
     auto add = [&](std::string_view name, std::string value) {
         out.headers.push_back({std::string(name), std::move(value)});
     };
@@ -29,10 +105,10 @@ OutgoingMessage make_dead_letter(const Message& original, const Failure& failure
     add(dlt::error_type, failure.error_type);
     add(dlt::error_message, failure.error_message);
     if (!failure.error_stack.empty()) add(dlt::error_stack, failure.error_stack);
-    add(dlt::original_topic, original.topic);
-    add(dlt::original_partition, std::to_string(original.partition));
-    add(dlt::original_offset, std::to_string(original.offset));
-    add(dlt::original_timestamp, std::to_string(original.timestamp_ms));
+    add(dlt::original_topic, origin.topic);
+    add(dlt::original_partition, std::to_string(origin.partition));
+    add(dlt::original_offset, std::to_string(origin.offset));
+    add(dlt::original_timestamp, std::to_string(origin.timestamp_ms));
     add(dlt::processor, processor);
     add(dlt::group, group);
     add(dlt::attempts, std::to_string(failure.attempts));

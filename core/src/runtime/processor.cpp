@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 #include <typeinfo>
 
@@ -50,7 +51,7 @@ struct Processor::Impl {
     ProcessorConfig config;
     Handler handler;
     std::unique_ptr<kafka::Consumer> consumer;
-    std::unique_ptr<kafka::Producer> dead_letters;  // created on first dead letter
+    std::unique_ptr<kafka::Producer> forwarder;  // dead letters and retries; made on first use
     std::atomic<bool> stop_requested{false};
     bool closed = false;
     Clock::time_point last_commit = Clock::now();
@@ -96,38 +97,62 @@ struct Processor::Impl {
         return std::min<milliseconds>(d, config.blocked_backoff_max);
     }
 
-    Outcome dead_letter(const Message& m, const Failure& failure) {
-        auto record =
-            make_dead_letter(m, failure, config.dead_letter_topic, config.name, config.group_id);
+    // Writes `record` (a dead letter or a retry) and waits for the broker's acknowledgement;
+    // while it cannot be written the processor backs off and does not progress.
+    Outcome forward(const Message& m, const OutgoingMessage& record, std::string_view blocked_what,
+                    const std::function<void()>& on_written) {
         for (int round = 0;; ++round) {
             try {
-                if (!dead_letters) {
+                if (!forwarder) {
                     kafka::ProducerConfig pc;
                     pc.broker_url = config.broker_url;
-                    pc.client_id = config.name + "-dead-letters";
+                    pc.client_id = config.name + "-forwarder";
                     pc.linger = milliseconds(0);
                     pc.properties = config.producer_properties;
-                    dead_letters = std::make_unique<kafka::Producer>(pc);
+                    forwarder = std::make_unique<kafka::Producer>(pc);
                 }
-                dead_letters->send(record, seconds(30));
-                count([](Counters& c) { ++c.dead_lettered; });
-                detail::crash_point("after-dead-letter");
-                log(4, "dead-lettered", m,
-                    std::string(to_string(failure.reason)) + " after " +
-                        std::to_string(failure.attempts) + " attempt(s): " + failure.error_type +
-                        ": " + failure.error_message + " -> " + config.dead_letter_topic);
+                forwarder->send(record, seconds(30));
+                on_written();
                 return Outcome::done;
             } catch (const FatalClientError& e) {
-                dead_letters.reset();  // recreate the producer on the next round
-                log(3, "dead-letter-blocked", m, e.what());
+                forwarder.reset();  // recreate the producer on the next round
+                log(3, blocked_what, m, e.what());
             } catch (const Error& e) {
-                log(3, "dead-letter-blocked", m,
-                    std::string(e.what()) + "; the processor waits until the dead-letter topic '" +
-                        config.dead_letter_topic + "' can be written");
+                log(3, blocked_what, m,
+                    std::string(e.what()) + "; the processor waits until the topic '" +
+                        record.topic + "' can be written");
             }
             count([](Counters& c) { ++c.blocked_waits; });
             if (!wait_for(blocked_backoff(round))) return Outcome::abandoned;
         }
+    }
+
+    Outcome dead_letter(const Message& m, const Failure& failure) {
+        auto record =
+            make_dead_letter(m, failure, config.dead_letter_topic, config.name, config.group_id);
+        return forward(m, record, "dead-letter-blocked", [&] {
+            count([](Counters& c) { ++c.dead_lettered; });
+            detail::crash_point("after-dead-letter");
+            log(4, "dead-lettered", m,
+                std::string(to_string(failure.reason)) + " after " +
+                    std::to_string(failure.attempts) + " attempt(s): " + failure.error_type + ": " +
+                    failure.error_message + " -> " + config.dead_letter_topic);
+        });
+    }
+
+    // Sends the event to retry topic `level`, due after that level's delay.
+    Outcome schedule_retry(const Message& m, const Failure& failure, int level) {
+        const auto delay = config.retry_topic_delays.at(static_cast<std::size_t>(level - 1));
+        const int64_t due =
+            duration_cast<milliseconds>(system_clock::now().time_since_epoch() + delay).count();
+        auto record = make_retry(m, failure, level, due);
+        return forward(m, record, "retry-topic-blocked", [&] {
+            count([](Counters& c) { ++c.retry_topic_sends; });
+            log(4, "retry-scheduled", m,
+                "attempt " + std::to_string(failure.attempts) + " failed: " + failure.error_type +
+                    ": " + failure.error_message + "; retrying from " + record.topic + " in " +
+                    std::to_string(delay.count()) + " ms");
+        });
     }
 
     // Handler outcomes of the most recent events (true = failed for good), for the flood guard.
@@ -167,6 +192,7 @@ struct Processor::Impl {
         const Message* message;
         Event event;
         std::string key;
+        Origin origin;  // where it was first consumed, attempts before this delivery
     };
 
     // Decodes `m` and computes its key; what cannot be handled (too large, undecodable, no
@@ -185,7 +211,7 @@ struct Processor::Impl {
             return std::nullopt;
         }
         try {
-            Prepared p{&m, kafka::to_event(m), {}};
+            Prepared p{&m, kafka::to_event(m), {}, origin_of(m)};
             p.key = idempotency_key(p.event, m);
             return p;
         } catch (const CodecError& e) {
@@ -201,7 +227,7 @@ struct Processor::Impl {
                       bool& retryable) {
         retryable = true;
         try {
-            HandlerContext ctx{*p.message, attempt, &tx};
+            HandlerContext ctx{*p.message, p.origin.attempts + attempt, &tx};
             handler(p.event, ctx);
             return true;
         } catch (const HandlerFailure& e) {
@@ -231,10 +257,11 @@ struct Processor::Impl {
     std::optional<Outcome> after_failure(const Prepared& p, Failure& failure, int& attempt,
                                          bool retryable) {
         const Message& m = *p.message;
-        failure.attempts = attempt;
+        failure.attempts = p.origin.attempts + attempt;
         failure.last_failure = now_rfc3339();
-        if (failure.first_failure.empty() || attempt == 1)
-            failure.first_failure = failure.last_failure;
+        if (attempt == 1)
+            failure.first_failure =
+                p.origin.first_failure.empty() ? failure.last_failure : p.origin.first_failure;
         if (!retryable || attempt >= config.retry.max_attempts) {
             if (flood_tripped()) {
                 // Most recent events failed too: more likely a downstream outage than
@@ -250,6 +277,8 @@ struct Processor::Impl {
                 return std::nullopt;
             }
             record_outcome(true);
+            if (retryable && p.origin.level < static_cast<int>(config.retry_topic_delays.size()))
+                return schedule_retry(m, failure, p.origin.level + 1);
             failure.reason =
                 retryable ? DeadLetterReason::retries_exhausted : DeadLetterReason::non_retryable;
             return dead_letter(m, failure);
@@ -420,10 +449,58 @@ struct Processor::Impl {
 
     // Handles a polled batch in order; returns how many messages are finished (the rest, if
     // stopping, are left for redelivery).
-    std::size_t handle_batch(const std::vector<Message>& batch) {
+    // Retry topics: partitions whose head event is not due yet, paused until it is.
+    std::map<TopicPartition, int64_t> waiting;  // partition -> due, ms since the epoch
+    std::set<std::string> retry_topics;
+
+    static int64_t epoch_ms() {
+        return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+    }
+
+    // The messages of `batch` that may be handled now. A retry-topic event that is not due
+    // pauses its partition and rewinds it to that event; the partition's later messages in
+    // this batch are left for then.
+    std::vector<const Message*> due_now(const std::vector<Message>& batch) {
+        std::vector<const Message*> out;
+        out.reserve(batch.size());
+        std::set<TopicPartition> held;
+        const int64_t now = epoch_ms();
+        for (const auto& m : batch) {
+            auto tp = m.topic_partition();
+            if (held.count(tp)) continue;
+            if (!retry_topics.empty() && retry_topics.count(m.topic)) {
+                const int64_t due = origin_of(m).due_ms;
+                if (due > now) {
+                    consumer->pause({tp});
+                    consumer->seek(tp, m.offset, seconds(10));
+                    waiting[tp] = due;
+                    held.insert(tp);
+                    continue;
+                }
+            }
+            out.push_back(&m);
+        }
+        return out;
+    }
+
+    void resume_due() {
+        const int64_t now = epoch_ms();
+        std::vector<TopicPartition> due;
+        for (auto it = waiting.begin(); it != waiting.end();) {
+            if (it->second <= now) {
+                due.push_back(it->first);
+                it = waiting.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        consumer->resume(due);
+    }
+
+    std::size_t handle_batch(const std::vector<const Message*>& batch) {
         std::size_t i = 0;
         auto finish = [&](std::size_t n) {
-            for (std::size_t k = 0; k < n; ++k) consumer->mark_done(batch[i + k]);
+            for (std::size_t k = 0; k < n; ++k) consumer->mark_done(*batch[i + k]);
             i += n;
         };
         while (i < batch.size() && !stop_requested.load()) {
@@ -432,7 +509,7 @@ struct Processor::Impl {
             Failure bad;
             bool has_bad = false;
             for (std::size_t j = i; j < batch.size(); ++j) {
-                auto p = prepare(batch[j], bad);
+                auto p = prepare(*batch[j], bad);
                 if (!p) {
                     has_bad = true;
                     break;
@@ -440,7 +517,7 @@ struct Processor::Impl {
                 segment.push_back(std::move(*p));
             }
             if (segment.empty()) {
-                if (has_bad && dead_letter(batch[i], bad) == Outcome::abandoned) break;
+                if (has_bad && dead_letter(*batch[i], bad) == Outcome::abandoned) break;
                 finish(1);
                 continue;
             }
@@ -507,6 +584,14 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
         if (t == c.dead_letter_topic)
             throw ConfigurationError("the dead-letter topic '" + t +
                                      "' must not be one of the processor's own topics");
+    for (auto delay : c.retry_topic_delays)
+        if (delay.count() <= 0) throw ConfigurationError("retry_topic_delays must all be positive");
+    for (const auto& t : c.topics)
+        for (const auto& u : c.topics)
+            if (u.rfind(t + ".retry.", 0) == 0)
+                throw ConfigurationError("topic '" + u + "' is a retry topic of '" + t +
+                                         "': subscribe to '" + t +
+                                         "' only; its retry topics are consumed with it");
     if (!c.store) c.store = std::make_shared<stores::MemoryStore>();
     impl_->config = std::move(config);
     impl_->handler = std::move(handler);
@@ -517,7 +602,25 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
     cc.client_id = impl_->config.name;
     cc.properties = impl_->config.consumer_properties;
     impl_->consumer = std::make_unique<kafka::Consumer>(cc);
-    impl_->consumer->subscribe(impl_->config.topics);
+    auto subscribed = impl_->config.topics;
+    for (const auto& t : impl_->config.topics)
+        for (std::size_t level = 1; level <= impl_->config.retry_topic_delays.size(); ++level) {
+            subscribed.push_back(retry_topic_name(t, static_cast<int>(level)));
+            impl_->retry_topics.insert(subscribed.back());
+        }
+    kafka::RebalanceListener listener;
+    auto* impl = impl_.get();
+    // A partition comes back unpaused: whatever waited on it is read again and re-paused
+    // if still not due.
+    listener.on_assigned = [impl](const std::vector<TopicPartition>& tps) {
+        for (const auto& tp : tps) impl->waiting.erase(tp);
+        if (!impl->retry_topics.empty()) impl->consumer->resume(tps);
+    };
+    listener.on_revoked = [impl](const std::vector<TopicPartition>& tps) {
+        for (const auto& tp : tps) impl->waiting.erase(tp);
+    };
+    listener.on_lost = listener.on_revoked;
+    impl_->consumer->subscribe(subscribed, std::move(listener));
 }
 
 Processor::~Processor() {
@@ -537,9 +640,10 @@ std::size_t Processor::run_once(milliseconds timeout) {
     auto& impl = *impl_;
     if (impl.closed) throw UsageError("the processor is closed");
     if (impl.stop_requested.load()) return 0;
+    if (!impl.waiting.empty()) impl.resume_due();
     auto batch = impl.consumer->poll_batch(impl.config.batch_size, timeout);
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
-    std::size_t finished = impl.handle_batch(batch);
+    std::size_t finished = impl.handle_batch(impl.due_now(batch));
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
     impl.purge_if_due();
@@ -563,7 +667,7 @@ void Processor::close() {
     impl_->closed = true;
     impl_->stop_requested.store(true);
     impl_->consumer->close();  // commits what is done, leaves the group
-    if (impl_->dead_letters) impl_->dead_letters->close();
+    if (impl_->forwarder) impl_->forwarder->close();
 }
 
 Counters Processor::counters() const {

@@ -63,6 +63,11 @@ public:
     // Moves the next fetch position; forgets undone messages of that partition.
     void seek(const TopicPartition& partition, int64_t offset, std::chrono::milliseconds timeout);
 
+    // Stops fetching from `partitions` (polls return nothing of them) until resume(); their
+    // messages already delivered stay undone until marked.
+    void pause(const std::vector<TopicPartition>& partitions);
+    void resume(const std::vector<TopicPartition>& partitions);
+
     std::vector<TopicPartition> assignment() const;
     // Per assigned partition: messages not yet fetched (high watermark - position), from
     // the watermarks librdkafka last saw; no network round trip. -1 when unknown.

@@ -14,6 +14,19 @@
 //   postroom-dlt-attempts            attempts made
 //   postroom-dlt-first-failure / -last-failure   RFC 3339 times
 //
+// An event on its way through a retry topic (<topic>.retry.<level>) carries the
+// postroom-retry-* family instead, all UTF-8 text as well:
+//
+//   postroom-retry-due               when it may be tried again, ms since the epoch
+//   postroom-retry-level             1 for <topic>.retry.1, ...
+//   postroom-retry-attempts          attempts made so far, over all levels
+//   postroom-retry-first-failure     RFC 3339
+//   postroom-retry-error-type / -error-message   the last failure
+//   postroom-retry-original-topic / -original-partition / -original-offset
+//   postroom-retry-original-timestamp  where the event was first consumed
+//
+// A dead letter of such an event names its original coordinates, not the retry topic's.
+//
 // Thread-safety: regular value types and pure functions.
 
 #include <cstdint>
@@ -41,6 +54,37 @@ inline constexpr std::string_view first_failure = "postroom-dlt-first-failure";
 inline constexpr std::string_view last_failure = "postroom-dlt-last-failure";
 }  // namespace dlt
 
+namespace retry_header {
+inline constexpr std::string_view prefix = "postroom-retry-";
+inline constexpr std::string_view due = "postroom-retry-due";
+inline constexpr std::string_view level = "postroom-retry-level";
+inline constexpr std::string_view attempts = "postroom-retry-attempts";
+inline constexpr std::string_view first_failure = "postroom-retry-first-failure";
+inline constexpr std::string_view error_type = "postroom-retry-error-type";
+inline constexpr std::string_view error_message = "postroom-retry-error-message";
+inline constexpr std::string_view original_topic = "postroom-retry-original-topic";
+inline constexpr std::string_view original_partition = "postroom-retry-original-partition";
+inline constexpr std::string_view original_offset = "postroom-retry-original-offset";
+inline constexpr std::string_view original_timestamp = "postroom-retry-original-timestamp";
+}  // namespace retry_header
+
+// Where an event was first consumed, and how far through the retry topics it is: from its
+// postroom-retry-* headers, or the message itself when it has none.
+struct Origin {
+    std::string topic;
+    int32_t partition = 0;
+    int64_t offset = 0;
+    int64_t timestamp_ms = 0;
+    int level = 0;       // 0 = not from a retry topic
+    int attempts = 0;    // attempts made before this delivery
+    int64_t due_ms = 0;  // 0 = due now
+    std::string first_failure;
+};
+Origin origin_of(const Message& message);
+
+// "<topic>.retry.<level>"
+std::string retry_topic_name(const std::string& topic, int level);
+
 enum class DeadLetterReason { retries_exhausted, non_retryable, undecodable, too_large };
 std::string_view to_string(DeadLetterReason reason) noexcept;
 
@@ -56,9 +100,18 @@ struct Failure {
 };
 
 // The record to write to `dead_letter_topic`: the original key, value and headers (earlier
-// postroom-dlt-* headers replaced), plus the postroom-dlt-* family.
+// postroom-dlt-* and postroom-retry-* headers replaced), plus the postroom-dlt-* family.
 OutgoingMessage make_dead_letter(const Message& original, const Failure& failure,
                                  const std::string& dead_letter_topic, const std::string& processor,
                                  const std::string& group);
+
+}  // namespace postroom::runtime
+
+namespace postroom::runtime {
+
+// The record to write to retry topic `level` of the event's original topic, due at `due_ms`:
+// the original key, value and headers plus the postroom-retry-* family.
+OutgoingMessage make_retry(const Message& message, const Failure& failure, int level,
+                           int64_t due_ms);
 
 }  // namespace postroom::runtime

@@ -10,8 +10,9 @@
 // dead-letter topic with the postroom-dlt-* headers. The source offset is committed only
 // after the event is done (effect committed or dead letter acknowledged), never ahead.
 //
-// Events are processed one at a time in poll order: per-key (and per-partition) order holds.
-// Retries block the processor (in-process retries). If the store or the dead-letter topic
+// Events are handled in poll order, a poll batch in one store transaction (a savepoint per
+// event): per-key (and per-partition) order holds. In-process retries block the processor;
+// retry topics (retry_topic_delays) do not. If the store or the dead-letter topic
 // cannot be written, the processor backs off and does not progress: nothing is lost, nothing
 // spins.
 //
@@ -87,7 +88,15 @@ struct ProcessorConfig {
     std::string group_id;             // default: name
     std::vector<std::string> topics;  // required
     std::string dead_letter_topic;    // default: "<first topic>.dlq"
-    RetryPolicy retry;
+    RetryPolicy retry;                // in-process (blocking) retries
+    // Non-blocking retries: when an event's in-process attempts fail (and the error is
+    // retryable) it goes to "<topic>.retry.1", to be tried again retry_topic_delays[0] later,
+    // then to ".retry.2" after [1], and so on; after the last level, to the dead-letter topic.
+    // Its source partition keeps flowing meanwhile: per-key order is given up for the events
+    // that take this path. A retry topic's partition waits (paused, not polled) until its head
+    // event is due. The retry topics must exist; the processor consumes them with its topics.
+    // Empty (the default): in-process retries only.
+    std::vector<std::chrono::milliseconds> retry_topic_delays;
     std::size_t max_payload_bytes = 1 << 20;
     // Idempotency key: the CloudEvent id, unless key_header names a header to use, or
     // key_function computes it.
@@ -113,15 +122,16 @@ struct ProcessorConfig {
 };
 
 struct Counters {
-    int64_t processed = 0;        // effects committed
-    int64_t duplicates = 0;       // skipped: already applied
-    int64_t retried = 0;          // retry attempts made
-    int64_t failed_attempts = 0;  // handler calls that failed
-    int64_t dead_lettered = 0;    // written to the dead-letter topic and acknowledged
-    int64_t in_flight = 0;        // being handled right now (0 or 1)
-    int64_t blocked_waits = 0;    // backoffs because the store or dead-letter topic failed
-    int64_t flood_pauses = 0;     // pauses of the flood guard
-    int64_t purged_marks = 0;     // dedupe marks removed by the retention
+    int64_t processed = 0;          // effects committed
+    int64_t duplicates = 0;         // skipped: already applied
+    int64_t retried = 0;            // retry attempts made
+    int64_t failed_attempts = 0;    // handler calls that failed
+    int64_t dead_lettered = 0;      // written to the dead-letter topic and acknowledged
+    int64_t retry_topic_sends = 0;  // written to a retry topic and acknowledged
+    int64_t in_flight = 0;          // being handled right now (0 or 1)
+    int64_t blocked_waits = 0;      // backoffs because the store or dead-letter topic failed
+    int64_t flood_pauses = 0;       // pauses of the flood guard
+    int64_t purged_marks = 0;       // dedupe marks removed by the retention
     std::map<TopicPartition, int64_t> lag;  // per assigned partition: high watermark - position
 };
 
