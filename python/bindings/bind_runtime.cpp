@@ -233,10 +233,11 @@ void bind_runtime(py::module_& m) {
                         double initial_delay, double multiplier, double max_delay, double jitter,
                         const py::tuple& non_retryable, std::size_t max_payload_bytes,
                         const std::string& key_header, const py::object& key_function,
-                        std::size_t batch_size, double commit_interval, double blocked_backoff_max,
-                        double flood_max_failure_ratio, std::size_t flood_window,
-                        std::size_t flood_min_events, double flood_pause, double retention,
-                        double purge_interval, const std::vector<double>& retry_topic_delays,
+                        std::size_t batch_size, std::size_t concurrency, double commit_interval,
+                        double blocked_backoff_max, double flood_max_failure_ratio,
+                        std::size_t flood_window, std::size_t flood_min_events, double flood_pause,
+                        double retention, double purge_interval,
+                        const std::vector<double>& retry_topic_delays,
                         const py::dict& consumer_properties, const py::dict& producer_properties) {
                 ProcessorConfig c;
                 c.name = name;
@@ -253,6 +254,7 @@ void bind_runtime(py::module_& m) {
                 c.max_payload_bytes = max_payload_bytes;
                 c.key_header = key_header;
                 c.batch_size = batch_size;
+                c.concurrency = concurrency;
                 c.commit_interval = to_ms(commit_interval);
                 c.blocked_backoff_max = to_ms(blocked_backoff_max);
                 c.flood_guard.max_failure_ratio = flood_max_failure_ratio;
@@ -331,10 +333,10 @@ void bind_runtime(py::module_& m) {
             py::arg("max_attempts"), py::arg("initial_delay"), py::arg("multiplier"),
             py::arg("max_delay"), py::arg("jitter"), py::arg("non_retryable"),
             py::arg("max_payload_bytes"), py::arg("key_header"), py::arg("key_function"),
-            py::arg("batch_size"), py::arg("commit_interval"), py::arg("blocked_backoff_max"),
-            py::arg("flood_max_failure_ratio"), py::arg("flood_window"),
-            py::arg("flood_min_events"), py::arg("flood_pause"), py::arg("retention"),
-            py::arg("purge_interval"), py::arg("retry_topic_delays"),
+            py::arg("batch_size"), py::arg("concurrency"), py::arg("commit_interval"),
+            py::arg("blocked_backoff_max"), py::arg("flood_max_failure_ratio"),
+            py::arg("flood_window"), py::arg("flood_min_events"), py::arg("flood_pause"),
+            py::arg("retention"), py::arg("purge_interval"), py::arg("retry_topic_delays"),
             py::arg("consumer_properties"), py::arg("producer_properties"))
         .def("run_once", &run_once, py::arg("timeout") = 0.1)
         .def("stop", [](PyProcessor& p) { p.processor->stop(); })

@@ -96,7 +96,10 @@ class Processor:
       retry instead of dead-lettering everything.
 
     Events are handled in arrival order, a polled batch in one store transaction with a
-    savepoint per event, so per-key order holds.
+    savepoint per event, so per-key order holds. With ``concurrency=N`` (N > 1), N threads
+    each handle a share of the partitions (in order within each), so a slow or retrying
+    partition does not hold up the others; the handler must then be thread-safe, and it runs
+    with the GIL, so this helps handlers that wait (I/O), not CPU-bound ones.
     """
 
     def __init__(self, broker: Broker | str, *, name: str, topics: str | Iterable[str],
@@ -104,7 +107,7 @@ class Processor:
                  store: IdempotencyStore | None = None, retry: RetryPolicy | None = None,
                  dead_letter_topic: str | None = None, key_header: str | None = None,
                  key: Callable[[Event, Message], str] | None = None,
-                 max_payload_bytes: int = 1 << 20, batch_size: int = 500,
+                 max_payload_bytes: int = 1 << 20, batch_size: int = 500, concurrency: int = 1,
                  commit_interval: float = 1.0, blocked_backoff_max: float = 30.0,
                  flood_guard: FloodGuard | None = None, retention: float = 0.0,
                  purge_interval: float = 600.0, retry_topics: Iterable[float] = (),
@@ -127,7 +130,8 @@ class Processor:
             multiplier=self.retry.multiplier, max_delay=self.retry.max_delay,
             jitter=self.retry.jitter, non_retryable=tuple(self.retry.non_retryable),
             max_payload_bytes=max_payload_bytes, key_header=key_header or "",
-            key_function=key, batch_size=batch_size, commit_interval=commit_interval,
+            key_function=key, batch_size=batch_size, concurrency=concurrency,
+            commit_interval=commit_interval,
             blocked_backoff_max=blocked_backoff_max,
             flood_max_failure_ratio=guard.max_failure_ratio, flood_window=guard.window,
             flood_min_events=guard.min_events, flood_pause=guard.pause,

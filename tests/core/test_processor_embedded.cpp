@@ -1,10 +1,14 @@
 // The idempotent consumer runtime on the embedded broker.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_set>
 
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
@@ -478,4 +482,66 @@ TEST_F(EmbeddedProcessor, RetryTopicConfigurationErrorsAreClear) {
     } catch (const ConfigurationError& e) {
         EXPECT_NE(std::string(e.what()).find("is a retry topic of 'orders'"), std::string::npos);
     }
+}
+
+TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
+    broker->create_topic("multi", 4);
+    std::vector<OutgoingMessage> out;
+    for (int i = 0; i < 200; ++i) {
+        auto m = to_message(event(i), "multi", std::string("k") + std::to_string(i % 8));
+        m.partition = i % 4;
+        out.push_back(std::move(m));
+    }
+    send(out);
+    auto c = config();
+    c.topics = {"multi"};
+    c.dead_letter_topic = "orders.dlq";
+    c.concurrency = 4;
+    c.batch_size = 10;  // small, so the lanes' queues fill and pause their partitions
+    c.retry.max_attempts = 4;
+    c.retry.initial_delay = 300ms;
+    c.retry.multiplier = 1.0;
+    c.retry.jitter = 0.0;
+    std::mutex mutex;
+    std::map<int, std::vector<int>> order;  // partition -> event numbers, as applied
+    std::map<int, Clock::time_point> last_applied;
+    std::unordered_set<std::thread::id> threads;
+    std::atomic<int> concurrent{0}, most_concurrent{0};
+    Processor p(c, [&](const Event& e, HandlerContext& ctx) {
+        const int n = std::stoi(e.id.substr(6));
+        int now = ++concurrent;
+        for (int seen = most_concurrent;
+             now > seen && !most_concurrent.compare_exchange_weak(seen, now);) {
+        }
+        std::this_thread::sleep_for(2ms);
+        --concurrent;
+        std::lock_guard lock(mutex);
+        threads.insert(std::this_thread::get_id());
+        // Event 0 (partition 0) fails three times: ~0.9 s of in-process retries.
+        if (n == 0 && ctx.attempt < 4) throw std::runtime_error("transient");
+        order[ctx.message.partition].push_back(n);
+        last_applied[ctx.message.partition] = Clock::now();
+    });
+    run_until(p, [&] { return p.counters().processed == 200; });
+    ASSERT_EQ(p.counters().processed, 200);
+    p.close();
+    std::lock_guard lock(mutex);
+    for (int partition = 0; partition < 4; ++partition) {
+        ASSERT_EQ(order[partition].size(), 50u) << partition;
+        EXPECT_TRUE(std::is_sorted(order[partition].begin(), order[partition].end()))
+            << "order within partition " << partition;
+    }
+    EXPECT_GE(threads.size(), 2u);
+    EXPECT_GE(most_concurrent.load(), 2) << "partitions were handled at the same time";
+    // The other partitions finished while partition 0 was still retrying its first event.
+    for (int partition = 1; partition < 4; ++partition)
+        EXPECT_LT(last_applied[partition], last_applied[0]) << partition;
+    // Everything is committed: a new member of the group gets nothing.
+    auto again = config();
+    again.topics = {"multi"};
+    again.dead_letter_topic = "orders.dlq";
+    std::atomic<int> redelivered{0};
+    Processor q(again, [&](const Event&, HandlerContext&) { ++redelivered; });
+    for (int i = 0; i < 20; ++i) q.run_once(100ms);
+    EXPECT_EQ(redelivered.load(), 0);
 }

@@ -1,7 +1,8 @@
 """A processor process for the fault tests: applies events into a ledger table in the store's
 own database (an unguarded effect log: no uniqueness, so a duplicate effect shows up as a
 second row) and appends every delivery to a text file. The store is a SQLite file path or a
-postgresql:// URL. Exits 0 when the topic has been idle for 3 s."""
+postgresql:// URL; an optional last argument sets the processor's concurrency. Exits 0 when
+the topic has been idle for 3 s."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from postroom.stores import IdempotencyStore, PostgresStore, SQLiteStore
 
 def main() -> None:
     url, topic, group, db, deliveries, delay = sys.argv[1:7]
+    concurrency = int(sys.argv[7]) if len(sys.argv) > 7 else 1
     postgres = db.startswith("postgresql://")
     store: IdempotencyStore
     if postgres:
@@ -43,7 +45,7 @@ def main() -> None:
         url, name="fault-worker", group=group, topics=topic, handler=handler, store=store,
         retry=postroom.RetryPolicy(max_attempts=2, initial_delay=0.05),
         blocked_backoff_max=1.0,
-        commit_interval=0.0, batch_size=10,
+        commit_interval=0.0, batch_size=10, concurrency=concurrency,
         consumer_properties={"session.timeout.ms": "6000"})
     # Samples the assignment while running, so a test can see a rebalance happen.
     assignments: list[list[str]] = []

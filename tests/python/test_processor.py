@@ -142,6 +142,41 @@ def test_retry_topics_keep_the_partition_flowing(broker: postroom.Broker, topics
     assert headers["postroom-dlt-attempts"] == b"3"
 
 
+def test_concurrency_handles_partitions_at_once_in_order(broker: postroom.Broker) -> None:
+    topic = unique("lanes")
+    broker.create_topic(topic, 4)
+    broker.create_topic(topic + ".dlq", 1)
+    events = [postroom.Event(type="t", source="/test", id=f"e{i:03d}") for i in range(80)]
+    with broker.producer() as producer:
+        producer.send_batch([(f"key-{i % 8}", e) for i, e in enumerate(events)], topic=topic)
+    lock = threading.Lock()
+    active, most_active = 0, 0
+    seen: dict[str, list[str]] = {}
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        nonlocal active, most_active
+        with lock:
+            active += 1
+            most_active = max(most_active, active)
+        time.sleep(0.01)  # waiting on I/O: the GIL is free for the other lanes
+        with lock:
+            active -= 1
+            seen.setdefault(context.message.key.decode(), []).append(event.id)
+
+    try:
+        with postroom.Processor(broker, name=unique("p"), topics=topic, handler=handler,
+                                concurrency=4, batch_size=5) as processor:
+            run_until_finished(processor, 80)
+    finally:
+        if not broker.is_embedded:
+            broker.delete_topic(topic)
+            broker.delete_topic(topic + ".dlq")
+    assert most_active >= 2, "partitions were handled at the same time"
+    assert sum(len(ids) for ids in seen.values()) == 80
+    for ids in seen.values():
+        assert ids == sorted(ids), "per-key order holds"
+
+
 def test_non_retryable_errors_skip_the_retries(broker: postroom.Broker, topics: str) -> None:
     send_events(broker, topics, ["a", "b", "c"])
     calls: dict[str, int] = {}

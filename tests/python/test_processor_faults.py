@@ -29,7 +29,8 @@ WORKER = Path(__file__).with_name("fault_worker.py")
 
 class Run:
     def __init__(self, kafka_url: str, tmp_path: Path, events: int, poison: int = 0,
-                 postgres_url: str | None = None, keys: int = 5) -> None:
+                 postgres_url: str | None = None, keys: int = 5, concurrency: int = 1) -> None:
+        self.concurrency = concurrency
         self.url = kafka_url
         self.broker = postroom.connect(kafka_url)
         self.topic = unique("fault")
@@ -53,7 +54,7 @@ class Run:
             env["POSTROOM_CRASH_POINT"] = crash_point
         return subprocess.Popen(
             [sys.executable, str(WORKER), self.url, self.topic, self.group, str(self.db),
-             str(self.deliveries), str(delay)],
+             str(self.deliveries), str(delay), str(self.concurrency)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def start_working(self, delay: float) -> subprocess.Popen[str]:
@@ -147,8 +148,9 @@ def test_crash_after_dead_letter_loses_nothing(kafka_url: str, tmp_path: Path) -
     run.cleanup()
 
 
-def test_kill_9_mid_run_then_restart(kafka_url: str, tmp_path: Path) -> None:
-    run = Run(kafka_url, tmp_path, events=150)
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_kill_9_mid_run_then_restart(kafka_url: str, tmp_path: Path, concurrency: int) -> None:
+    run = Run(kafka_url, tmp_path, events=150, keys=16, concurrency=concurrency)
     proc = run.start_working(delay=0.02)
     run.wait_for_deliveries(40)
     proc.kill()
@@ -213,10 +215,14 @@ def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> No
     run.cleanup()
 
 
-def test_rebalance_to_a_second_worker_mid_run(kafka_url: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_rebalance_to_a_second_worker_mid_run(kafka_url: str, tmp_path: Path,
+                                              concurrency: int) -> None:
     """A second process joins the group while the first is working: partitions move, revoked
-    ones commit only what was finished, and every event is applied exactly once."""
-    run = Run(kafka_url, tmp_path, events=300, keys=32)  # both partitions get plenty
+    ones commit only what was finished (with lanes: after the lane let go of them), and every
+    event is applied exactly once."""
+    run = Run(kafka_url, tmp_path, events=300, keys=32,  # both partitions get plenty
+              concurrency=concurrency)
     partitions_with_data = [p for p in range(2) if run.broker.watermarks(run.topic, p)[1] > 100]
     assert partitions_with_data == [0, 1]
     first = run.start_working(delay=0.02)

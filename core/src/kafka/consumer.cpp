@@ -345,8 +345,16 @@ void Consumer::seek(const TopicPartition& partition, int64_t offset,
                                             std::to_string(partition.partition) + "]");
     std::lock_guard lock(impl_->progress_mutex);
     if (auto it = impl_->progress.find(partition); it != impl_->progress.end()) {
-        it->second.undone.clear();
-        it->second.next_offset = -1;
+        // Messages at or after the new position will be delivered again; those before it
+        // stay undone until marked, so the commit never passes them.
+        auto& p = it->second;
+        if (offset >= 0) {
+            p.undone.erase(p.undone.lower_bound(offset), p.undone.end());
+            p.next_offset = offset;
+        } else {
+            p.undone.clear();
+            p.next_offset = -1;
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <deque>
 #include <mutex>
@@ -51,6 +52,7 @@ struct Processor::Impl {
     ProcessorConfig config;
     Handler handler;
     std::unique_ptr<kafka::Consumer> consumer;
+    std::mutex forwarder_mutex;
     std::unique_ptr<kafka::Producer> forwarder;  // dead letters and retries; made on first use
     std::atomic<bool> stop_requested{false};
     bool closed = false;
@@ -79,7 +81,7 @@ struct Processor::Impl {
     // Sleeps up to `d` in slices, calling on_wait; false when stop() was requested.
     bool wait_for(milliseconds d) {
         auto until = Clock::now() + d;
-        while (!stop_requested.load()) {
+        while (!abandoning()) {
             // Compare time points, not truncated milliseconds: never wake up early.
             auto left = until - Clock::now();
             if (left <= Clock::duration::zero()) return true;
@@ -89,7 +91,33 @@ struct Processor::Impl {
         return false;
     }
 
-    double unit_random() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng); }
+    std::mutex rng_mutex;
+    double unit_random() {
+        std::lock_guard lock(rng_mutex);
+        return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+    }
+
+    // Lanes (concurrency > 1): each runs the handler for its share of the partitions on its
+    // own thread, in order per partition. The polling thread feeds them.
+    struct Lane {
+        std::thread thread;
+        std::mutex mutex;
+        std::condition_variable wake, idle;
+        std::deque<Message> queue;
+        bool busy = false;                 // handling messages taken from the queue
+        std::set<TopicPartition> revoked;  // being taken away: drop their messages
+        std::atomic<bool> interrupt{false};
+        bool quit = false;
+    };
+    std::vector<std::unique_ptr<Lane>> lanes;
+    std::set<TopicPartition> held_back;  // paused because their lane's queue is full
+    std::atomic<std::size_t> finished_by_lanes{0};
+    static inline thread_local Lane* current_lane = nullptr;
+
+    // Stop handling what is in hand: the processor stops, or the lane's partitions are revoked.
+    bool abandoning() const {
+        return stop_requested.load() || (current_lane && current_lane->interrupt.load());
+    }
 
     // Backoff for a blocked resource (store, dead-letter topic): never a hot loop.
     milliseconds blocked_backoff(int round) {
@@ -103,6 +131,7 @@ struct Processor::Impl {
                     const std::function<void()>& on_written) {
         for (int round = 0;; ++round) {
             try {
+                std::lock_guard lock(forwarder_mutex);
                 if (!forwarder) {
                     kafka::ProducerConfig pc;
                     pc.broker_url = config.broker_url;
@@ -115,6 +144,7 @@ struct Processor::Impl {
                 on_written();
                 return Outcome::done;
             } catch (const FatalClientError& e) {
+                std::lock_guard lock(forwarder_mutex);
                 forwarder.reset();  // recreate the producer on the next round
                 log(3, blocked_what, m, e.what());
             } catch (const Error& e) {
@@ -158,8 +188,11 @@ struct Processor::Impl {
     // Handler outcomes of the most recent events (true = failed for good), for the flood guard.
     std::deque<bool> outcomes;
 
+    mutable std::mutex outcomes_mutex;
+
     void record_outcome(bool failed) {
         if (config.flood_guard.max_failure_ratio <= 0.0) return;
+        std::lock_guard lock(outcomes_mutex);
         outcomes.push_back(failed);
         while (outcomes.size() > config.flood_guard.window) outcomes.pop_front();
     }
@@ -168,6 +201,7 @@ struct Processor::Impl {
     bool flood_tripped() const {
         const auto& g = config.flood_guard;
         if (g.max_failure_ratio <= 0.0) return false;
+        std::lock_guard lock(outcomes_mutex);
         std::size_t failed = 1, total = 1;  // counting the event at hand
         for (auto it = outcomes.rbegin(); it != outcomes.rend() && total < g.window; ++it, ++total)
             failed += *it ? 1 : 0;
@@ -267,7 +301,7 @@ struct Processor::Impl {
                 // Most recent events failed too: more likely a downstream outage than
                 // poison. Hold this event instead of dead-lettering everything.
                 log(3, "flood-guard-pause", m,
-                    "failure ratio over the last " + std::to_string(outcomes.size()) +
+                    "failure ratio over the last " + std::to_string(config.flood_guard.window) +
                         " events exceeds " + std::to_string(config.flood_guard.max_failure_ratio) +
                         "; pausing " + std::to_string(config.flood_guard.pause.count()) +
                         " ms, then retrying instead of dead-lettering");
@@ -300,7 +334,7 @@ struct Processor::Impl {
         const Message& m = *p.message;
         int store_round = 0;
         for (;;) {
-            if (stop_requested.load()) return Outcome::abandoned;
+            if (abandoning()) return Outcome::abandoned;
             bool retryable = failed.value_or(true);
             if (!failed) {
                 std::unique_ptr<stores::Transaction> tx;
@@ -319,9 +353,9 @@ struct Processor::Impl {
                     if (!wait_for(blocked_backoff(store_round++))) return Outcome::abandoned;
                     continue;
                 }
-                count([](Counters& c) { c.in_flight = 1; });
+                count([](Counters& c) { ++c.in_flight; });
                 bool ok = call_handler(p, attempt, *tx, failure, retryable);
-                count([](Counters& c) { c.in_flight = 0; });
+                count([](Counters& c) { --c.in_flight; });
                 if (ok) {
                     detail::crash_point("after-handler");
                     try {
@@ -373,21 +407,19 @@ struct Processor::Impl {
         int store_round = 0;
         for (;;) {
             SegmentResult r;
-            if (stop_requested.load()) {
+            if (abandoning()) {
                 r.abandoned = true;
                 return r;
             }
             const Message& first = *segment.front().message;
             std::unique_ptr<stores::Transaction> tx;
             std::vector<bool> claimed;
-            int64_t duplicates = 0, applied = 0;
+            int64_t duplicates = 0, applied = 0, in_hand = 0;
             try {
                 tx = config.store->begin();
                 claimed = tx->claim_batch(config.name, keys);
-                count([&](Counters& c) {
-                    c.in_flight =
-                        static_cast<int64_t>(std::count(claimed.begin(), claimed.end(), true));
-                });
+                in_hand = static_cast<int64_t>(std::count(claimed.begin(), claimed.end(), true));
+                count([&](Counters& c) { c.in_flight += in_hand; });
                 auto give_back_from = [&](std::size_t from) {
                     std::vector<std::string> unused;
                     for (std::size_t k = from; k < segment.size(); ++k)
@@ -395,7 +427,7 @@ struct Processor::Impl {
                     tx->unclaim(config.name, unused);
                 };
                 for (; r.done < segment.size(); ++r.done) {
-                    if (stop_requested.load()) {
+                    if (abandoning()) {
                         // Stopping: commit what was handled, leave the rest for redelivery.
                         give_back_from(r.done);
                         break;
@@ -415,11 +447,11 @@ struct Processor::Impl {
                     give_back_from(r.done);
                     break;
                 }
-                count([](Counters& c) { c.in_flight = 0; });
+                count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                 if (applied > 0) detail::crash_point("after-handler");
                 tx->commit();
             } catch (const Error& e) {
-                count([](Counters& c) { c.in_flight = 0; });
+                count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                 tx.reset();  // rolls back: the handlers run again on the next round
                 if (e.retriable() == Retriable::no && segment.size() > 1 && claimed.size()) {
                     log(3, "batch-refused", first,
@@ -488,7 +520,7 @@ struct Processor::Impl {
         std::vector<TopicPartition> due;
         for (auto it = waiting.begin(); it != waiting.end();) {
             if (it->second <= now) {
-                due.push_back(it->first);
+                if (!held_back.count(it->first)) due.push_back(it->first);
                 it = waiting.erase(it);
             } else {
                 ++it;
@@ -503,7 +535,7 @@ struct Processor::Impl {
             for (std::size_t k = 0; k < n; ++k) consumer->mark_done(*batch[i + k]);
             i += n;
         };
-        while (i < batch.size() && !stop_requested.load()) {
+        while (i < batch.size() && !abandoning()) {
             // The longest run of handleable events from i; a bad message ends it.
             std::vector<Prepared> segment;
             Failure bad;
@@ -540,6 +572,124 @@ struct Processor::Impl {
         return i;
     }
 
+    Lane& lane_of(const TopicPartition& tp) {
+        const auto h =
+            std::hash<std::string>{}(tp.topic) * 31 + static_cast<std::size_t>(tp.partition);
+        return *lanes[h % lanes.size()];
+    }
+
+    void lane_main(Lane& lane) {
+        current_lane = &lane;
+        const std::size_t take = config.batch_size;
+        for (;;) {
+            std::vector<Message> work;
+            {
+                std::unique_lock lock(lane.mutex);
+                // Not while interrupted or stopping: the work would come straight back.
+                lane.wake.wait(lock, [&] {
+                    return lane.quit ||
+                           (!lane.queue.empty() && !lane.interrupt && !stop_requested.load());
+                });
+                if (lane.quit) return;
+                while (!lane.queue.empty() && work.size() < take) {
+                    work.push_back(std::move(lane.queue.front()));
+                    lane.queue.pop_front();
+                }
+                lane.busy = true;
+            }
+            std::vector<const Message*> batch;
+            batch.reserve(work.size());
+            for (const auto& m : work) batch.push_back(&m);
+            const std::size_t finished = handle_batch(batch);
+            finished_by_lanes += finished;
+            std::lock_guard lock(lane.mutex);
+            // Interrupted (revoked partitions, or stopping): what was not finished goes back to
+            // the front of the queue, in order, except what was revoked.
+            for (std::size_t k = work.size(); k > finished; --k)
+                if (!lane.revoked.count(work[k - 1].topic_partition()))
+                    lane.queue.push_front(std::move(work[k - 1]));
+            lane.busy = false;
+            lane.idle.notify_all();
+        }
+    }
+
+    void start_lanes(std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) lanes.push_back(std::make_unique<Lane>());
+        for (auto& lane : lanes)
+            lane->thread = std::thread([this, l = lane.get()] { lane_main(*l); });
+    }
+
+    void stop_lanes() {
+        for (auto& lane : lanes) {
+            std::lock_guard lock(lane->mutex);
+            lane->quit = true;
+            lane->interrupt = true;
+            lane->wake.notify_all();
+        }
+        for (auto& lane : lanes)
+            if (lane->thread.joinable()) lane->thread.join();
+    }
+
+    // Partitions taken away (revoked or lost): their queued messages are dropped, and lanes
+    // working on them stop at the next event boundary; returns once no lane handles them any
+    // more, so what is committed next is final.
+    void release_partitions(const std::vector<TopicPartition>& tps) {
+        if (lanes.empty()) return;
+        std::set<TopicPartition> gone(tps.begin(), tps.end());
+        for (const auto& tp : tps) held_back.erase(tp);
+        for (auto& lane : lanes) {
+            std::unique_lock lock(lane->mutex);
+            std::erase_if(lane->queue,
+                          [&](const Message& m) { return gone.count(m.topic_partition()) > 0; });
+            if (!lane->busy) continue;
+            lane->revoked = gone;
+            lane->interrupt = true;
+            lane->idle.wait(lock, [&] { return !lane->busy; });
+            lane->interrupt = stop_requested.load();
+            lane->revoked.clear();
+            if (!lane->queue.empty()) lane->wake.notify_all();
+        }
+    }
+
+    // Hands polled messages to their lanes; pauses partitions whose lane has too much queued,
+    // resumes them once it drained.
+    void dispatch(std::vector<Message>& batch, const std::vector<const Message*>& due) {
+        std::set<const Message*> take(due.begin(), due.end());
+        for (auto& m : batch) {
+            if (!take.count(&m)) continue;
+            auto& lane = lane_of(m.topic_partition());
+            std::lock_guard lock(lane.mutex);
+            lane.queue.push_back(std::move(m));
+            lane.wake.notify_all();
+        }
+        const std::size_t high = 2 * config.batch_size, low = config.batch_size;
+        std::vector<TopicPartition> pause, resume;
+        for (auto& lane : lanes) {
+            std::lock_guard lock(lane->mutex);
+            if (lane->queue.size() >= high) {
+                for (const auto& m : lane->queue)
+                    if (held_back.insert(m.topic_partition()).second)
+                        pause.push_back(m.topic_partition());
+            }
+        }
+        for (auto it = held_back.begin(); it != held_back.end();) {
+            auto& lane = lane_of(*it);
+            std::size_t queued;
+            {
+                std::lock_guard lock(lane.mutex);
+                queued = lane.queue.size();
+            }
+            if (queued <= low) {
+                if (!waiting.count(*it)) resume.push_back(*it);
+                it = held_back.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        consumer->pause(pause);
+        consumer->resume(resume);
+    }
+
     std::optional<Clock::time_point> last_purge;
 
     // Applies the retention to the store; a store failure here is logged, not fatal (the
@@ -572,6 +722,8 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
     if (c.topics.empty()) throw ConfigurationError("processor needs at least one topic");
     if (!handler) throw ConfigurationError("processor needs a handler");
     if (c.batch_size == 0) throw ConfigurationError("processor batch_size must be positive");
+    if (c.concurrency == 0 || c.concurrency > 256)
+        throw ConfigurationError("processor concurrency must be between 1 and 256");
     c.retry.validate();
     if (c.flood_guard.max_failure_ratio < 0.0 || c.flood_guard.max_failure_ratio >= 1.0)
         throw ConfigurationError("flood_guard max_failure_ratio must be in [0, 1) (0 = off)");
@@ -614,13 +766,15 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
     // if still not due.
     listener.on_assigned = [impl](const std::vector<TopicPartition>& tps) {
         for (const auto& tp : tps) impl->waiting.erase(tp);
-        if (!impl->retry_topics.empty()) impl->consumer->resume(tps);
+        if (!impl->retry_topics.empty() || !impl->lanes.empty()) impl->consumer->resume(tps);
     };
     listener.on_revoked = [impl](const std::vector<TopicPartition>& tps) {
         for (const auto& tp : tps) impl->waiting.erase(tp);
+        impl->release_partitions(tps);  // before their offsets are committed
     };
     listener.on_lost = listener.on_revoked;
     impl_->consumer->subscribe(subscribed, std::move(listener));
+    if (impl_->config.concurrency > 1) impl_->start_lanes(impl_->config.concurrency);
 }
 
 Processor::~Processor() {
@@ -643,7 +797,13 @@ std::size_t Processor::run_once(milliseconds timeout) {
     if (!impl.waiting.empty()) impl.resume_due();
     auto batch = impl.consumer->poll_batch(impl.config.batch_size, timeout);
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
-    std::size_t finished = impl.handle_batch(impl.due_now(batch));
+    std::size_t finished = 0;
+    if (impl.lanes.empty()) {
+        finished = impl.handle_batch(impl.due_now(batch));
+    } else {
+        impl.dispatch(batch, impl.due_now(batch));
+        finished = impl.finished_by_lanes.exchange(0);
+    }
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
     impl.purge_if_due();
@@ -666,6 +826,7 @@ void Processor::close() {
     if (!impl_ || impl_->closed) return;
     impl_->closed = true;
     impl_->stop_requested.store(true);
+    impl_->stop_lanes();       // they finish the event in hand; the rest is redelivered
     impl_->consumer->close();  // commits what is done, leaves the group
     if (impl_->forwarder) impl_->forwarder->close();
 }

@@ -60,7 +60,9 @@ public:
     std::vector<TopicPartitionOffset> committed(const std::vector<TopicPartition>& partitions,
                                                 std::chrono::milliseconds timeout);
 
-    // Moves the next fetch position; forgets undone messages of that partition.
+    // Moves the next fetch position. Undone messages at or after `offset` are forgotten (they
+    // are delivered again); those before it stay undone, so commit() never passes them. A
+    // logical offset (beginning, end) forgets every undone message of the partition.
     void seek(const TopicPartition& partition, int64_t offset, std::chrono::milliseconds timeout);
 
     // Stops fetching from `partitions` (polls return nothing of them) until resume(); their

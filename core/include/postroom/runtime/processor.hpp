@@ -18,7 +18,8 @@
 //
 // Thread-safety: run()/run_once()/close() belong to one thread; stop() and counters() may
 // be called from any thread (stop() also from a signal handler's flag-setting code). The
-// handler runs on the thread that calls run()/run_once().
+// handler runs on the thread that calls run()/run_once(), or with concurrency > 1 on the
+// processor's lane threads.
 
 #include <chrono>
 #include <cstdint>
@@ -105,6 +106,12 @@ struct ProcessorConfig {
     std::shared_ptr<stores::IdempotencyStore> store;  // default: a MemoryStore
     FloodGuard flood_guard;
     std::size_t batch_size = 500;
+    // Partitions handled at once. 1: the handler runs on the thread that calls run_once(),
+    // one partition's events after another's. N > 1: N threads ("lanes"), each owning a share
+    // of the partitions (in order within each), so one partition's slow handler or retries do
+    // not hold up the others; a lane with 2 x batch_size queued pauses its partitions until it
+    // drained. The handler must then be thread-safe.
+    std::size_t concurrency = 1;
     std::chrono::milliseconds commit_interval{1000};
     // Dedupe marks older than this are purged from the store (at start, then every
     // purge_interval); 0 = never (the store's own retention, if any, applies). The retention
