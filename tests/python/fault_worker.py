@@ -1,8 +1,8 @@
-"""A processor process for the fault tests: applies events into a ledger table in the store's
-own database (an unguarded effect log: no uniqueness, so a duplicate effect shows up as a
-second row) and appends every delivery to a text file. The store is a SQLite file path or a
-postgresql:// URL; an optional last argument sets the processor's concurrency. Exits 0 when
-the topic has been idle for 3 s."""
+"""A processor process for the fault tests: applies events into a ledger in the store's own
+database (an unguarded effect log: no uniqueness, so a duplicate effect shows up as a second
+entry) and appends every delivery to a text file. The store is a SQLite file path, a
+postgresql:// URL or a redis:// URL (the ledger is then a Redis list); an optional last
+argument sets the processor's concurrency. Exits 0 when the topic has been idle for 3 s."""
 
 from __future__ import annotations
 
@@ -12,15 +12,20 @@ import threading
 import time
 
 import postroom
-from postroom.stores import IdempotencyStore, PostgresStore, SQLiteStore
+from postroom.stores import IdempotencyStore, PostgresStore, RedisStore, SQLiteStore
 
 
 def main() -> None:
     url, topic, group, db, deliveries, delay = sys.argv[1:7]
     concurrency = int(sys.argv[7]) if len(sys.argv) > 7 else 1
     postgres = db.startswith("postgresql://")
+    redis_store = db.startswith("redis://")
     store: IdempotencyStore
-    if postgres:
+    if redis_store:
+        # The effect log is a Redis list, pushed through the store's transaction (one
+        # MULTI/EXEC with the dedupe marks); a duplicate effect shows as a repeated entry.
+        store = RedisStore(db, retention=3600, prefix=f"fault:{topic}:marks:")
+    elif postgres:
         ledger = "ledger_" + topic.replace("-", "_")
         store = PostgresStore(db, table="marks_" + topic.replace("-", "_"))
         create = f"CREATE TABLE IF NOT EXISTS {ledger} (event_id text, partition int)"
@@ -38,6 +43,9 @@ def main() -> None:
             raise ValueError("poison event")
         if pause:
             time.sleep(pause)
+        if redis_store:
+            context.redis_command("RPUSH", f"fault:{topic}:ledger", event.id)
+            return
         context.execute(create)
         context.execute(insert, (event.id, context.message.partition))
 

@@ -29,8 +29,10 @@ WORKER = Path(__file__).with_name("fault_worker.py")
 
 class Run:
     def __init__(self, kafka_url: str, tmp_path: Path, events: int, poison: int = 0,
-                 postgres_url: str | None = None, keys: int = 5, concurrency: int = 1) -> None:
+                 postgres_url: str | None = None, keys: int = 5, concurrency: int = 1,
+                 redis_url: str | None = None) -> None:
         self.concurrency = concurrency
+        self.redis_url = redis_url
         self.url = kafka_url
         self.broker = postroom.connect(kafka_url)
         self.topic = unique("fault")
@@ -38,7 +40,7 @@ class Run:
         self.broker.create_topic(self.topic, 2)
         self.broker.create_topic(self.topic + ".dlq", 1)
         self.postgres_url = postgres_url
-        self.db = postgres_url or str(tmp_path / "ledger.db")
+        self.db = postgres_url or redis_url or str(tmp_path / "ledger.db")
         self.deliveries = tmp_path / "deliveries.txt"
         self.ids = [f"ev-{i:04d}" for i in range(events)]
         items = [(f"key-{i % keys}", postroom.Event(type="order", source="/fault", id=i_))
@@ -87,7 +89,13 @@ class Run:
         return dict(json.loads(out.splitlines()[-1]))
 
     def check(self) -> dict[str, int]:
-        if self.postgres_url:
+        if self.redis_url:
+            import redis
+
+            entries = redis.Redis.from_url(self.redis_url).lrange(
+                f"fault:{self.topic}:ledger", 0, -1)
+            rows = [(e.decode(),) for e in entries]
+        elif self.postgres_url:
             import psycopg
 
             with psycopg.connect(self.postgres_url) as conn:
@@ -113,6 +121,12 @@ class Run:
     def cleanup(self) -> None:
         self.broker.delete_topic(self.topic)
         self.broker.delete_topic(self.topic + ".dlq")
+        if self.redis_url:
+            import redis
+
+            client = redis.Redis.from_url(self.redis_url)
+            client.delete(f"fault:{self.topic}:ledger",
+                          *client.keys(f"fault:{self.topic}:marks:*"))
         if self.postgres_url:
             import psycopg
 
@@ -121,14 +135,17 @@ class Run:
                 conn.execute(f"DROP TABLE IF EXISTS marks_{self.topic.replace('-', '_')}")
 
 
-@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres",
-                                                          marks=pytest.mark.postgres)])
-@pytest.mark.parametrize("crash_point", ["after-handler:7", "after-store-commit:7",
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                                   pytest.param("redis", marks=pytest.mark.redis)])
+# The handler and store crash points fire once per batch transaction (at most batch_size=10
+# events in the worker): ":3" is mid-run for 40 events.
+@pytest.mark.parametrize("crash_point", ["after-handler:3", "after-store-commit:3",
                                          "after-offset-commit:1"])
 def test_crash_at_each_durability_boundary(kafka_url: str, tmp_path: Path, crash_point: str,
                                            store: str) -> None:
     postgres_url = require_env("POSTROOM_PG_URL") if store == "postgres" else None
-    run = Run(kafka_url, tmp_path, events=40, postgres_url=postgres_url)
+    redis_url = require_env("POSTROOM_REDIS_URL") if store == "redis" else None
+    run = Run(kafka_url, tmp_path, events=40, postgres_url=postgres_url, redis_url=redis_url)
     run.crash_at(crash_point)
     counters = run.finish()
     run.check()
@@ -210,6 +227,25 @@ def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> No
     assert proc.returncode == 0, err
     assert "store-blocked" in err or "lost" in err or "PostgreSQL" in err, \
         "the outage was seen and ridden out"
+    run.finish()
+    run.check()
+    run.cleanup()
+
+
+@pytest.mark.redis
+def test_redis_killed_and_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> None:
+    """Redis (AOF, appendfsync always) dies under a worker using the Redis store: the worker
+    backs off, reconnects and finishes; every acknowledged MULTI/EXEC survived the restart."""
+    run = Run(kafka_url, tmp_path, events=120, redis_url=require_env("POSTROOM_REDIS_URL"))
+    proc = run.start_working(delay=0.03)
+    run.wait_for_deliveries(30)
+    subprocess.run([str(SERVICES), "kill", "redis"], check=True, capture_output=True)
+    time.sleep(2)
+    subprocess.run([str(SERVICES), "start", "redis"], check=True, capture_output=True,
+                   timeout=60)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "store-blocked" in err, "the outage was seen and ridden out"
     run.finish()
     run.check()
     run.cleanup()
