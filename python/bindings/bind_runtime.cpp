@@ -65,6 +65,15 @@ struct PyProcessorState {
 struct PyProcessor {
     std::shared_ptr<PyProcessorState> state;
     std::unique_ptr<Processor> processor;
+    PyProcessor() = default;
+    PyProcessor(const PyProcessor&) = delete;
+    PyProcessor& operator=(const PyProcessor&) = delete;
+    // Closing joins the lane threads, whose handlers need the GIL: let go of it meanwhile.
+    ~PyProcessor() {
+        if (!processor) return;
+        py::gil_scoped_release release;
+        processor.reset();
+    }
 };
 
 std::size_t run_once(PyProcessor& self, double timeout) {
@@ -273,7 +282,7 @@ void bind_runtime(py::module_& m) {
                 if (!key_function.is_none()) {
                     auto fn = hold(key_function);
                     c.key_function = [fn](const Event& e, const Message& msg) {
-                        py::gil_scoped_acquire gil;
+                        CallbackGil gil;
                         try {
                             return py::str((*fn)(e, msg)).cast<std::string>();
                         } catch (py::error_already_set& err) {
@@ -283,7 +292,7 @@ void bind_runtime(py::module_& m) {
                     };
                 }
                 c.on_wait = [state] {
-                    py::gil_scoped_acquire gil;
+                    CallbackGil gil;
                     if (PyErr_CheckSignals() != 0) {
                         // e.g. KeyboardInterrupt: stop, and raise it once run_once returns.
                         auto error = py::error_already_set();
@@ -292,7 +301,7 @@ void bind_runtime(py::module_& m) {
                     }
                 };
                 Handler h = [state, py_handler, permanent](const Event& e, HandlerContext& ctx) {
-                    py::gil_scoped_acquire gil;
+                    CallbackGil gil;
                     auto context = std::make_shared<PyHandlerContext>(PyHandlerContext{&ctx});
                     try {
                         (*py_handler)(e, context);

@@ -34,6 +34,24 @@ std::shared_ptr<T> hold(const T& object) {
     });
 }
 
+// Gives the calling thread a Python thread state for the rest of its life, unless it has
+// one. Callbacks on threads the core started (processor lanes) call this before taking the
+// GIL: otherwise every acquisition creates and deletes a thread state, an mmap and munmap
+// each time.
+void keep_thread_state();
+
+// The GIL, for a callback that may run on a thread the core started.
+class CallbackGil {
+public:
+    CallbackGil() = default;
+
+private:
+    struct Keep {
+        Keep() { keep_thread_state(); }
+    } keep_;
+    py::gil_scoped_acquire gil_;
+};
+
 // Float seconds to milliseconds (for durations the caller always gives).
 std::chrono::milliseconds to_ms(double seconds);
 

@@ -22,6 +22,32 @@ std::map<std::string, std::string> to_properties(const py::dict& d) {
     return p;
 }
 
+namespace {
+
+struct KeptThreadState {
+    PyGILState_STATE state{};
+    bool owned = false;
+    KeptThreadState() = default;
+    KeptThreadState(const KeptThreadState&) = delete;
+    KeptThreadState& operator=(const KeptThreadState&) = delete;
+    ~KeptThreadState() {
+        // At thread exit. Not while the interpreter shuts down: it may not be entered then.
+        if (!owned || !Py_IsInitialized() || _Py_IsFinalizing()) return;
+        PyEval_RestoreThread(PyGILState_GetThisThreadState());
+        PyGILState_Release(state);
+    }
+};
+
+}  // namespace
+
+void keep_thread_state() {
+    thread_local KeptThreadState kept;
+    if (kept.owned || PyGILState_GetThisThreadState() != nullptr) return;
+    kept.state = PyGILState_Ensure();
+    PyEval_SaveThread();
+    kept.owned = true;
+}
+
 std::optional<std::string> to_bytes(const py::handle& value, const char* what) {
     if (value.is_none()) return std::nullopt;
     if (PyBytes_Check(value.ptr())) {

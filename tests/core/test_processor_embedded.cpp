@@ -497,7 +497,8 @@ TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
     c.topics = {"multi"};
     c.dead_letter_topic = "orders.dlq";
     c.concurrency = 4;
-    c.batch_size = 10;  // small, so the lanes' queues fill and pause their partitions
+    c.batch_size = 10;
+    c.lane_queue_messages = 20;  // small, so the lanes' queues fill and pause their partitions
     c.retry.max_attempts = 4;
     c.retry.initial_delay = 300ms;
     c.retry.multiplier = 1.0;

@@ -104,6 +104,7 @@ struct Processor::Impl {
         std::mutex mutex;
         std::condition_variable wake, idle;
         std::deque<Message> queue;
+        std::size_t queued_bytes = 0;
         bool busy = false;                 // handling messages taken from the queue
         std::set<TopicPartition> revoked;  // being taken away: drop their messages
         std::atomic<bool> interrupt{false};
@@ -572,6 +573,13 @@ struct Processor::Impl {
         return i;
     }
 
+    static std::size_t size_of(const Message& m) {
+        std::size_t n =
+            sizeof(Message) + (m.key ? m.key->size() : 0) + (m.value ? m.value->size() : 0);
+        for (const auto& h : m.headers) n += h.name.size() + (h.value ? h.value->size() : 0);
+        return n;
+    }
+
     Lane& lane_of(const TopicPartition& tp) {
         const auto h =
             std::hash<std::string>{}(tp.topic) * 31 + static_cast<std::size_t>(tp.partition);
@@ -592,6 +600,7 @@ struct Processor::Impl {
                 });
                 if (lane.quit) return;
                 while (!lane.queue.empty() && work.size() < take) {
+                    lane.queued_bytes -= size_of(lane.queue.front());
                     work.push_back(std::move(lane.queue.front()));
                     lane.queue.pop_front();
                 }
@@ -606,8 +615,10 @@ struct Processor::Impl {
             // Interrupted (revoked partitions, or stopping): what was not finished goes back to
             // the front of the queue, in order, except what was revoked.
             for (std::size_t k = work.size(); k > finished; --k)
-                if (!lane.revoked.count(work[k - 1].topic_partition()))
+                if (!lane.revoked.count(work[k - 1].topic_partition())) {
+                    lane.queued_bytes += size_of(work[k - 1]);
                     lane.queue.push_front(std::move(work[k - 1]));
+                }
             lane.busy = false;
             lane.idle.notify_all();
         }
@@ -639,8 +650,11 @@ struct Processor::Impl {
         for (const auto& tp : tps) held_back.erase(tp);
         for (auto& lane : lanes) {
             std::unique_lock lock(lane->mutex);
-            std::erase_if(lane->queue,
-                          [&](const Message& m) { return gone.count(m.topic_partition()) > 0; });
+            std::erase_if(lane->queue, [&](const Message& m) {
+                if (!gone.count(m.topic_partition())) return false;
+                lane->queued_bytes -= size_of(m);
+                return true;
+            });
             if (!lane->busy) continue;
             lane->revoked = gone;
             lane->interrupt = true;
@@ -651,42 +665,54 @@ struct Processor::Impl {
         }
     }
 
-    // Hands polled messages to their lanes; pauses partitions whose lane has too much queued,
-    // resumes them once it drained.
+    // Hands polled messages to their lanes; pauses the partitions of a lane whose queue is
+    // full (resume_drained() lets them go on at half). Pausing is not free — librdkafka drops
+    // what it prefetched and fetches again on resume — hence a deep queue, resumed early.
     void dispatch(std::vector<Message>& batch, const std::vector<const Message*>& due) {
+        // Per lane, all at once: a lane woken by the first message would take it alone.
         std::set<const Message*> take(due.begin(), due.end());
-        for (auto& m : batch) {
-            if (!take.count(&m)) continue;
-            auto& lane = lane_of(m.topic_partition());
-            std::lock_guard lock(lane.mutex);
-            lane.queue.push_back(std::move(m));
-            lane.wake.notify_all();
+        std::map<Lane*, std::vector<Message*>> per_lane;
+        for (auto& m : batch)
+            if (take.count(&m)) per_lane[&lane_of(m.topic_partition())].push_back(&m);
+        for (auto& [lane, messages] : per_lane) {
+            std::lock_guard lock(lane->mutex);
+            for (auto* m : messages) {
+                lane->queued_bytes += size_of(*m);
+                lane->queue.push_back(std::move(*m));
+            }
+            lane->wake.notify_all();
         }
-        const std::size_t high = 2 * config.batch_size, low = config.batch_size;
-        std::vector<TopicPartition> pause, resume;
+        std::vector<TopicPartition> pause;
         for (auto& lane : lanes) {
             std::lock_guard lock(lane->mutex);
-            if (lane->queue.size() >= high) {
+            if (lane->queue.size() >= config.lane_queue_messages ||
+                lane->queued_bytes >= config.lane_queue_bytes) {
                 for (const auto& m : lane->queue)
                     if (held_back.insert(m.topic_partition()).second)
                         pause.push_back(m.topic_partition());
             }
         }
+        consumer->pause(pause);
+    }
+
+    // Resumes held-back partitions whose lane has drained to half its bounds.
+    void resume_drained() {
+        std::vector<TopicPartition> resume;
         for (auto it = held_back.begin(); it != held_back.end();) {
             auto& lane = lane_of(*it);
-            std::size_t queued;
+            bool drained;
             {
                 std::lock_guard lock(lane.mutex);
-                queued = lane.queue.size();
+                drained = lane.queue.size() <= config.lane_queue_messages / 2 &&
+                          lane.queued_bytes <= config.lane_queue_bytes / 2;
             }
-            if (queued <= low) {
+            if (drained) {
                 if (!waiting.count(*it)) resume.push_back(*it);
                 it = held_back.erase(it);
             } else {
                 ++it;
             }
         }
-        consumer->pause(pause);
         consumer->resume(resume);
     }
 
@@ -724,6 +750,8 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
     if (c.batch_size == 0) throw ConfigurationError("processor batch_size must be positive");
     if (c.concurrency == 0 || c.concurrency > 256)
         throw ConfigurationError("processor concurrency must be between 1 and 256");
+    if (c.lane_queue_messages < 2 || c.lane_queue_bytes < 2)
+        throw ConfigurationError("lane_queue_messages and lane_queue_bytes must be at least 2");
     c.retry.validate();
     if (c.flood_guard.max_failure_ratio < 0.0 || c.flood_guard.max_failure_ratio >= 1.0)
         throw ConfigurationError("flood_guard max_failure_ratio must be in [0, 1) (0 = off)");
@@ -795,6 +823,11 @@ std::size_t Processor::run_once(milliseconds timeout) {
     if (impl.closed) throw UsageError("the processor is closed");
     if (impl.stop_requested.load()) return 0;
     if (!impl.waiting.empty()) impl.resume_due();
+    if (!impl.held_back.empty()) {
+        // Lanes are draining: look again soon rather than sleeping on paused partitions.
+        impl.resume_drained();
+        if (!impl.held_back.empty()) timeout = std::min(timeout, milliseconds(5));
+    }
     auto batch = impl.consumer->poll_batch(impl.config.batch_size, timeout);
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
     std::size_t finished = 0;

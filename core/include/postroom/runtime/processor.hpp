@@ -109,9 +109,12 @@ struct ProcessorConfig {
     // Partitions handled at once. 1: the handler runs on the thread that calls run_once(),
     // one partition's events after another's. N > 1: N threads ("lanes"), each owning a share
     // of the partitions (in order within each), so one partition's slow handler or retries do
-    // not hold up the others; a lane with 2 x batch_size queued pauses its partitions until it
-    // drained. The handler must then be thread-safe.
+    // not hold up the others. The handler must then be thread-safe. A lane with more than
+    // lane_queue_messages or lane_queue_bytes waiting pauses its partitions until it is down
+    // to half.
     std::size_t concurrency = 1;
+    std::size_t lane_queue_messages = 20'000;
+    std::size_t lane_queue_bytes = 64 << 20;
     std::chrono::milliseconds commit_interval{1000};
     // Dedupe marks older than this are purged from the store (at start, then every
     // purge_interval); 0 = never (the store's own retention, if any, applies). The retention
