@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -151,16 +152,20 @@ def python_postgres(bootstrap: str, topic: str, pg_url: str, events: int) -> int
 
 
 def postroom_case(broker: postroom.Broker, topic: str, store: Any, events: int,
-                  effect: Callable[[postroom.Event, postroom.HandlerContext], None]) -> int:
+                  effect: Callable[[postroom.Event, postroom.HandlerContext], None],
+                  concurrency: int = 1) -> int:
     applied = 0
+    lock = threading.Lock()
 
     def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
         nonlocal applied
         effect(event, context)
-        applied += 1
+        with lock:
+            applied += 1
 
     processor = postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=topic,
-                                   handler=handler, store=store, commit_interval=1.0)
+                                   handler=handler, store=store, commit_interval=1.0,
+                                   concurrency=concurrency)
     try:
         while processor.counters.finished < events:
             processor.run_once(0.5)
@@ -215,9 +220,13 @@ def main() -> None:
         measure("postroom.postgres_store", n,
                 lambda: postroom_case(broker, topic, PostgresStore(pg_url, table=pg_table), n,
                                       pg_effect)),
+        # Three lanes (one per partition): their PostgreSQL round trips overlap.
+        measure("postroom.postgres_store.concurrency3", n,
+                lambda: postroom_case(broker, topic, PostgresStore(pg_url, table=pg_table + "_c3"),
+                                      n, pg_effect, concurrency=3)),
     ]
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {pg_table}_effects, {pg_table}")
+        conn.execute(f"DROP TABLE IF EXISTS {pg_table}_effects, {pg_table}, {pg_table}_c3")
     broker.delete_topic(topic)
 
     rate = {x["case"]: x["events_per_s"] for x in results}
@@ -230,6 +239,10 @@ def main() -> None:
          "target": 2.0},
         {"name": "postroom postgres / python psycopg per message",
          "value": round(rate["postroom.postgres_store"] / rate["python.postgres"], 2),
+         "target": 5.0},
+        {"name": "postroom postgres, concurrency=3 / python psycopg per message",
+         "value": round(rate["postroom.postgres_store.concurrency3"] / rate["python.postgres"],
+                        2),
          "target": 5.0},
     ]
     for ratio in ratios:

@@ -233,9 +233,12 @@ struct Processor::Impl {
     // Decodes `m` and computes its key; what cannot be handled (too large, undecodable, no
     // key) fills `failure` instead and returns nullopt.
     std::optional<Prepared> prepare(const Message& m, Failure& failure) {
-        failure = Failure{};
-        failure.first_failure = now_rfc3339();
-        failure.last_failure = failure.first_failure;
+        auto failed = [&] {
+            failure.first_failure = now_rfc3339();
+            failure.last_failure = failure.first_failure;
+            failure.attempts = 0;
+            return std::nullopt;
+        };
         const std::size_t size = (m.value ? m.value->size() : 0) + (m.key ? m.key->size() : 0);
         if (size > config.max_payload_bytes) {
             failure.reason = DeadLetterReason::too_large;
@@ -243,7 +246,7 @@ struct Processor::Impl {
             failure.error_message = "payload of " + std::to_string(size) +
                                     " bytes exceeds max_payload_bytes (" +
                                     std::to_string(config.max_payload_bytes) + ")";
-            return std::nullopt;
+            return failed();
         }
         try {
             Prepared p{&m, kafka::to_event(m), {}, origin_of(m)};
@@ -253,7 +256,7 @@ struct Processor::Impl {
             failure.reason = DeadLetterReason::undecodable;
             failure.error_type = "postroom::CodecError";
             failure.error_message = e.what();
-            return std::nullopt;
+            return failed();
         }
     }
 
