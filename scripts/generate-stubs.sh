@@ -51,6 +51,7 @@ for old, new in replacements.items():
 s = re.sub(r"def poll\(self, timeout: ([^)]*)\) -> typing\.Any",
            r"def poll(self, timeout: \1) -> Message | None", s)
 s = re.sub(r"-> list:\n", "-> list[tuple[str, int, int]]:\n", s)
+s = re.sub(r"-> dict:\n", "-> dict[str, typing.Any]:\n", s)
 s = re.sub(r"^ERROR_KINDS: tuple = .*$", "ERROR_KINDS: tuple[str, ...]", s, flags=re.M)
 s = re.sub(r"[ \t]+$", "", s, flags=re.M)
 open(target, "w").write(s)

@@ -127,4 +127,5 @@ PYBIND11_MODULE(_core, m) {
     postroom::python::bind_kafka(m);
     postroom::python::bind_embedded(m);
     postroom::python::bind_runtime(m);
+    postroom::python::bind_outbox(m);
 }

@@ -26,6 +26,7 @@ from ._core import (
     new_event_id,
 )
 from .kafka import Broker, Consumer, Producer, connect
+from .outbox import Outbox, OutboxStatus
 from .processor import FloodGuard, Processor, ProcessorCounters, RetryPolicy
 
 __version__ = "0.1.0"
@@ -39,6 +40,8 @@ __all__ = [
     "Event",
     "FloodGuard",
     "Message",
+    "Outbox",
+    "OutboxStatus",
     "Processor",
     "ProcessorCounters",
     "Producer",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'PostgresStore', 'Processor', 'RedisStore', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'open_store', 'set_default_log_level']
+__all__: list[str] = ['BatchResult', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisStore', 'SqliteStore', 'TopicInfo', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'open_store', 'outbox_insert_statement', 'outbox_row', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -345,6 +345,31 @@ class Processor:
     @property
     def stopping(self) -> bool:
         ...
+class Outbox:
+    def __init__(self, *, database_url: str, broker_url: str, table: str, topic: str, source: str, batch_size: typing.SupportsInt | typing.SupportsIndex, poll_interval: typing.SupportsFloat | typing.SupportsIndex, publish_timeout: typing.SupportsFloat | typing.SupportsIndex, lease: typing.SupportsFloat | typing.SupportsIndex, blocked_backoff_max: typing.SupportsFloat | typing.SupportsIndex, delete_sent: bool, max_message_bytes: typing.SupportsInt | typing.SupportsIndex, producer_properties: dict[str, str]) -> None:
+        ...
+    def close(self) -> None:
+        ...
+    def counters(self) -> dict[str, typing.Any]:
+        ...
+    def purge_sent_older_than(self, seconds: typing.SupportsFloat | typing.SupportsIndex) -> int:
+        ...
+    def relay_once(self) -> int:
+        ...
+    def requeue_failed(self) -> int:
+        ...
+    def run(self) -> None:
+        ...
+    def status(self) -> dict[str, typing.Any]:
+        ...
+    def stop(self) -> None:
+        ...
+    @property
+    def dialect(self) -> str:
+        ...
+    @property
+    def stopping(self) -> bool:
+        ...
 def default_log_level() -> int:
     ...
 def is_valid_table_name(name: str) -> bool:
@@ -355,6 +380,12 @@ def new_event_id() -> str:
     """
 def open_store(url: str) -> IdempotencyStore:
     ...
+def outbox_insert_statement(dialect: str, table: str) -> str:
+    ...
+def outbox_row(event: Event, aggregate_type: str, aggregate_id: str, topic: str | None = None) -> tuple[str, str, str, str, typing.Any, str, typing.Any]:
+    """
+    The outbox row for an event: (id, aggregatetype, aggregateid, type, payload, headers, topic).
+    """
 def set_default_log_level(level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """
     librdkafka lines at or below this syslog level go to stderr (-1 = none).

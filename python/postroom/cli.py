@@ -322,3 +322,99 @@ async def _forward(port: int, bootstrap: str) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- outbox -------------------------------------------------------------------------------
+
+db_option = click.option(
+    "--db", "database_url", envvar="POSTROOM_DB", required=True,
+    help="The outbox's database: sqlite:///path.db or postgresql://user@host:port/db.")
+table_option = click.option("--table", default="postroom_outbox", show_default=True,
+                            help="The outbox table.")
+
+
+@main.group()
+def outbox() -> None:
+    """Relay the transactional outbox to the broker, and look at it."""
+
+
+@outbox.command("relay")
+@broker_option
+@db_option
+@table_option
+@click.option("--topic", default=None, help="Topic for rows without one (default: their "
+              "aggregate type).")
+@click.option("--batch-size", default=500, show_default=True)
+@click.option("--poll-interval", default=0.5, show_default=True, help="Seconds between polls "
+              "when idle.")
+@click.option("--idle-exit", default=None, type=float,
+              help="Exit after this many seconds with nothing pending (default: run until "
+                   "SIGINT/SIGTERM).")
+@json_option
+@reports_errors
+def outbox_relay(broker_url: str, database_url: str, table: str, topic: str | None,
+                 batch_size: int, poll_interval: float, idle_exit: float | None,
+                 as_json: bool) -> None:
+    """Publish committed outbox rows until stopped (SIGINT/SIGTERM stop it cleanly)."""
+    from .outbox import Outbox
+
+    with Outbox(database_url, broker_url, table=table, topic=topic, batch_size=batch_size,
+                poll_interval=poll_interval) as box:
+        if not as_json:
+            err.print(f"relaying {table} from {database_url} to {broker_url} "
+                      "(Ctrl-C to stop)")
+        counters = box.run(idle_timeout=idle_exit)
+        status = box.status()
+    result = {"published": counters.published, "failed": counters.failed,
+              "batches": counters.batches, "pending": status.pending}
+    if as_json:
+        emit_json(result)
+    else:
+        out.print(f"published {counters.published}, failed {counters.failed}, "
+                  f"still pending {status.pending}")
+
+
+@outbox.command("status")
+@db_option
+@table_option
+@json_option
+@reports_errors
+def outbox_status(database_url: str, table: str, as_json: bool) -> None:
+    """Pending, failed and sent rows, the oldest pending row's age, and why rows failed."""
+    from .outbox import Outbox
+
+    with Outbox(database_url, table=table) as box:
+        status = box.status()
+    if as_json:
+        emit_json({"pending": status.pending, "failed": status.failed, "sent": status.sent,
+                   "oldest_pending_age": status.oldest_pending_age,
+                   "failed_rows": [vars(r) for r in status.failed_rows]})
+        return
+    age = ("-" if status.oldest_pending_age is None
+           else f"{status.oldest_pending_age:.1f} s")
+    out.print(f"{table}: pending {status.pending} (oldest {age}), failed {status.failed}, "
+              f"sent {status.sent}")
+    if status.failed_rows:
+        failed = Table(title="failed rows (fix, then: postroom outbox requeue)")
+        for column in ("seq", "id", "aggregate", "topic", "error"):
+            failed.add_column(column)
+        for r in status.failed_rows:
+            failed.add_row(str(r.seq), r.id, r.aggregate_id, r.topic, r.error)
+        out.print(failed)
+
+
+@outbox.command("requeue")
+@db_option
+@table_option
+@json_option
+@reports_errors
+def outbox_requeue(database_url: str, table: str, as_json: bool) -> None:
+    """Put failed rows back to pending, after fixing why they failed."""
+    from .outbox import Outbox
+
+    with Outbox(database_url, table=table) as box:
+        n = box.requeue_failed()
+    if as_json:
+        emit_json({"requeued": n})
+    else:
+        out.print(f"requeued {n} failed row(s)")

@@ -1,0 +1,577 @@
+#include "postroom/outbox/outbox.hpp"
+
+#include <librdkafka/rdkafka.h>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "../runtime/crash_points.hpp"
+#include "postroom/error.hpp"
+#include "postroom/kafka/binding.hpp"
+#include "postroom/kafka/producer.hpp"
+
+namespace postroom::outbox {
+
+using namespace std::chrono;
+using stores::SqlValue;
+using Clock = steady_clock;
+
+namespace {
+
+constexpr const char* relays_table = "postroom_outbox_relays";
+
+int64_t epoch_ms() {
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string quoted(const std::string& name) {
+    return "\"" + name + "\"";  // only ever for names that passed is_valid_table_name
+}
+
+// "?" for SQLite; "$n" for PostgreSQL.
+std::string placeholder(Dialect d, int n) {
+    return d == Dialect::sqlite ? "?" : "$" + std::to_string(n);
+}
+
+std::string placeholders(Dialect d, int from, int count) {
+    std::string out;
+    for (int i = 0; i < count; ++i) out += (i ? ", " : "") + placeholder(d, from + i);
+    return out;
+}
+
+SqlValue optional_text(const std::optional<std::string>& s) {
+    return s ? SqlValue(*s) : SqlValue(std::monostate{});
+}
+
+std::optional<std::string> text_of(const SqlValue& v) {
+    if (auto* s = std::get_if<std::string>(&v)) return *s;
+    if (auto* b = std::get_if<stores::Blob>(&v)) return b->bytes;
+    if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+    return std::nullopt;
+}
+
+int64_t int_of(const SqlValue& v) {
+    if (auto* i = std::get_if<int64_t>(&v)) return *i;
+    if (auto* d = std::get_if<double>(&v)) return static_cast<int64_t>(*d);
+    if (auto* s = std::get_if<std::string>(&v)) return std::strtoll(s->c_str(), nullptr, 10);
+    return 0;
+}
+
+void default_log(int level, const std::string& line) {
+    static std::mutex mutex;
+    if (level > 4) return;
+    std::lock_guard lock(mutex);
+    std::fprintf(stderr, "%s\n", line.c_str());
+}
+
+std::string escaped(std::string_view s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '"' || c == '\\') out += '\\';
+        out += c == '\n' ? ' ' : c;
+    }
+    return out;
+}
+
+std::string random_owner() {
+    std::mt19937_64 rng{std::random_device{}()};
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "relay-%016llx", static_cast<unsigned long long>(rng()));
+    return buf;
+}
+
+}  // namespace
+
+OutboxRow row_for(const Event& event, const std::string& aggregate_type,
+                  const std::string& aggregate_id, const std::optional<std::string>& topic) {
+    event.validate();
+    if (aggregate_type.empty())
+        throw CodecError("aggregatetype", "an outbox event needs an aggregate type");
+    if (aggregate_id.empty())
+        throw CodecError("aggregateid",
+                         "an outbox event needs an aggregate id (it becomes the message key)");
+    if (topic && topic->empty()) throw UsageError("an outbox topic override must not be empty");
+    OutboxRow row;
+    row.id = event.id;
+    row.aggregate_type = aggregate_type;
+    row.aggregate_id = aggregate_id;
+    row.type = event.type;
+    row.payload = event.data;
+    nlohmann::json h = nlohmann::json::object();
+    h["source"] = event.source;
+    if (event.datacontenttype) h["datacontenttype"] = *event.datacontenttype;
+    if (event.subject) h["subject"] = *event.subject;
+    if (event.time) h["time"] = *event.time;
+    if (event.dataschema) h["dataschema"] = *event.dataschema;
+    for (const auto& [k, v] : event.extensions) h[k] = v;
+    row.headers_json = h.dump();
+    row.topic = topic;
+    return row;
+}
+
+std::string insert_statement(Dialect dialect, const std::string& table, bool numbered) {
+    if (!stores::is_valid_table_name(table))
+        throw ConfigurationError("outbox table name '" + table + "' is not allowed");
+    std::string values;
+    if (dialect == Dialect::postgres && !numbered)
+        values = "%s, %s, %s, %s, %s, %s, %s";
+    else
+        values = placeholders(dialect, 1, 7);
+    return "INSERT INTO " + quoted(table) +
+           " (id, aggregatetype, aggregateid, type, payload, headers, topic) VALUES (" + values +
+           ")";
+}
+
+void add(stores::Transaction& transaction, Dialect dialect, const std::string& table,
+         const OutboxRow& row) {
+    transaction.execute(
+        insert_statement(dialect, table),
+        {row.id, row.aggregate_type, row.aggregate_id, row.type,
+         row.payload ? SqlValue(stores::Blob{*row.payload}) : SqlValue(std::monostate{}),
+         row.headers_json, optional_text(row.topic)});
+}
+
+struct Outbox::Impl {
+    OutboxConfig config;
+    Dialect dialect = Dialect::sqlite;
+    std::shared_ptr<stores::IdempotencyStore> db;
+    std::unique_ptr<kafka::Producer> producer;
+    std::string owner = random_owner();
+    std::atomic<bool> stop_requested{false};
+    mutable std::mutex counters_mutex;
+    RelayCounters counts;
+    bool leader = false;
+
+    std::string p(int n) const { return placeholder(dialect, n); }
+    std::string table() const { return quoted(config.table); }
+
+    void log(int level, std::string_view what, const std::string& detail) {
+        std::string line = std::string("postroom level=") + (level <= 3 ? "error" : "info") +
+                           " outbox=\"" + escaped(config.table) + "\" event=\"" +
+                           std::string(what) + "\" relay=\"" + owner + "\" detail=\"" +
+                           escaped(detail) + "\"";
+        (config.log ? config.log : default_log)(level, line);
+    }
+
+    template <typename F>
+    void count(F&& f) {
+        std::lock_guard lock(counters_mutex);
+        f(counts);
+    }
+
+    // Runs `f(transaction)` in one transaction and commits.
+    template <typename F>
+    auto in_transaction(F&& f) {
+        auto tx = db->begin();
+        if constexpr (std::is_void_v<decltype(f(*tx))>) {
+            f(*tx);
+            tx->commit();
+        } else {
+            auto result = f(*tx);
+            tx->commit();
+            return result;
+        }
+    }
+
+    void migrate() {
+        const bool pg = dialect == Dialect::postgres;
+        in_transaction([&](stores::Transaction& tx) {
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS " + table() + " (" +
+                (pg ? "seq bigserial PRIMARY KEY, " : "seq INTEGER PRIMARY KEY AUTOINCREMENT, ") +
+                "id text NOT NULL UNIQUE, aggregatetype text NOT NULL, "
+                "aggregateid text NOT NULL, type text NOT NULL, payload " +
+                (pg ? "bytea" : "BLOB") + ", headers text NOT NULL DEFAULT '{}', topic text, " +
+                (pg ? "created_at bigint NOT NULL DEFAULT "
+                      "(extract(epoch from clock_timestamp()) * 1000)::bigint, "
+                    : "created_at INTEGER NOT NULL DEFAULT "
+                      "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)), ") +
+                "status text NOT NULL DEFAULT 'pending', attempts integer NOT NULL "
+                "DEFAULT 0, sent_at bigint, error text)");
+            tx.execute("CREATE INDEX IF NOT EXISTS " + quoted(config.table + "_pending") + " ON " +
+                       table() + " (status, seq)");
+            tx.execute(std::string("CREATE TABLE IF NOT EXISTS ") + relays_table +
+                       " (outbox_table text PRIMARY KEY, owner text NOT NULL DEFAULT '', "
+                       "expires_at bigint NOT NULL DEFAULT 0)");
+            tx.execute(std::string("INSERT INTO ") + relays_table + " (outbox_table) VALUES (" +
+                           p(1) + ") ON CONFLICT (outbox_table) DO NOTHING",
+                       {config.table});
+        });
+    }
+
+    // Takes or renews the lease in `tx`; false when another relay holds it.
+    bool hold_lease(stores::Transaction& tx) {
+        const int64_t now = epoch_ms();
+        auto r = tx.execute(std::string("UPDATE ") + relays_table + " SET owner = " + p(1) +
+                                ", expires_at = " + p(2) + " WHERE outbox_table = " + p(3) +
+                                " AND (owner = " + p(4) + " OR expires_at < " + p(5) + ")",
+                            {owner, now + config.lease.count(), config.table, owner, now});
+        return r.changes == 1;
+    }
+
+    kafka::Producer& the_producer() {
+        if (!producer) {
+            kafka::ProducerConfig pc;
+            pc.broker_url = config.broker_url;
+            pc.client_id = "postroom-outbox-relay";
+            pc.properties = config.producer_properties;
+            pc.properties.emplace("message.timeout.ms",
+                                  std::to_string(config.publish_timeout.count()));
+            pc.properties.emplace("message.max.bytes",
+                                  std::to_string(config.max_message_bytes + 4096));
+            // A topic that does not exist fails its rows after 2 s, not the default 30 s.
+            pc.properties.emplace("topic.metadata.propagation.max.ms", "2000");
+            producer = std::make_unique<kafka::Producer>(pc);
+        }
+        return *producer;
+    }
+
+    struct Pending {
+        int64_t seq;
+        std::string id, aggregate_id, topic;
+        std::optional<OutgoingMessage> message;  // nullopt: cannot be published
+        std::string error;
+    };
+
+    Pending to_pending(const std::vector<SqlValue>& r) {
+        // seq, id, aggregatetype, aggregateid, type, payload, headers, topic
+        Pending row{int_of(r[0]),
+                    text_of(r[1]).value_or(""),
+                    text_of(r[3]).value_or(""),
+                    {},
+                    std::nullopt,
+                    {}};
+        const auto aggregate_type = text_of(r[2]).value_or("");
+        row.topic = text_of(r[7]).value_or(config.topic.empty() ? aggregate_type : config.topic);
+        try {
+            Event e(row.id, config.source, text_of(r[4]).value_or(""));
+            e.data = text_of(r[5]);
+            auto headers = nlohmann::json::parse(text_of(r[6]).value_or("{}"));
+            if (!headers.is_object()) throw CodecError("headers", "headers must be a JSON object");
+            for (const auto& [k, v] : headers.items()) {
+                if (!v.is_string())
+                    throw CodecError(k, "header '" + k + "' must be a string in the outbox row");
+                auto s = v.get<std::string>();
+                if (k == "source")
+                    e.source = s;
+                else if (k == "datacontenttype")
+                    e.datacontenttype = s;
+                else if (k == "subject")
+                    e.subject = s;
+                else if (k == "time")
+                    e.time = s;
+                else if (k == "dataschema")
+                    e.dataschema = s;
+                else
+                    e.extensions[k] = s;
+            }
+            e.validate();
+            auto m = kafka::to_message(e, row.topic, row.aggregate_id);
+            const std::size_t size = (m.value ? m.value->size() : 0) + m.key->size();
+            if (size > config.max_message_bytes)
+                throw CodecError("data", "the event is " + std::to_string(size) +
+                                             " bytes, over max_message_bytes (" +
+                                             std::to_string(config.max_message_bytes) + ")");
+            row.message = std::move(m);
+        } catch (const nlohmann::json::exception& e) {
+            row.error = std::string("headers are not valid JSON: ") + e.what();
+        } catch (const Error& e) {
+            row.error = e.what();
+        }
+        return row;
+    }
+
+    std::size_t relay_once() {
+        // 1. The lease, and the next batch, in one short transaction.
+        std::vector<Pending> rows;
+        const bool leading = in_transaction([&](stores::Transaction& tx) {
+            if (!hold_lease(tx)) return false;
+            auto r = tx.execute(
+                "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic FROM " +
+                table() + " WHERE status = 'pending' ORDER BY seq LIMIT " +
+                std::to_string(config.batch_size));
+            for (const auto& row : r.rows) rows.push_back(to_pending(row));
+            return true;
+        });
+        if (leading != leader) {
+            leader = leading;
+            log(4, leading ? "lease-taken" : "standby",
+                leading ? "this relay publishes the outbox"
+                        : "another relay holds the lease; waiting to take over");
+        }
+        if (!leading) {
+            count([](RelayCounters& c) { ++c.standby_waits; });
+            return 0;
+        }
+        if (rows.empty()) return 0;
+
+        // 2. Publish what can be published, outside any database transaction.
+        std::vector<OutgoingMessage> batch;
+        std::vector<std::size_t> index;  // batch position -> rows position
+        for (std::size_t i = 0; i < rows.size(); ++i)
+            if (rows[i].message) {
+                index.push_back(i);
+                batch.push_back(std::move(*rows[i].message));
+            }
+        std::vector<int64_t> sent;
+        std::vector<std::pair<int64_t, std::string>> failed;
+        bool broker_trouble = false, recreate_producer = false;
+        std::string trouble;
+        if (!batch.empty()) {
+            auto& prod = the_producer();
+            auto delivery = prod.produce_batch(std::move(batch));
+            // Wait for the acknowledgements, renewing the lease meanwhile: it can stay short
+            // (a crashed relay is replaced quickly) however long the broker takes.
+            const auto give_up = Clock::now() + config.publish_timeout + seconds(5);
+            auto renew_at = Clock::now() + config.lease / 3;
+            while (!prod.wait(*delivery, std::min<milliseconds>(config.lease / 3, seconds(1)))) {
+                if (Clock::now() > give_up) {
+                    broker_trouble = true;
+                    trouble = "no acknowledgement within the publish timeout";
+                    break;
+                }
+                if (Clock::now() >= renew_at) {
+                    renew_at = Clock::now() + config.lease / 3;
+                    if (!in_transaction([&](stores::Transaction& tx) { return hold_lease(tx); })) {
+                        broker_trouble = true;
+                        trouble = "the lease was lost while waiting for the broker";
+                        break;
+                    }
+                }
+            }
+            const auto& reports = delivery->reports();
+            for (std::size_t k = 0; k < reports.size() && !broker_trouble; ++k) {
+                const auto& rep = reports[k];
+                auto& row = rows[index[k]];
+                if (rep.ok()) {
+                    sent.push_back(row.seq);
+                } else if (rep.error_code == RD_KAFKA_RESP_ERR__FATAL) {
+                    broker_trouble = true;  // the producer's fault, not the row's
+                    trouble = rep.error_message() + " (the producer is recreated)";
+                    recreate_producer = true;
+                } else if (rep.retriable() == Retriable::no) {
+                    failed.emplace_back(row.seq, "the broker refused it: " + rep.error_message());
+                } else {
+                    broker_trouble = true;  // later rows of the batch wait with it
+                    trouble = rep.error_message();
+                }
+            }
+        }
+        if (recreate_producer) producer.reset();
+        for (const auto& row : rows)
+            if (!row.message && !row.error.empty()) failed.emplace_back(row.seq, row.error);
+        if (!sent.empty()) runtime::detail::crash_point("outbox-after-ack");
+
+        // 3. Mark, if the lease is still ours; otherwise the new leader publishes them again.
+        const bool marked = in_transaction([&](stores::Transaction& tx) {
+            if (!hold_lease(tx)) return false;
+            if (!sent.empty()) {
+                std::string list;
+                for (auto s : sent) list += (list.empty() ? "" : ",") + std::to_string(s);
+                if (config.delete_sent)
+                    tx.execute("DELETE FROM " + table() + " WHERE seq IN (" + list + ")");
+                else
+                    tx.execute("UPDATE " + table() + " SET status = 'sent', sent_at = " + p(1) +
+                                   ", attempts = attempts + 1 WHERE seq IN (" + list + ")",
+                               {epoch_ms()});
+            }
+            for (const auto& [seq, error] : failed)
+                tx.execute("UPDATE " + table() +
+                               " SET status = 'failed', attempts = attempts + 1, error = " + p(1) +
+                               " WHERE seq = " + p(2),
+                           {error, seq});
+            return true;
+        });
+        if (!marked) {
+            log(3, "lease-lost",
+                "another relay took over before this batch was marked; it "
+                "publishes the batch again (consumers dedupe on the event id)");
+            leader = false;
+            return 0;
+        }
+        runtime::detail::crash_point("outbox-after-mark");
+        for (const auto& [seq, error] : failed)
+            log(3, "row-failed",
+                "row " + std::to_string(seq) + ": " + error +
+                    " (fix it, then requeue the failed rows)");
+        count([&](RelayCounters& c) {
+            c.published += static_cast<int64_t>(sent.size());
+            c.failed += static_cast<int64_t>(failed.size());
+            ++c.batches;
+        });
+        if (broker_trouble)
+            throw TransportError(
+                "publishing the outbox: " + trouble + "; the rest of the batch stays pending",
+                Retriable::yes);
+        return sent.size() + failed.size();
+    }
+
+    bool wait_for(milliseconds d) {
+        auto until = Clock::now() + d;
+        while (!stop_requested.load()) {
+            auto left = until - Clock::now();
+            if (left <= Clock::duration::zero()) return true;
+            std::this_thread::sleep_for(std::min<Clock::duration>(left, milliseconds(100)));
+            if (config.on_wait) config.on_wait();
+        }
+        return false;
+    }
+};
+
+Outbox::Outbox(OutboxConfig config) : impl_(std::make_unique<Impl>()) {
+    auto& c = config;
+    if (!stores::is_valid_table_name(c.table))
+        throw ConfigurationError("outbox table name '" + c.table +
+                                 "' is not allowed: use letters, digits and '_', starting with a "
+                                 "letter or '_', at most 63 bytes (PostgreSQL's limit)");
+    if (c.batch_size == 0) throw ConfigurationError("outbox batch_size must be positive");
+    if (c.lease < milliseconds(300))
+        throw ConfigurationError("outbox lease must be at least 0.3 s (default 5 s)");
+    const std::string& url = c.database_url;
+    if (url.rfind("sqlite://", 0) == 0) {
+        impl_->dialect = Dialect::sqlite;
+    } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
+        impl_->dialect = Dialect::postgres;
+    } else {
+        throw ConfigurationError("outbox database URL '" + url +
+                                 "' is not supported: use sqlite:///path.db or postgresql://...");
+    }
+    impl_->db = stores::open_store(url);
+    impl_->config = std::move(config);
+    impl_->migrate();
+}
+
+Outbox::~Outbox() {
+    if (impl_) {
+        try {
+            close();
+        } catch (...) {
+            // Destructors do not throw; close() explicitly to see errors.
+        }
+    }
+}
+
+Outbox::Outbox(Outbox&&) noexcept = default;
+Outbox& Outbox::operator=(Outbox&&) noexcept = default;
+
+Dialect Outbox::dialect() const noexcept {
+    return impl_->dialect;
+}
+
+const OutboxConfig& Outbox::config() const noexcept {
+    return impl_->config;
+}
+
+std::shared_ptr<stores::IdempotencyStore> Outbox::database() const {
+    return impl_->db;
+}
+
+std::size_t Outbox::relay_once() {
+    return impl_->relay_once();
+}
+
+void Outbox::run() {
+    auto& impl = *impl_;
+    int round = 0;
+    while (!impl.stop_requested.load()) {
+        try {
+            const auto n = impl.relay_once();
+            round = 0;
+            if (n < impl.config.batch_size && !impl.wait_for(impl.config.poll_interval)) break;
+        } catch (const ConfigurationError&) {
+            throw;
+        } catch (const Error& e) {
+            impl.log(3, "relay-blocked", e.what());
+            impl.count([](RelayCounters& c) { ++c.blocked_waits; });
+            auto d = std::min<milliseconds>(milliseconds(100) * (1LL << std::min(round++, 10)),
+                                            impl.config.blocked_backoff_max);
+            if (!impl.wait_for(d)) break;
+        }
+    }
+}
+
+void Outbox::stop() noexcept {
+    impl_->stop_requested.store(true);
+}
+
+bool Outbox::stopping() const noexcept {
+    return impl_->stop_requested.load();
+}
+
+OutboxStatus Outbox::status() {
+    auto& impl = *impl_;
+    return impl.in_transaction([&](stores::Transaction& tx) {
+        OutboxStatus s;
+        auto r = tx.execute("SELECT status, COUNT(*), MIN(created_at) FROM " + impl.table() +
+                            " GROUP BY status");
+        for (const auto& row : r.rows) {
+            auto st = text_of(row[0]).value_or("");
+            auto n = int_of(row[1]);
+            if (st == "pending") {
+                s.pending = n;
+                if (n > 0)
+                    s.oldest_pending_age_seconds =
+                        static_cast<double>(epoch_ms() - int_of(row[2])) / 1000.0;
+            } else if (st == "failed") {
+                s.failed = n;
+            } else if (st == "sent") {
+                s.sent = n;
+            }
+        }
+        auto f = tx.execute(
+            "SELECT seq, id, aggregateid, COALESCE(topic, ''), aggregatetype, "
+            "COALESCE(error, '') FROM " +
+            impl.table() + " WHERE status = 'failed' ORDER BY seq LIMIT 100");
+        for (const auto& row : f.rows) {
+            auto topic = text_of(row[3]).value_or("");
+            if (topic.empty())
+                topic =
+                    impl.config.topic.empty() ? text_of(row[4]).value_or("") : impl.config.topic;
+            s.failed_rows.push_back({int_of(row[0]), text_of(row[1]).value_or(""),
+                                     text_of(row[2]).value_or(""), topic,
+                                     text_of(row[5]).value_or("")});
+        }
+        return s;
+    });
+}
+
+std::size_t Outbox::requeue_failed() {
+    auto& impl = *impl_;
+    return impl.in_transaction([&](stores::Transaction& tx) {
+        return static_cast<std::size_t>(
+            tx.execute("UPDATE " + impl.table() +
+                       " SET status = 'pending', error = NULL WHERE status = 'failed'")
+                .changes);
+    });
+}
+
+std::size_t Outbox::purge_sent_older_than(seconds age) {
+    auto& impl = *impl_;
+    return impl.in_transaction([&](stores::Transaction& tx) {
+        return static_cast<std::size_t>(
+            tx.execute("DELETE FROM " + impl.table() + " WHERE status = 'sent' AND sent_at < " +
+                           impl.p(1),
+                       {epoch_ms() - duration_cast<milliseconds>(age).count()})
+                .changes);
+    });
+}
+
+RelayCounters Outbox::counters() const {
+    std::lock_guard lock(impl_->counters_mutex);
+    return impl_->counts;
+}
+
+void Outbox::close() {
+    if (!impl_) return;
+    impl_->stop_requested.store(true);
+    if (impl_->producer) {
+        impl_->producer->close();
+        impl_->producer.reset();
+    }
+}
+
+}  // namespace postroom::outbox

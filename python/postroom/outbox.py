@@ -1,0 +1,198 @@
+"""The transactional outbox: ``postroom.Outbox``.
+
+The application adds its event inside its own database transaction — through its own
+``sqlite3`` or psycopg 3 connection — so the business write and the event commit or roll back
+together; the relay publishes committed rows and marks them sent after the broker
+acknowledged them::
+
+    outbox = postroom.Outbox("sqlite:///shop.db", broker)
+    with sqlite3.connect("shop.db") as conn:          # the application's transaction
+        conn.execute("INSERT INTO orders VALUES (?, ?)", (order_id, total))
+        outbox.add(conn, postroom.Event(type="order.placed", source="/shop", data=order),
+                   aggregate_type="order", aggregate_id=order_id)
+    outbox.run()                                       # or: postroom outbox relay
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import FrameType, TracebackType
+from typing import Any
+
+from . import _core, errors
+from ._core import Event
+from .kafka import Broker
+
+
+@dataclass(frozen=True)
+class FailedRow:
+    seq: int
+    id: str
+    aggregate_id: str
+    topic: str
+    error: str
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    pending: int = 0
+    failed: int = 0
+    sent: int = 0  # sent rows still kept (delete_sent=False)
+    oldest_pending_age: float | None = None  # seconds
+    failed_rows: list[FailedRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RelayCounters:
+    published: int = 0
+    failed: int = 0
+    batches: int = 0
+    blocked_waits: int = 0
+    standby_waits: int = 0
+
+
+class Outbox:
+    """An outbox table in ``database`` (``sqlite:///path.db`` or ``postgresql://...``),
+    relayed to ``broker``. The table (default ``postroom_outbox``) is created or migrated on
+    construction; its name must be letters, digits and ``_`` (at most 63 bytes).
+
+    Rows go to their own ``topic``, else the outbox's ``topic``, else their aggregate type.
+    The key is the aggregate id, so per-aggregate order holds; the event id is the outbox
+    id, so idempotent consumers absorb the duplicates a relay crash can cause.
+    """
+
+    def __init__(self, database: str, broker: Broker | str = "embedded://", *,
+                 table: str = "postroom_outbox", topic: str | None = None,
+                 source: str = "/postroom/outbox", batch_size: int = 500,
+                 poll_interval: float = 0.5, publish_timeout: float = 30.0,
+                 lease: float = 5.0, blocked_backoff_max: float = 10.0,
+                 delete_sent: bool = False, max_message_bytes: int = 1 << 20,
+                 producer_properties: Mapping[str, str] | None = None) -> None:
+        if isinstance(broker, str):
+            from .kafka import connect
+
+            broker = connect(broker)
+        self.broker = broker
+        self.database = database
+        self.blocked_waits = 0  # backoffs of run(idle_timeout=...)
+        self.table = table
+        self._o = _core.Outbox(
+            database_url=database, broker_url=broker.url, table=table, topic=topic or "",
+            source=source, batch_size=batch_size, poll_interval=poll_interval,
+            publish_timeout=publish_timeout, lease=lease,
+            blocked_backoff_max=blocked_backoff_max, delete_sent=delete_sent,
+            max_message_bytes=max_message_bytes,
+            producer_properties={**broker.properties, **(producer_properties or {})})
+
+    def __repr__(self) -> str:
+        return f"Outbox({self.database!r}, table={self.table!r}, broker={self.broker.url!r})"
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def add(self, connection: Any, event: Event, *, aggregate_type: str, aggregate_id: str,
+            topic: str | None = None) -> str:
+        """Adds ``event`` through the application's own ``connection`` (``sqlite3`` or psycopg
+        3), inside its current transaction: it is published only if that transaction
+        commits. Returns the event id. Does not commit."""
+        row = _core.outbox_row(event, aggregate_type, aggregate_id, topic)
+        if isinstance(connection, sqlite3.Connection):
+            if self._o.dialect != "sqlite":
+                raise TypeError("this outbox is in PostgreSQL: add through a psycopg connection")
+            connection.execute(_core.outbox_insert_statement("sqlite", self.table), row)
+        elif type(connection).__module__.startswith("psycopg"):
+            if self._o.dialect != "postgres":
+                raise TypeError("this outbox is in SQLite: add through a sqlite3 connection")
+            connection.execute(_core.outbox_insert_statement("psycopg", self.table), row)
+        else:
+            raise TypeError(f"cannot add through a {type(connection).__qualname__}: pass a "
+                            "sqlite3.Connection or a psycopg (3) Connection")
+        return str(row[0])
+
+    def relay_once(self) -> int:
+        """Publishes one batch of pending rows; returns how many rows were marked sent or
+        failed (0: nothing pending, or another relay holds the lease)."""
+        return int(self._o.relay_once())
+
+    def run(self, *, idle_timeout: float | None = None,
+            handle_signals: bool = True) -> RelayCounters:
+        """Relays until stop(), SIGINT or SIGTERM — or, with ``idle_timeout``, until this
+        relay, holding the lease, found nothing pending for that many seconds (a standby
+        keeps waiting). Backs off while the broker or the database is down. Returns the
+        counters."""
+        restore: list[tuple[int, Any]] = []
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            def on_signal(signum: int, frame: FrameType | None) -> None:
+                self.stop()
+
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                restore.append((signum, signal.signal(signum, on_signal)))
+        try:
+            if idle_timeout is None:
+                self._o.run()
+            else:
+                last_work = time.monotonic()
+                while not self.stopping:
+                    standby = self.counters.standby_waits
+                    # Idle means: this relay leads and found nothing. A standby waits on.
+                    if self._relay_or_back_off() or self.counters.standby_waits != standby:
+                        last_work = time.monotonic()
+                    elif time.monotonic() - last_work >= idle_timeout:
+                        break
+        finally:
+            for restored, previous in restore:
+                signal.signal(restored, previous)
+        return self.counters
+
+    def _relay_or_back_off(self) -> bool:
+        try:
+            if self.relay_once():
+                return True
+        except errors.PostroomError as error:
+            if error.retriable is False:
+                raise
+            self.blocked_waits += 1  # the broker or the database is down: try again soon
+        time.sleep(0.2)
+        return False
+
+    def stop(self) -> None:
+        """Asks run() to stop; safe from any thread and from signal handlers."""
+        self._o.stop()
+
+    @property
+    def stopping(self) -> bool:
+        return bool(self._o.stopping)
+
+    def status(self) -> OutboxStatus:
+        """Pending, failed and sent counts, the age of the oldest pending row, and the failed
+        rows with their reasons."""
+        raw = self._o.status()
+        rows = [FailedRow(**r) for r in raw.pop("failed_rows")]
+        return OutboxStatus(failed_rows=rows, **raw)
+
+    def requeue_failed(self) -> int:
+        """Puts failed rows back to pending (after fixing their cause); returns how many."""
+        return int(self._o.requeue_failed())
+
+    def purge_sent(self, older_than: float) -> int:
+        """Deletes sent rows older than ``older_than`` seconds; returns how many."""
+        return int(self._o.purge_sent_older_than(older_than))
+
+    @property
+    def counters(self) -> RelayCounters:
+        return RelayCounters(**self._o.counters())
+
+    def close(self) -> None:
+        self._o.close()
+
+
+__all__ = ["FailedRow", "Outbox", "OutboxStatus", "RelayCounters"]

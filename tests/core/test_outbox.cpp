@@ -1,0 +1,206 @@
+// The transactional outbox on SQLite with the embedded broker (the fast tier).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "postroom/embedded/broker.hpp"
+#include "postroom/error.hpp"
+#include "postroom/kafka/binding.hpp"
+#include "postroom/kafka/consumer.hpp"
+#include "postroom/outbox/outbox.hpp"
+
+using namespace postroom;
+using namespace postroom::outbox;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct EmbeddedOutbox : ::testing::Test {
+    static inline std::atomic<int> counter{0};
+    std::string name = "outbox-" + std::to_string(++counter);
+    std::string url = "embedded://" + name;
+    std::shared_ptr<embedded::Broker> broker = embedded::Broker::shared(name);
+    std::filesystem::path path = std::filesystem::temp_directory_path() / (name + ".db");
+
+    void SetUp() override {
+        std::filesystem::remove(path);
+        broker->create_topic("orders", 2);
+    }
+    void TearDown() override { std::filesystem::remove(path); }
+
+    OutboxConfig config() {
+        OutboxConfig c;
+        c.database_url = "sqlite:///" + path.string();
+        c.broker_url = url;
+        c.publish_timeout = 5s;
+        c.log = [](int, const std::string&) {};
+        return c;
+    }
+
+    static Event event(const std::string& id) {
+        Event e(id, "/shop", "order.placed");
+        e.datacontenttype = "application/json";
+        e.data = R"({"id":")" + id + R"("})";
+        return e;
+    }
+
+    // Up to n messages of `topic`, waiting at most `limit` for them.
+    std::vector<Message> read(const std::string& topic, std::size_t n,
+                              std::chrono::milliseconds limit = 15s) {
+        kafka::ConsumerConfig cc;
+        cc.broker_url = url;
+        cc.group_id = "reader-" + std::to_string(++counter);
+        kafka::Consumer c(cc);
+        // Assigned, not subscribed: no group join to wait for. "orders" has two partitions.
+        c.assign({{topic, 0, kafka::Consumer::offset_beginning},
+                  {topic, 1, kafka::Consumer::offset_beginning}});
+        std::vector<Message> got;
+        auto deadline = Clock::now() + limit;
+        while (got.size() < n && Clock::now() < deadline)
+            for (auto& m : c.poll_batch(n - got.size(), 200ms)) got.push_back(std::move(m));
+        return got;
+    }
+};
+
+}  // namespace
+
+TEST_F(EmbeddedOutbox, CommittedRowsArePublishedRolledBackOnesNever) {
+    Outbox box(config());
+    auto db = box.database();
+    {
+        auto tx = db->begin();  // the application's transaction: business row + events
+        tx->execute("CREATE TABLE orders (id TEXT PRIMARY KEY)");
+        tx->execute("INSERT INTO orders VALUES ('o1')");
+        add(*tx, box.dialect(), "postroom_outbox", row_for(event("e1"), "order", "o1", "orders"));
+        add(*tx, box.dialect(), "postroom_outbox", row_for(event("e2"), "order", "o2", "orders"));
+        tx->commit();
+    }
+    {
+        auto tx = db->begin();
+        tx->execute("INSERT INTO orders VALUES ('o3')");
+        add(*tx, box.dialect(), "postroom_outbox",
+            row_for(event("rolled-back"), "order", "o3", std::string("orders")));
+        tx->rollback();
+    }
+    {
+        auto tx = db->begin();
+        add(*tx, box.dialect(), "postroom_outbox", row_for(event("e3"), "order", "o1", "orders"));
+        tx->commit();
+    }
+    EXPECT_EQ(box.status().pending, 3);
+    EXPECT_EQ(box.relay_once(), 3u);
+    EXPECT_EQ(box.relay_once(), 0u) << "nothing left";
+    auto got = read("orders", 4, 3s);  // a fourth would be the rolled-back event
+    ASSERT_EQ(got.size(), 3u) << "the rolled-back event is never published";
+    std::map<std::string, std::vector<std::string>> by_key;
+    for (const auto& m : got) {
+        auto e = kafka::to_event(m);
+        EXPECT_EQ(e.source, "/shop");
+        EXPECT_EQ(e.type, "order.placed");
+        EXPECT_EQ(*e.data, R"({"id":")" + e.id + R"("})");
+        by_key[*m.key].push_back(e.id);
+    }
+    EXPECT_EQ(by_key["o1"], (std::vector<std::string>{"e1", "e3"})) << "per-aggregate order";
+    EXPECT_EQ(by_key["o2"], (std::vector<std::string>{"e2"}));
+    auto s = box.status();
+    EXPECT_EQ(s.pending, 0);
+    EXPECT_EQ(s.sent, 3);
+    EXPECT_FALSE(s.oldest_pending_age_seconds);
+    EXPECT_EQ(box.purge_sent_older_than(0s), 3u);
+}
+
+TEST_F(EmbeddedOutbox, UnpublishableRowsFailWithAReasonAndTheRestFlows) {
+    auto c = config();
+    c.max_message_bytes = 2000;
+    Outbox box(c);
+    auto db = box.database();
+    {
+        auto tx = db->begin();
+        add(*tx, box.dialect(), c.table, row_for(event("ok-1"), "order", "o1", "orders"));
+        add(*tx, box.dialect(), c.table,
+            row_for(event("no-topic"), "order", "o1", "no-such-topic"));
+        auto big = event("too-big");
+        big.data = std::string(5000, 'x');
+        add(*tx, box.dialect(), c.table, row_for(big, "order", "o2", "orders"));
+        add(*tx, box.dialect(), c.table, row_for(event("ok-2"), "order", "o2", "orders"));
+        tx->commit();
+    }
+    EXPECT_EQ(box.relay_once(), 4u);
+    auto s = box.status();
+    EXPECT_EQ(s.sent, 2);
+    ASSERT_EQ(s.failed, 2);
+    ASSERT_EQ(s.failed_rows.size(), 2u);
+    EXPECT_EQ(s.failed_rows[0].id, "no-topic");
+    EXPECT_NE(s.failed_rows[0].error.find("opic"), std::string::npos) << s.failed_rows[0].error;
+    EXPECT_EQ(s.failed_rows[1].id, "too-big");
+    EXPECT_NE(s.failed_rows[1].error.find("max_message_bytes"), std::string::npos);
+    EXPECT_EQ(read("orders", 2).size(), 2u);
+    // After the fix (the topic exists now), a requeue publishes it.
+    broker->create_topic("no-such-topic", 1);
+    EXPECT_EQ(box.requeue_failed(), 2u);
+    box.relay_once();
+    EXPECT_EQ(box.status().sent, 3);
+    EXPECT_EQ(box.status().failed, 1) << "still too big";
+}
+
+TEST_F(EmbeddedOutbox, ASecondRelayWaitsAsStandbyUntilTheLeaseExpires) {
+    auto c = config();
+    c.publish_timeout = 1s;
+    c.lease = 1500ms;
+    Outbox first(c);
+    Outbox second(c);
+    {
+        auto tx = first.database()->begin();
+        add(*tx, first.dialect(), c.table, row_for(event("a"), "order", "o1", "orders"));
+        tx->commit();
+    }
+    EXPECT_EQ(first.relay_once(), 1u);
+    {
+        auto tx = first.database()->begin();
+        add(*tx, first.dialect(), c.table, row_for(event("b"), "order", "o1", "orders"));
+        tx->commit();
+    }
+    EXPECT_EQ(second.relay_once(), 0u) << "the first relay holds the lease";
+    EXPECT_EQ(second.counters().standby_waits, 1);
+    // The first relay stops (as if killed); the lease runs out and the second takes over.
+    std::this_thread::sleep_for(c.lease + 200ms);
+    auto deadline = Clock::now() + 10s;
+    std::size_t n = 0;
+    while (n == 0 && Clock::now() < deadline) {
+        n = second.relay_once();
+        if (n == 0) std::this_thread::sleep_for(200ms);
+    }
+    EXPECT_EQ(n, 1u);
+    EXPECT_EQ(read("orders", 2).size(), 2u);
+}
+
+TEST_F(EmbeddedOutbox, HostileTableNamesAreRejectedAndNothingIsCreated) {
+    for (const std::string& bad : std::vector<std::string>{
+             "x\"; DROP TABLE orders; --", "t;", "ünïcode", "1abc", "", std::string(64, 'a')}) {
+        auto c = config();
+        c.table = bad;
+        EXPECT_THROW(Outbox box(c), ConfigurationError) << bad;
+    }
+    EXPECT_FALSE(std::filesystem::exists(path)) << "the database was not even opened";
+    auto c = config();
+    c.table = std::string(63, 'a');
+    EXPECT_NO_THROW(Outbox box(c));
+    EXPECT_THROW(insert_statement(Dialect::sqlite, "a b"), ConfigurationError);
+}
+
+TEST_F(EmbeddedOutbox, WrongDatabaseUrlsAreClearErrors) {
+    auto c = config();
+    c.database_url = "mysql://localhost/db";
+    try {
+        Outbox box(c);
+        FAIL();
+    } catch (const ConfigurationError& e) {
+        EXPECT_NE(std::string(e.what()).find("sqlite:///path.db"), std::string::npos);
+    }
+    EXPECT_THROW(row_for(event("x"), "", "o1", std::nullopt), CodecError);
+    EXPECT_THROW(row_for(event("x"), "order", "", std::nullopt), CodecError);
+}

@@ -1,0 +1,214 @@
+"""postroom.Outbox: events added in the application's own transaction (sqlite3, psycopg) are
+published once committed and never when rolled back; gap-safe claiming, two relays, bad rows,
+hostile table names and the CLI — on the embedded broker and the real one, SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import postroom
+from postroom import errors
+from postroom.cli import main as cli
+
+from .conftest import require_env, unique
+
+pytestmark = pytest.mark.contract
+
+
+@pytest.fixture
+def topic(broker: postroom.Broker) -> Iterator[str]:
+    name = unique("outbox")
+    broker.create_topic(name, 3)
+    yield name
+    if not broker.is_embedded:
+        broker.delete_topic(name)
+
+
+def order_event(n: int) -> postroom.Event:
+    return postroom.Event(type="order.placed", source="/shop", data={"n": n})
+
+
+def read_all(broker: postroom.Broker, topic: str, n: int,
+             idle: float = 3.0) -> list[postroom.Message]:
+    with broker.consumer(unique("reader"), topic) as consumer:
+        return list(consumer.messages(idle_timeout=idle, limit=n))
+
+
+def per_aggregate_order_violations(messages: list[postroom.Message]) -> int:
+    last: dict[bytes, int] = {}
+    violations = 0
+    for m in messages:
+        n = int(m.event().json()["n"])
+        key = m.key or b""
+        if n < last.get(key, -1):
+            violations += 1
+        last[key] = n
+    return violations
+
+
+def test_sqlite_commits_publish_and_rollbacks_never(broker: postroom.Broker, topic: str,
+                                                    tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    with postroom.Outbox(f"sqlite:///{path}", broker, topic=topic) as outbox:
+        with sqlite3.connect(path) as conn:  # commits on leaving the block
+            conn.execute("CREATE TABLE orders (id INTEGER)")
+            for n in range(5):
+                conn.execute("INSERT INTO orders VALUES (?)", (n,))
+                outbox.add(conn, order_event(n), aggregate_type="order",
+                           aggregate_id=f"customer-{n % 2}")
+        conn = sqlite3.connect(path)
+        conn.execute("INSERT INTO orders VALUES (99)")
+        rolled_back = outbox.add(conn, order_event(99), aggregate_type="order",
+                                 aggregate_id="customer-0")
+        conn.rollback()
+        conn.close()
+        assert outbox.status().pending == 5
+        assert outbox.relay_once() == 5
+        status = outbox.status()
+        assert (status.pending, status.sent, status.failed) == (0, 5, 0)
+        assert status.oldest_pending_age is None
+    got = read_all(broker, topic, 6)
+    assert sorted(int(m.event().json()["n"]) for m in got) == [0, 1, 2, 3, 4]
+    assert rolled_back not in {m.event().id for m in got}
+    assert per_aggregate_order_violations(got) == 0
+    assert {m.key for m in got} == {b"customer-0", b"customer-1"}
+
+
+def test_bad_rows_fail_with_a_reason_and_can_be_requeued(embedded: postroom.Broker,
+                                                         tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    embedded.create_topic("orders", 1)
+    with postroom.Outbox(f"sqlite:///{path}", embedded, topic="orders") as outbox:
+        with sqlite3.connect(path) as conn:
+            outbox.add(conn, order_event(1), aggregate_type="order", aggregate_id="a")
+            outbox.add(conn, order_event(2), aggregate_type="order", aggregate_id="a",
+                       topic="invoices")  # does not exist yet
+            outbox.add(conn, order_event(3), aggregate_type="order", aggregate_id="b")
+        assert outbox.relay_once() == 3
+        status = outbox.status()
+        assert (status.sent, status.failed) == (2, 1)
+        (failed,) = status.failed_rows
+        assert failed.topic == "invoices" and "opic" in failed.error
+        embedded.create_topic("invoices", 1)
+        assert outbox.requeue_failed() == 1
+        assert outbox.relay_once() == 1
+        assert outbox.status().failed == 0
+    with pytest.raises(TypeError, match="sqlite3.Connection or a psycopg"):
+        outbox.add(object(), order_event(4), aggregate_type="order", aggregate_id="a")
+
+
+@pytest.mark.parametrize("table", ['x"; DROP TABLE orders; --', "t;", "ünïcode", "1abc",
+                                   "a" * 64])
+def test_hostile_table_names_are_rejected_and_the_database_is_unchanged(
+        table: str, tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+    before = path.read_bytes()
+    with pytest.raises(errors.ConfigurationError, match="not allowed"):
+        postroom.Outbox(f"sqlite:///{path}", table=table)
+    assert path.read_bytes() == before
+
+
+def test_cli_relays_and_reports_status(embedded: postroom.Broker, tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    embedded.create_topic("cli-orders", 1)
+    db = f"sqlite:///{path}"
+    outbox = postroom.Outbox(db, embedded)
+    with sqlite3.connect(path) as conn:
+        for n in range(3):
+            outbox.add(conn, order_event(n), aggregate_type="cli-orders", aggregate_id="a")
+    outbox.close()
+    runner = CliRunner()
+    status = runner.invoke(cli, ["outbox", "status", "--db", db, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["pending"] == 3
+    relay = runner.invoke(cli, ["outbox", "relay", "--db", db, "--broker", embedded.url,
+                                "--idle-exit", "1", "--json"])
+    assert relay.exit_code == 0, relay.output
+    assert json.loads(relay.output[relay.output.index("{"):])["published"] == 3
+    table = runner.invoke(cli, ["outbox", "status", "--db", db])
+    assert "pending 0" in table.output and "sent 3" in table.output
+    bad = runner.invoke(cli, ["outbox", "status", "--db", "mysql://x/y"])
+    assert bad.exit_code == 1 and "sqlite:///path.db" in bad.output
+
+
+@pytest.fixture
+def pg_url() -> str:
+    return require_env("POSTROOM_PG_URL")
+
+
+@pytest.mark.postgres
+def test_postgres_late_commit_with_a_lower_seq_is_not_lost(broker: postroom.Broker, topic: str,
+                                                           pg_url: str) -> None:
+    """A long transaction takes a lower seq, later ones commit first and are published; the
+    long one is still published when it commits (claiming by status, not by seq)."""
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    with postroom.Outbox(pg_url, broker, table=table, topic=topic) as outbox:
+        slow = psycopg.connect(pg_url)
+        outbox.add(slow, order_event(0), aggregate_type="order", aggregate_id="slow")
+        for n in range(1, 4):
+            with psycopg.connect(pg_url) as fast:  # commits on leaving the block
+                outbox.add(fast, order_event(n), aggregate_type="order", aggregate_id="fast")
+        assert outbox.relay_once() == 3
+        slow.commit()
+        slow.close()
+        rolled = psycopg.connect(pg_url)
+        outbox.add(rolled, order_event(9), aggregate_type="order", aggregate_id="fast")
+        rolled.rollback()
+        rolled.close()
+        assert outbox.relay_once() == 1
+        assert outbox.status().pending == 0
+    got = read_all(broker, topic, 5)
+    assert sorted(int(m.event().json()["n"]) for m in got) == [0, 1, 2, 3]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{table}"')
+
+
+@pytest.mark.postgres
+def test_two_relays_on_one_table_lose_nothing_and_keep_per_aggregate_order(
+        broker: postroom.Broker, topic: str, pg_url: str) -> None:
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    relays = [postroom.Outbox(pg_url, broker, table=table, topic=topic, batch_size=20,
+                              poll_interval=0.05) for _ in range(2)]
+    threads = [threading.Thread(target=r.run, kwargs={"handle_signals": False}) for r in relays]
+    for t in threads:
+        t.start()
+    events = 300
+    with psycopg.connect(pg_url) as conn:
+        for n in range(events):
+            relays[0].add(conn, order_event(n), aggregate_type="order",
+                          aggregate_id=f"customer-{n % 7}")
+            if n % 10 == 9:
+                conn.commit()
+    deadline = time.monotonic() + 60
+    while relays[0].status().pending and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for r in relays:
+        r.stop()
+    for t in threads:
+        t.join()
+    published = [r.counters.published for r in relays]
+    for r in relays:
+        r.close()
+    got = read_all(broker, topic, events + 10)
+    ids = [m.event().id for m in got]
+    assert len(set(ids)) == events, "lost = 0"
+    assert len(ids) == events, "no duplicates without a crash"
+    assert per_aggregate_order_violations(got) == 0
+    assert sum(published) == events
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{table}"')
