@@ -212,3 +212,29 @@ def test_two_relays_on_one_table_lose_nothing_and_keep_per_aggregate_order(
     assert sum(published) == events
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP TABLE "{table}"')
+
+
+@pytest.mark.postgres
+def test_postgres_notify_wakes_the_relay_before_its_next_poll(broker: postroom.Broker,
+                                                              topic: str, pg_url: str) -> None:
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    outbox = postroom.Outbox(pg_url, broker, table=table, topic=topic, poll_interval=30.0)
+    runner = threading.Thread(target=outbox.run, kwargs={"handle_signals": False})
+    runner.start()
+    try:
+        time.sleep(1.0)  # the relay is now waiting on LISTEN, its next poll 30 s away
+        with psycopg.connect(pg_url) as conn:
+            outbox.add(conn, order_event(1), aggregate_type="order", aggregate_id="a")
+        committed = time.monotonic()
+        while outbox.counters.published == 0 and time.monotonic() - committed < 20:
+            time.sleep(0.01)
+        assert outbox.counters.published == 1
+        assert time.monotonic() - committed < 10, "woken by NOTIFY, not by the 30 s poll"
+    finally:
+        outbox.stop()
+        runner.join()
+        outbox.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{table}"')

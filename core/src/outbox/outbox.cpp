@@ -1,6 +1,8 @@
 #include "postroom/outbox/outbox.hpp"
 
+#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <sys/select.h>
 
 #include <atomic>
 #include <cstdio>
@@ -194,6 +196,17 @@ struct Outbox::Impl {
                 "DEFAULT 0, sent_at bigint, error text)");
             tx.execute("CREATE INDEX IF NOT EXISTS " + quoted(config.table + "_pending") + " ON " +
                        table() + " (status, seq)");
+            if (pg) {
+                // Wakes waiting relays at once (LISTEN on the table's name); they poll too.
+                tx.execute(
+                    "CREATE OR REPLACE FUNCTION postroom_outbox_notify() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify(TG_ARGV[0], ''); "
+                    "RETURN NULL; END $$");
+                tx.execute("CREATE OR REPLACE TRIGGER postroom_outbox_notify AFTER INSERT ON " +
+                           table() +
+                           " FOR EACH STATEMENT EXECUTE FUNCTION postroom_outbox_notify('" +
+                           config.table + "')");
+            }
             tx.execute(std::string("CREATE TABLE IF NOT EXISTS ") + relays_table +
                        " (outbox_table text PRIMARY KEY, owner text NOT NULL DEFAULT '', "
                        "expires_at bigint NOT NULL DEFAULT 0)");
@@ -410,6 +423,60 @@ struct Outbox::Impl {
         return sent.size() + failed.size();
     }
 
+    // PostgreSQL: a connection LISTENing on the table's channel, so an insert wakes the
+    // relay instead of the next poll. Dropped (and polled meanwhile) when it fails.
+    std::unique_ptr<PGconn, void (*)(PGconn*)> listener{nullptr, PQfinish};
+    Clock::time_point listener_retry{};
+
+    bool listening() {
+        if (dialect != Dialect::postgres) return false;
+        if (listener && PQstatus(listener.get()) == CONNECTION_OK) return true;
+        if (Clock::now() < listener_retry) return false;
+        listener.reset(PQconnectdb(config.database_url.c_str()));
+        PGresult* r = nullptr;
+        if (PQstatus(listener.get()) == CONNECTION_OK)
+            r = PQexec(listener.get(), ("LISTEN " + table()).c_str());
+        const bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (r) PQclear(r);
+        if (!ok) {
+            log(3, "listen-failed",
+                std::string(PQerrorMessage(listener.get())) + "; polling every " +
+                    std::to_string(config.poll_interval.count()) + " ms meanwhile");
+            listener.reset();
+            listener_retry = Clock::now() + seconds(5);
+        }
+        return ok;
+    }
+
+    // Waits up to `d` for a notification (PostgreSQL) or just `d`; false when stopping.
+    bool wait_for_rows(milliseconds d) {
+        if (!listening()) return wait_for(d);
+        auto until = Clock::now() + d;
+        while (!stop_requested.load()) {
+            auto left = duration_cast<milliseconds>(until - Clock::now());
+            if (left.count() <= 0) return true;
+            const int fd = PQsocket(listener.get());
+            fd_set set;
+            FD_ZERO(&set);
+            FD_SET(fd, &set);
+            timeval tv{0, static_cast<suseconds_t>(std::min<int64_t>(left.count(), 100) * 1000)};
+            if (select(fd + 1, &set, nullptr, nullptr, &tv) > 0) {
+                if (!PQconsumeInput(listener.get())) {
+                    listener.reset();  // reconnects (or polls) next time
+                    return true;
+                }
+                bool notified = false;
+                while (PGnotify* n = PQnotifies(listener.get())) {
+                    notified = true;
+                    PQfreemem(n);
+                }
+                if (notified) return true;
+            }
+            if (config.on_wait) config.on_wait();
+        }
+        return false;
+    }
+
     bool wait_for(milliseconds d) {
         auto until = Clock::now() + d;
         while (!stop_requested.load()) {
@@ -481,7 +548,7 @@ void Outbox::run() {
         try {
             const auto n = impl.relay_once();
             round = 0;
-            if (n < impl.config.batch_size && !impl.wait_for(impl.config.poll_interval)) break;
+            if (n < impl.config.batch_size && !impl.wait_for_rows(impl.config.poll_interval)) break;
         } catch (const ConfigurationError&) {
             throw;
         } catch (const Error& e) {
@@ -568,6 +635,7 @@ RelayCounters Outbox::counters() const {
 void Outbox::close() {
     if (!impl_) return;
     impl_->stop_requested.store(true);
+    impl_->listener.reset();
     if (impl_->producer) {
         impl_->producer->close();
         impl_->producer.reset();
