@@ -219,18 +219,29 @@ struct Outbox::Impl {
     // Takes or renews the lease in `tx`; false when another relay holds it.
     bool hold_lease(stores::Transaction& tx) {
         const int64_t now = epoch_ms();
+        lease_until = Clock::now() + config.lease;  // at the latest: set below if we hold it
         auto r = tx.execute(std::string("UPDATE ") + relays_table + " SET owner = " + p(1) +
                                 ", expires_at = " + p(2) + " WHERE outbox_table = " + p(3) +
                                 " AND (owner = " + p(4) + " OR expires_at < " + p(5) + ")",
                             {owner, now + config.lease.count(), config.table, owner, now});
+        if (r.changes != 1) lease_until = Clock::time_point{};
         return r.changes == 1;
     }
+
+    // Until when this relay surely holds the lease (its own clock; renewed with every mark).
+    Clock::time_point lease_until{};
+
+    // Whether the lease must be renewed before the next batch: it is renewed in each batch's
+    // marking transaction, so a busy relay reads its batches without writing (one commit, one
+    // fsync per batch).
+    bool lease_needs_renewal() const { return Clock::now() + config.lease / 2 > lease_until; }
 
     kafka::Producer& the_producer() {
         if (!producer) {
             kafka::ProducerConfig pc;
             pc.broker_url = config.broker_url;
             pc.client_id = "postroom-outbox-relay";
+            pc.linger = milliseconds(0);  // a batch is queued at once: send it at once
             pc.properties = config.producer_properties;
             pc.properties.emplace("message.timeout.ms",
                                   std::to_string(config.publish_timeout.count()));
@@ -302,7 +313,7 @@ struct Outbox::Impl {
         // 1. The lease, and the next batch, in one short transaction.
         std::vector<Pending> rows;
         const bool leading = in_transaction([&](stores::Transaction& tx) {
-            if (!hold_lease(tx)) return false;
+            if (lease_needs_renewal() && !hold_lease(tx)) return false;
             auto r = tx.execute(
                 "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic FROM " +
                 table() + " WHERE status = 'pending' ORDER BY seq LIMIT " +
@@ -433,6 +444,7 @@ struct Outbox::Impl {
         if (listener && PQstatus(listener.get()) == CONNECTION_OK) return true;
         if (Clock::now() < listener_retry) return false;
         listener.reset(PQconnectdb(config.database_url.c_str()));
+        PQsetNoticeProcessor(listener.get(), [](void*, const char*) {}, nullptr);
         PGresult* r = nullptr;
         if (PQstatus(listener.get()) == CONNECTION_OK)
             r = PQexec(listener.get(), ("LISTEN " + table()).c_str());

@@ -92,6 +92,9 @@ struct PostgresStore::Impl {
                                    "; is it running, and are host, port and database right?",
                                Retriable::yes);
         }
+        // Server notices ("relation ... already exists, skipping") are not errors: keep them
+        // off the application's stderr.
+        PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
         return c;
     }
 
