@@ -163,3 +163,56 @@ def test_postgres_restarted_mid_relay_loses_nothing(kafka_url: str) -> None:
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP TABLE "{table}"')
     broker.delete_topic(topic)
+
+
+WRITER = """
+import os, sqlite3, sys
+import postroom
+path, log = sys.argv[1], sys.argv[2]
+outbox = postroom.Outbox("sqlite:///" + path)
+conn = sqlite3.connect(path)
+conn.execute("CREATE TABLE IF NOT EXISTS orders (n INTEGER)")
+conn.commit()
+with open(log, "a") as committed:
+    for n in range(100000):
+        conn.execute("INSERT INTO orders VALUES (?)", (n,))
+        event_id = outbox.add(conn, postroom.Event(type="t", source="/s", data={"n": n}),
+                              aggregate_type="order", aggregate_id=f"k{n % 3}")
+        conn.commit()
+        committed.write(event_id + "\\n")
+        committed.flush()
+        os.fsync(committed.fileno())
+"""
+
+
+def test_sqlite_writer_killed_during_commits_loses_nothing(kafka_url: str,
+                                                          tmp_path: Path) -> None:
+    import time
+
+    path, log = tmp_path / "shop.db", tmp_path / "committed.txt"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(log)],
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while (not log.exists() or len(log.read_text().split()) < 200) and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    writer.kill()  # SIGKILL, most likely inside a transaction or its commit
+    writer.wait(timeout=10)
+    committed = log.read_text().split()
+    assert len(committed) >= 200, writer.stderr.read() if writer.stderr else ""
+    check = sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()
+    assert check == ("ok",)
+
+    broker = postroom.connect(kafka_url)
+    topic = unique("outbox-writer")
+    broker.create_topic(topic, 1)
+    with postroom.Outbox(f"sqlite:///{path}", broker, topic=topic) as outbox:
+        in_table = outbox.status().pending
+        while outbox.relay_once():
+            pass
+        assert outbox.status().pending == 0
+    with broker.consumer(unique("reader"), topic) as consumer:
+        got = {m.event().id for m in consumer.messages(idle_timeout=3.0, limit=in_table + 10)}
+    assert set(committed) <= got, "lost = 0: every commit the writer saw is published"
+    assert len(got) == in_table, "and nothing else than the committed rows"
+    broker.delete_topic(topic)
