@@ -444,7 +444,8 @@ struct Outbox::Impl {
         if (listener && PQstatus(listener.get()) == CONNECTION_OK) return true;
         if (Clock::now() < listener_retry) return false;
         listener.reset(PQconnectdb(config.database_url.c_str()));
-        PQsetNoticeProcessor(listener.get(), [](void*, const char*) {}, nullptr);
+        PQsetNoticeProcessor(
+            listener.get(), [](void*, const char*) {}, nullptr);
         PGresult* r = nullptr;
         if (PQstatus(listener.get()) == CONNECTION_OK)
             r = PQexec(listener.get(), ("LISTEN " + table()).c_str());

@@ -94,7 +94,8 @@ struct PostgresStore::Impl {
         }
         // Server notices ("relation ... already exists, skipping") are not errors: keep them
         // off the application's stderr.
-        PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
+        PQsetNoticeProcessor(
+            c.get(), [](void*, const char*) {}, nullptr);
         return c;
     }
 
