@@ -1,5 +1,6 @@
 // The transactional outbox on SQLite with the embedded broker (the fast tier).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -21,7 +22,8 @@ namespace {
 
 struct EmbeddedOutbox : ::testing::Test {
     static inline std::atomic<int> counter{0};
-    std::string name = "outbox-" + std::to_string(++counter);
+    // Unique across processes too: ctest runs each test in its own process, in parallel.
+    std::string name = "outbox-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
     std::string url = "embedded://" + name;
     std::shared_ptr<embedded::Broker> broker = embedded::Broker::shared(name);
     std::filesystem::path path = std::filesystem::temp_directory_path() / (name + ".db");

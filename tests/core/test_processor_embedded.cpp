@@ -1,5 +1,6 @@
 // The idempotent consumer runtime on the embedded broker.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -28,7 +29,8 @@ namespace {
 
 struct EmbeddedProcessor : ::testing::Test {
     static inline std::atomic<int> counter{0};
-    std::string name = "proc-" + std::to_string(++counter);
+    // Unique across processes too: ctest runs each test in its own process, in parallel.
+    std::string name = "proc-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
     std::string url = "embedded://" + name;
     std::shared_ptr<embedded::Broker> broker = embedded::Broker::shared(name);
 
