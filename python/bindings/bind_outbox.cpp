@@ -39,6 +39,7 @@ py::dict counters_dict(const RelayCounters& c) {
     d["batches"] = c.batches;
     d["blocked_waits"] = c.blocked_waits;
     d["standby_waits"] = c.standby_waits;
+    d["purged"] = c.purged;
     return d;
 }
 
@@ -95,8 +96,8 @@ void bind_outbox(py::module_& m) {
                          const std::string& table, const std::string& topic,
                          const std::string& source, std::size_t batch_size, double poll_interval,
                          double publish_timeout, double lease, double blocked_backoff_max,
-                         bool delete_sent, std::size_t max_message_bytes,
-                         const py::dict& producer_properties) {
+                         bool delete_sent, double retention, double purge_interval,
+                         std::size_t max_message_bytes, const py::dict& producer_properties) {
                  OutboxConfig c;
                  c.database_url = database_url;
                  c.broker_url = broker_url;
@@ -109,6 +110,8 @@ void bind_outbox(py::module_& m) {
                  c.lease = to_ms(lease);
                  c.blocked_backoff_max = to_ms(blocked_backoff_max);
                  c.delete_sent = delete_sent;
+                 c.retention = std::chrono::seconds(static_cast<int64_t>(retention));
+                 c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
                  c.max_message_bytes = max_message_bytes;
                  c.producer_properties = to_properties(producer_properties);
                  auto self = std::make_unique<PyOutbox>();
@@ -130,7 +133,8 @@ void bind_outbox(py::module_& m) {
              py::kw_only(), py::arg("database_url"), py::arg("broker_url"), py::arg("table"),
              py::arg("topic"), py::arg("source"), py::arg("batch_size"), py::arg("poll_interval"),
              py::arg("publish_timeout"), py::arg("lease"), py::arg("blocked_backoff_max"),
-             py::arg("delete_sent"), py::arg("max_message_bytes"), py::arg("producer_properties"))
+             py::arg("delete_sent"), py::arg("retention"), py::arg("purge_interval"),
+             py::arg("max_message_bytes"), py::arg("producer_properties"))
         .def_property_readonly("dialect",
                                [](const PyOutbox& o) {
                                    return o.outbox->dialect() == Dialect::sqlite ? "sqlite"

@@ -347,19 +347,21 @@ def outbox() -> None:
 @click.option("--batch-size", default=500, show_default=True)
 @click.option("--poll-interval", default=0.5, show_default=True, help="Seconds between polls "
               "when idle.")
+@click.option("--retention", default=0.0, show_default=True,
+              help="Delete sent rows older than this many seconds (0: keep them).")
 @click.option("--idle-exit", default=None, type=float,
               help="Exit after this many seconds with nothing pending (default: run until "
                    "SIGINT/SIGTERM).")
 @json_option
 @reports_errors
 def outbox_relay(broker_url: str, database_url: str, table: str, topic: str | None,
-                 batch_size: int, poll_interval: float, idle_exit: float | None,
-                 as_json: bool) -> None:
+                 batch_size: int, poll_interval: float, retention: float,
+                 idle_exit: float | None, as_json: bool) -> None:
     """Publish committed outbox rows until stopped (SIGINT/SIGTERM stop it cleanly)."""
     from .outbox import Outbox
 
     with Outbox(database_url, broker_url, table=table, topic=topic, batch_size=batch_size,
-                poll_interval=poll_interval) as box:
+                poll_interval=poll_interval, retention=retention) as box:
         if not as_json:
             err.print(f"relaying {table} from {database_url} to {broker_url} "
                       "(Ctrl-C to stop)")

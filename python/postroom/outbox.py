@@ -54,6 +54,7 @@ class RelayCounters:
     batches: int = 0
     blocked_waits: int = 0
     standby_waits: int = 0
+    purged: int = 0  # sent rows deleted by the retention
 
 
 class Outbox:
@@ -64,6 +65,9 @@ class Outbox:
     Rows go to their own ``topic``, else the outbox's ``topic``, else their aggregate type.
     The key is the aggregate id, so per-aggregate order holds; the event id is the outbox
     id, so idempotent consumers absorb the duplicates a relay crash can cause.
+
+    ``retention`` (seconds, 0 = keep): sent rows older than this are deleted by the relay,
+    at most every ``purge_interval``; ``delete_sent=True`` deletes them at once instead.
     """
 
     def __init__(self, database: str, broker: Broker | str = "embedded://", *,
@@ -71,7 +75,8 @@ class Outbox:
                  source: str = "/postroom/outbox", batch_size: int = 500,
                  poll_interval: float = 0.5, publish_timeout: float = 30.0,
                  lease: float = 5.0, blocked_backoff_max: float = 10.0,
-                 delete_sent: bool = False, max_message_bytes: int = 1 << 20,
+                 delete_sent: bool = False, retention: float = 0.0,
+                 purge_interval: float = 600.0, max_message_bytes: int = 1 << 20,
                  producer_properties: Mapping[str, str] | None = None) -> None:
         if isinstance(broker, str):
             from .kafka import connect
@@ -86,6 +91,7 @@ class Outbox:
             source=source, batch_size=batch_size, poll_interval=poll_interval,
             publish_timeout=publish_timeout, lease=lease,
             blocked_backoff_max=blocked_backoff_max, delete_sent=delete_sent,
+            retention=retention, purge_interval=purge_interval,
             max_message_bytes=max_message_bytes,
             producer_properties={**broker.properties, **(producer_properties or {})})
 

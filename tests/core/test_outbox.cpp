@@ -206,3 +206,27 @@ TEST_F(EmbeddedOutbox, WrongDatabaseUrlsAreClearErrors) {
     EXPECT_THROW(row_for(event("x"), "", "o1", std::nullopt), CodecError);
     EXPECT_THROW(row_for(event("x"), "order", "", std::nullopt), CodecError);
 }
+
+TEST_F(EmbeddedOutbox, CreatesOnlyItsOwnTablesAndItsRetentionDeletesOldSentRows) {
+    auto c = config();
+    c.retention = 1s;
+    c.purge_interval = 0s;
+    Outbox box(c);
+    {
+        auto tx = box.database()->begin();
+        auto r = tx->execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+        std::vector<std::string> names;
+        for (const auto& row : r.rows) names.push_back(std::get<std::string>(row.at(0)));
+        EXPECT_EQ(names, (std::vector<std::string>{"postroom_outbox", "postroom_outbox_relays",
+                                                   "sqlite_sequence"}))
+            << "no idempotency table comes with the outbox";
+        add(*tx, box.dialect(), c.table, row_for(event("old"), "order", "o1", "orders"));
+        tx->commit();
+    }
+    EXPECT_EQ(box.relay_once(), 1u);
+    EXPECT_EQ(box.status().sent, 1);
+    std::this_thread::sleep_for(2100ms);  // sent_at is in ms, the retention in whole seconds
+    box.relay_once();
+    EXPECT_EQ(box.counters().purged, 1);
+    EXPECT_EQ(box.status().sent, 0);
+}

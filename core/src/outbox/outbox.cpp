@@ -309,6 +309,23 @@ struct Outbox::Impl {
         return row;
     }
 
+    std::optional<Clock::time_point> last_purge;
+
+    // The retention: deletes old sent rows when due. Only the lease holder does it.
+    void purge_if_due() {
+        if (config.retention.count() <= 0) return;
+        if (last_purge && Clock::now() - *last_purge < config.purge_interval) return;
+        last_purge = Clock::now();
+        const int64_t before = epoch_ms() - duration_cast<milliseconds>(config.retention).count();
+        auto n = in_transaction([&](stores::Transaction& tx) {
+            return tx
+                .execute("DELETE FROM " + table() + " WHERE status = 'sent' AND sent_at < " + p(1),
+                         {before})
+                .changes;
+        });
+        count([n](RelayCounters& c) { c.purged += n; });
+    }
+
     std::size_t relay_once() {
         // 1. The lease, and the next batch, in one short transaction.
         std::vector<Pending> rows;
@@ -331,6 +348,7 @@ struct Outbox::Impl {
             count([](RelayCounters& c) { ++c.standby_waits; });
             return 0;
         }
+        purge_if_due();
         if (rows.empty()) return 0;
 
         // 2. Publish what can be published, outside any database transaction.
@@ -520,7 +538,7 @@ Outbox::Outbox(OutboxConfig config) : impl_(std::make_unique<Impl>()) {
         throw ConfigurationError("outbox database URL '" + url +
                                  "' is not supported: use sqlite:///path.db or postgresql://...");
     }
-    impl_->db = stores::open_store(url);
+    impl_->db = stores::open_database(url);
     impl_->config = std::move(config);
     impl_->migrate();
 }

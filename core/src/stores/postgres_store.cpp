@@ -418,7 +418,7 @@ private:
 }  // namespace
 
 PostgresStore::PostgresStore(const std::string& conninfo, const std::string& table,
-                             std::size_t pool_size)
+                             std::size_t pool_size, bool create_table)
     : impl_(std::make_shared<Impl>()) {
     if (!is_valid_table_name(table))
         throw ConfigurationError("idempotency table name '" + table +
@@ -429,6 +429,10 @@ PostgresStore::PostgresStore(const std::string& conninfo, const std::string& tab
     impl_->table = table;
     impl_->pool_size = pool_size;
     auto conn = impl_->connect_counted();
+    if (!create_table) {
+        impl_->release(std::move(conn));  // connected: the URL works
+        return;
+    }
     Impl::exec(conn.get(),
                "CREATE TABLE IF NOT EXISTS " + impl_->quoted_table() +
                    " (scope text NOT NULL, key text NOT NULL, processed_at timestamptz NOT NULL "

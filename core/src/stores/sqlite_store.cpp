@@ -228,7 +228,7 @@ private:
 }  // namespace
 
 SqliteStore::SqliteStore(const std::string& path, const std::string& table,
-                         std::chrono::milliseconds busy_timeout)
+                         std::chrono::milliseconds busy_timeout, bool create_table)
     : impl_(std::make_shared<Impl>()) {
     if (!is_valid_table_name(table))
         throw ConfigurationError("idempotency table name '" + table +
@@ -245,6 +245,7 @@ SqliteStore::SqliteStore(const std::string& path, const std::string& table,
     sqlite3_busy_timeout(raw, static_cast<int>(busy_timeout.count()));
     if (path != ":memory:") impl_->exec("PRAGMA journal_mode=WAL", "enable WAL");
     impl_->exec("PRAGMA synchronous=FULL", "set synchronous");
+    if (!create_table) return;
     impl_->exec("CREATE TABLE IF NOT EXISTS " + impl_->quoted_table() +
                     " (scope TEXT NOT NULL, key TEXT NOT NULL, processed_at INTEGER NOT NULL, "
                     "PRIMARY KEY (scope, key)) WITHOUT ROWID",
@@ -297,6 +298,23 @@ std::shared_ptr<IdempotencyStore> open_store(std::string_view url) {
     throw ConfigurationError("store URL '" + std::string(url) +
                              "': expected memory://, sqlite:///path.db, redis://host:port/db or "
                              "postgresql://...");
+}
+
+std::shared_ptr<IdempotencyStore> open_database(std::string_view url) {
+    constexpr std::string_view sqlite = "sqlite://";
+    if (url.substr(0, sqlite.size()) == sqlite) {
+        auto rest = url.substr(sqlite.size());
+        if (rest.empty() || rest == "/")
+            throw ConfigurationError("database URL '" + std::string(url) +
+                                     "' names no file: use sqlite:///relative.db or "
+                                     "sqlite:////absolute/path.db");
+        return std::make_shared<SqliteStore>(std::string(rest.substr(1)), "postroom_processed",
+                                             std::chrono::seconds(30), false);
+    }
+    if (url.substr(0, 13) == "postgresql://" || url.substr(0, 11) == "postgres://")
+        return std::make_shared<PostgresStore>(std::string(url), "postroom_processed", 4, false);
+    throw ConfigurationError("database URL '" + std::string(url) +
+                             "' is not supported: use sqlite:///path.db or postgresql://...");
 }
 
 }  // namespace postroom::stores

@@ -92,6 +92,7 @@ struct RelayCounters {
     int64_t batches = 0;
     int64_t blocked_waits = 0;  // backoffs: broker or database unavailable
     int64_t standby_waits = 0;  // another relay holds the lease
+    int64_t purged = 0;         // sent rows deleted by the retention
 };
 
 using LogSink = std::function<void(int level, const std::string& line)>;
@@ -110,6 +111,10 @@ struct OutboxConfig {
     std::chrono::milliseconds lease{5'000};
     std::chrono::milliseconds blocked_backoff_max{10'000};
     bool delete_sent = false;  // delete rows once sent instead of marking them
+    // Sent rows older than this are deleted (checked every purge_interval by relay_once());
+    // 0 = keep them.
+    std::chrono::seconds retention{0};
+    std::chrono::seconds purge_interval{600};
     std::size_t max_message_bytes = 1 << 20;
     kafka::Properties producer_properties;
     std::function<void()> on_wait;  // called at least every 100 ms while waiting

@@ -94,8 +94,11 @@ class SqliteStore final : public IdempotencyStore {
 public:
     // `path` is a file name (":memory:" for a private in-memory database). `table` must
     // match [A-Za-z_][A-Za-z0-9_]{0,62}.
+    // With create_table = false the dedupe table is neither created nor needed: the store
+    // serves only its transactions (the outbox uses it so).
     explicit SqliteStore(const std::string& path, const std::string& table = "postroom_processed",
-                         std::chrono::milliseconds busy_timeout = std::chrono::seconds(30));
+                         std::chrono::milliseconds busy_timeout = std::chrono::seconds(30),
+                         bool create_table = true);
     ~SqliteStore() override;
     std::unique_ptr<Transaction> begin() override;
     bool contains(std::string_view scope, std::string_view key) override;
@@ -118,7 +121,7 @@ public:
     // `conninfo` is a libpq connection string or URI (postgresql://user@host:port/db).
     explicit PostgresStore(const std::string& conninfo,
                            const std::string& table = "postroom_processed",
-                           std::size_t pool_size = 4);
+                           std::size_t pool_size = 4, bool create_table = true);
     ~PostgresStore() override;
     std::unique_ptr<Transaction> begin() override;
     bool contains(std::string_view scope, std::string_view key) override;
@@ -160,6 +163,10 @@ private:
 // memory://, sqlite:///relative/or/absolute/path.db, redis://host:port/db or postgresql://...
 // (postgres:// too). Throws ConfigurationError otherwise.
 std::shared_ptr<IdempotencyStore> open_store(std::string_view url);
+
+// The SQL database at `url` (sqlite:///path.db or postgresql://...) as a store used only for
+// its transactions: no dedupe table is created. Throws ConfigurationError for other URLs.
+std::shared_ptr<IdempotencyStore> open_database(std::string_view url);
 
 // Whether `name` is an acceptable SQL table name (allow-list pattern, no quoting tricks).
 bool is_valid_table_name(std::string_view name) noexcept;
