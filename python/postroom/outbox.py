@@ -107,22 +107,50 @@ class Outbox:
 
     def add(self, connection: Any, event: Event, *, aggregate_type: str, aggregate_id: str,
             topic: str | None = None) -> str:
-        """Adds ``event`` through the application's own ``connection`` (``sqlite3`` or psycopg
-        3), inside its current transaction: it is published only if that transaction
-        commits. Returns the event id. Does not commit."""
+        """Adds ``event`` through the application's own ``connection`` (``sqlite3``, psycopg 3,
+        or a SQLAlchemy Connection or Session on either), inside its current transaction: it
+        is published only if that transaction commits. Returns the event id. Does not
+        commit."""
         row = _core.outbox_row(event, aggregate_type, aggregate_id, topic)
-        if isinstance(connection, sqlite3.Connection):
+        module = type(connection).__module__
+        if module.startswith("sqlalchemy"):
+            self._add_through_sqlalchemy(connection, row)
+        elif isinstance(connection, sqlite3.Connection):
             if self._o.dialect != "sqlite":
                 raise TypeError("this outbox is in PostgreSQL: add through a psycopg connection")
             connection.execute(_core.outbox_insert_statement("sqlite", self.table), row)
-        elif type(connection).__module__.startswith("psycopg"):
+        elif module.startswith("psycopg"):
             if self._o.dialect != "postgres":
                 raise TypeError("this outbox is in SQLite: add through a sqlite3 connection")
             connection.execute(_core.outbox_insert_statement("psycopg", self.table), row)
         else:
             raise TypeError(f"cannot add through a {type(connection).__qualname__}: pass a "
-                            "sqlite3.Connection or a psycopg (3) Connection")
+                            "sqlite3.Connection, a psycopg (3) Connection, or a SQLAlchemy "
+                            "Connection or Session")
         return str(row[0])
+
+    def _add_through_sqlalchemy(self, connection: Any, row: tuple[Any, ...]) -> None:
+        """A SQLAlchemy Session or Connection: the row joins its transaction."""
+        if hasattr(connection, "exec_driver_sql"):
+            conn = connection
+        elif hasattr(connection, "connection"):
+            conn = connection.connection()  # a Session: its connection, in its transaction
+        else:
+            raise TypeError(f"cannot add through a {type(connection).__qualname__}")
+        dialect = conn.dialect.name
+        wanted = "sqlite" if self._o.dialect == "sqlite" else "postgresql"
+        if dialect != wanted:
+            raise TypeError(f"this outbox is in {self._o.dialect}, the SQLAlchemy connection "
+                            f"is to {dialect}")
+        style = conn.dialect.paramstyle
+        if style == "qmark":
+            statement = _core.outbox_insert_statement("sqlite", self.table)
+        elif style in ("format", "pyformat"):
+            statement = _core.outbox_insert_statement("psycopg", self.table)
+        else:
+            raise TypeError(f"SQLAlchemy driver paramstyle {style!r} is not supported: use "
+                            "sqlite3 (pysqlite) or psycopg")
+        conn.exec_driver_sql(statement, row)
 
     def relay_once(self) -> int:
         """Publishes one batch of pending rows; returns how many rows were marked sent or

@@ -83,6 +83,29 @@ def test_sqlite_commits_publish_and_rollbacks_never(broker: postroom.Broker, top
     assert {m.key for m in got} == {b"customer-0", b"customer-1"}
 
 
+def test_sqlalchemy_sessions_and_connections_add_in_their_transaction(
+        embedded: postroom.Broker, tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.orm import Session
+
+    path = tmp_path / "shop.db"
+    embedded.create_topic("sa-orders", 1)
+    engine = create_engine(f"sqlite:///{path}")
+    with postroom.Outbox(f"sqlite:///{path}", embedded, topic="sa-orders") as outbox:
+        with Session(engine) as session, session.begin():
+            session.execute(text("CREATE TABLE orders (id INTEGER)"))
+            session.execute(text("INSERT INTO orders VALUES (1)"))
+            kept = outbox.add(session, order_event(1), aggregate_type="order", aggregate_id="a")
+        with engine.connect() as conn:
+            outbox.add(conn, order_event(2), aggregate_type="order", aggregate_id="a")
+            conn.rollback()
+        with engine.begin() as conn:
+            also = outbox.add(conn, order_event(3), aggregate_type="order", aggregate_id="a")
+        assert outbox.relay_once() == 2
+    got = [m.event().id for m in read_all(embedded, "sa-orders", 3)]
+    assert got == [kept, also]
+
+
 def test_bad_rows_fail_with_a_reason_and_can_be_requeued(embedded: postroom.Broker,
                                                          tmp_path: Path) -> None:
     path = tmp_path / "shop.db"
@@ -102,7 +125,7 @@ def test_bad_rows_fail_with_a_reason_and_can_be_requeued(embedded: postroom.Brok
         assert outbox.requeue_failed() == 1
         assert outbox.relay_once() == 1
         assert outbox.status().failed == 0
-    with pytest.raises(TypeError, match="sqlite3.Connection or a psycopg"):
+    with pytest.raises(TypeError, match="sqlite3.Connection, a psycopg"):
         outbox.add(object(), order_event(4), aggregate_type="order", aggregate_id="a")
 
 
