@@ -15,17 +15,16 @@ acknowledged them::
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from . import _core, errors
 from ._core import Event
+from ._signals import stop_on_signals
 from .kafka import Broker
 
 
@@ -163,14 +162,7 @@ class Outbox:
         relay, holding the lease, found nothing pending for that many seconds (a standby
         keeps waiting). Backs off while the broker or the database is down. Returns the
         counters."""
-        restore: list[tuple[int, Any]] = []
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            def on_signal(signum: int, frame: FrameType | None) -> None:
-                self.stop()
-
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                restore.append((signum, signal.signal(signum, on_signal)))
-        try:
+        with stop_on_signals(self.stop, handle_signals):
             if idle_timeout is None:
                 self._o.run()
             else:
@@ -182,9 +174,6 @@ class Outbox:
                         last_work = time.monotonic()
                     elif time.monotonic() - last_work >= idle_timeout:
                         break
-        finally:
-            for restored, previous in restore:
-                signal.signal(restored, previous)
         return self.counters
 
     def _relay_or_back_off(self) -> bool:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from . import _core
 from ._core import Event, HandlerContext, Message
+from ._signals import stop_on_signals
 from .kafka import Broker
 from .stores import IdempotencyStore, MemoryStore
 
@@ -176,14 +175,7 @@ class Processor:
         """Runs until stop(), SIGINT or SIGTERM, or — if given — until ``max_events``
         events finished or none arrived for ``idle_timeout`` seconds (counted once the
         group assigned partitions). Returns the counters."""
-        restore: list[tuple[int, Any]] = []
-        if handle_signals and threading.current_thread() is threading.main_thread():
-            def on_signal(signum: int, frame: FrameType | None) -> None:
-                self.stop()
-
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                restore.append((signum, signal.signal(signum, on_signal)))
-        try:
+        with stop_on_signals(self.stop, handle_signals):
             finished = 0
             last_activity: float | None = None
             while not self._p.stopping:
@@ -199,9 +191,6 @@ class Processor:
                 if (idle_timeout is not None and last_activity is not None
                         and now - last_activity >= idle_timeout):
                     break
-        finally:
-            for restored, previous in restore:
-                signal.signal(restored, previous)
         return self.counters
 
     def stop(self) -> None:

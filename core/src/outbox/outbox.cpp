@@ -11,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "../detail/structured_log.hpp"
 #include "../runtime/crash_points.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
@@ -23,6 +24,9 @@ using stores::SqlValue;
 using Clock = steady_clock;
 
 namespace {
+
+using postroom::detail::default_log;
+using postroom::detail::escaped;
 
 constexpr const char* relays_table = "postroom_outbox_relays";
 
@@ -61,22 +65,6 @@ int64_t int_of(const SqlValue& v) {
     if (auto* d = std::get_if<double>(&v)) return static_cast<int64_t>(*d);
     if (auto* s = std::get_if<std::string>(&v)) return std::strtoll(s->c_str(), nullptr, 10);
     return 0;
-}
-
-void default_log(int level, const std::string& line) {
-    static std::mutex mutex;
-    if (level > 4) return;
-    std::lock_guard lock(mutex);
-    std::fprintf(stderr, "%s\n", line.c_str());
-}
-
-std::string escaped(std::string_view s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        out += c == '\n' ? ' ' : c;
-    }
-    return out;
 }
 
 std::string random_owner() {
@@ -316,14 +304,19 @@ struct Outbox::Impl {
         if (config.retention.count() <= 0) return;
         if (last_purge && Clock::now() - *last_purge < config.purge_interval) return;
         last_purge = Clock::now();
-        const int64_t before = epoch_ms() - duration_cast<milliseconds>(config.retention).count();
-        auto n = in_transaction([&](stores::Transaction& tx) {
-            return tx
-                .execute("DELETE FROM " + table() + " WHERE status = 'sent' AND sent_at < " + p(1),
-                         {before})
-                .changes;
-        });
+        const auto n = static_cast<int64_t>(delete_sent_older_than(config.retention));
         count([n](RelayCounters& c) { c.purged += n; });
+    }
+
+    std::size_t delete_sent_older_than(seconds age) {
+        const int64_t before = epoch_ms() - duration_cast<milliseconds>(age).count();
+        return in_transaction([&](stores::Transaction& tx) {
+            return static_cast<std::size_t>(
+                tx.execute(
+                      "DELETE FROM " + table() + " WHERE status = 'sent' AND sent_at < " + p(1),
+                      {before})
+                    .changes);
+        });
     }
 
     std::size_t relay_once() {
@@ -648,14 +641,7 @@ std::size_t Outbox::requeue_failed() {
 }
 
 std::size_t Outbox::purge_sent_older_than(seconds age) {
-    auto& impl = *impl_;
-    return impl.in_transaction([&](stores::Transaction& tx) {
-        return static_cast<std::size_t>(
-            tx.execute("DELETE FROM " + impl.table() + " WHERE status = 'sent' AND sent_at < " +
-                           impl.p(1),
-                       {epoch_ms() - duration_cast<milliseconds>(age).count()})
-                .changes);
-    });
+    return impl_->delete_sent_older_than(age);
 }
 
 RelayCounters Outbox::counters() const {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <typeinfo>
 
+#include "../detail/structured_log.hpp"
 #include "crash_points.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
@@ -26,25 +27,8 @@ using Clock = steady_clock;
 
 namespace {
 
-std::string escaped(std::string_view s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '"' || c == '\\') out += '\\';
-        if (c == '\n') {
-            out += "\\n";
-            continue;
-        }
-        out += c;
-    }
-    return out;
-}
-
-void default_log(int level, const std::string& line) {
-    static std::mutex mutex;
-    if (level > 4) return;
-    std::lock_guard lock(mutex);
-    std::fprintf(stderr, "%s\n", line.c_str());
-}
+using postroom::detail::default_log;
+using postroom::detail::escaped;
 
 }  // namespace
 
