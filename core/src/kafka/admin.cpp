@@ -1,6 +1,8 @@
 #include "postroom/kafka/admin.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "common.hpp"
 #include "postroom/embedded/broker.hpp"
@@ -164,9 +166,20 @@ std::optional<TopicInfo> Admin::describe_topic(const std::string& name) {
 
 Watermarks Admin::watermarks(const TopicPartition& partition) {
     Watermarks w;
-    auto err =
-        rd_kafka_query_watermark_offsets(impl_->rk.get(), partition.topic.c_str(),
-                                         partition.partition, &w.low, &w.high, impl_->timeout_ms());
+    // Right after a topic is created (or while a broker restarts) the partition's leader may
+    // not be known yet; that answer is transient, so ask again until the admin timeout.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(impl_->timeout_ms());
+    rd_kafka_resp_err_t err;
+    for (;;) {
+        err = rd_kafka_query_watermark_offsets(impl_->rk.get(), partition.topic.c_str(),
+                                               partition.partition, &w.low, &w.high,
+                                               impl_->timeout_ms());
+        const bool leader_moving = err == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+                                   err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+        if (!leader_moving || std::chrono::steady_clock::now() >= deadline) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     if (err)
         throw_error(err, "watermarks of " + partition.topic + "[" +
                              std::to_string(partition.partition) + "]");
