@@ -185,3 +185,26 @@ TEST(RealKafkaErrors, UnreachableBrokerTimesOutWithAClearError) {
         EXPECT_EQ(e.retriable(), Retriable::yes);
     }
 }
+
+// ---------------------------------------------------------------- transport contract
+
+#include "transport_contract.hpp"
+
+namespace {
+
+struct KafkaBackend {
+    std::string url() const { return kafka_url(); }
+    void create_topic(const std::string& topic) {
+        AdminConfig config;
+        config.broker_url = url();
+        Admin admin(config);
+        admin.create_topic(topic, 1);
+    }
+    postroom::transport::Properties consumer_properties() const {
+        return {{"session.timeout.ms", "6000"}};
+    }
+};
+
+}  // namespace
+
+INSTANTIATE_TYPED_TEST_SUITE_P(Kafka, TransportContract, ::testing::Types<KafkaBackend>);

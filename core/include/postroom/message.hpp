@@ -46,8 +46,17 @@ struct Message {
     Headers headers;
     // Milliseconds since the epoch, as stamped by the producer or the broker; -1 if unknown.
     int64_t timestamp_ms = -1;
+    // Redis Streams: the entry id ("1700000000000-0"; `partition` is 0 and `offset` -1).
+    // Empty on Kafka.
+    std::string id;
+    // Redis Streams: how many times the group delivered this entry (1 = the first time).
+    // 0 when the transport does not count deliveries (Kafka).
+    int32_t delivery_count = 0;
 
     TopicPartition topic_partition() const { return {topic, partition}; }
+    // Where the message sits in its partition, as text: the entry id on Redis Streams, the
+    // offset on Kafka.
+    std::string position() const { return id.empty() ? std::to_string(offset) : id; }
 };
 
 }  // namespace postroom

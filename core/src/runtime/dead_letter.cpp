@@ -36,12 +36,15 @@ Origin origin_of(const Message& m) {
     o.topic = m.topic;
     o.partition = m.partition;
     o.offset = m.offset;
+    o.position = m.position();
     o.timestamp_ms = m.timestamp_ms;
     auto* topic = find_header(m.headers, retry_header::original_topic);
     if (!topic || !topic->value) return o;
     o.topic = *topic->value;
     o.partition = header_number<int32_t>(m, retry_header::original_partition, 0);
-    o.offset = header_number<int64_t>(m, retry_header::original_offset, 0);
+    o.offset = header_number<int64_t>(m, retry_header::original_offset, -1);
+    if (auto* h = find_header(m.headers, retry_header::original_offset); h && h->value)
+        o.position = *h->value;
     o.timestamp_ms = header_number<int64_t>(m, retry_header::original_timestamp, 0);
     o.level = header_number<int>(m, retry_header::level, 0);
     o.attempts = header_number<int>(m, retry_header::attempts, 0);
@@ -74,7 +77,7 @@ OutgoingMessage make_retry(const Message& message, const Failure& failure, int l
     add(retry_header::error_message, failure.error_message);
     add(retry_header::original_topic, origin.topic);
     add(retry_header::original_partition, std::to_string(origin.partition));
-    add(retry_header::original_offset, std::to_string(origin.offset));
+    add(retry_header::original_offset, origin.position);
     add(retry_header::original_timestamp, std::to_string(origin.timestamp_ms));
     return out;
 }
@@ -107,7 +110,7 @@ OutgoingMessage make_dead_letter(const Message& original, const Failure& failure
     if (!failure.error_stack.empty()) add(dlt::error_stack, failure.error_stack);
     add(dlt::original_topic, origin.topic);
     add(dlt::original_partition, std::to_string(origin.partition));
-    add(dlt::original_offset, std::to_string(origin.offset));
+    add(dlt::original_offset, origin.position);
     add(dlt::original_timestamp, std::to_string(origin.timestamp_ms));
     add(dlt::processor, processor);
     add(dlt::group, group);

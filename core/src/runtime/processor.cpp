@@ -16,9 +16,8 @@
 #include "crash_points.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
-#include "postroom/kafka/consumer.hpp"
-#include "postroom/kafka/producer.hpp"
 #include "postroom/runtime/dead_letter.hpp"
+#include "postroom/transport.hpp"
 
 namespace postroom::runtime {
 
@@ -35,9 +34,9 @@ using postroom::detail::escaped;
 struct Processor::Impl {
     ProcessorConfig config;
     Handler handler;
-    std::unique_ptr<kafka::Consumer> consumer;
+    std::unique_ptr<transport::Consumer> consumer;
     std::mutex forwarder_mutex;
-    std::unique_ptr<kafka::Producer> forwarder;  // dead letters and retries; made on first use
+    std::unique_ptr<transport::Producer> forwarder;  // dead letters and retries; made on first use
     std::atomic<bool> stop_requested{false};
     bool closed = false;
     Clock::time_point last_commit = Clock::now();
@@ -118,12 +117,11 @@ struct Processor::Impl {
             try {
                 std::lock_guard lock(forwarder_mutex);
                 if (!forwarder) {
-                    kafka::ProducerConfig pc;
-                    pc.broker_url = config.broker_url;
-                    pc.client_id = config.name + "-forwarder";
-                    pc.linger = milliseconds(0);
-                    pc.properties = config.producer_properties;
-                    forwarder = std::make_unique<kafka::Producer>(pc);
+                    transport::ProducerOptions po;
+                    po.broker_url = config.broker_url;
+                    po.client_id = config.name + "-forwarder";
+                    po.properties = config.producer_properties;
+                    forwarder = transport::open_producer(po);
                 }
                 forwarder->send(record, seconds(30));
                 on_written();
@@ -231,6 +229,20 @@ struct Processor::Impl {
                                     " bytes exceeds max_payload_bytes (" +
                                     std::to_string(config.max_payload_bytes) + ")";
             return failed();
+        }
+        if (m.delivery_count > config.retry.max_attempts) {
+            // Redis Streams count deliveries: the consumers that had it stopped (crashed)
+            // while handling it each time; it may be what kills them.
+            failure.reason = DeadLetterReason::retries_exhausted;
+            failure.error_type = "postroom::DeliveryLimitExceeded";
+            failure.error_message =
+                "delivered " + std::to_string(m.delivery_count) +
+                " times without being finished (each consumer holding it stopped before it "
+                "was done); the retry policy allows " +
+                std::to_string(config.retry.max_attempts) + " attempts";
+            failed();
+            failure.attempts = m.delivery_count - 1;
+            return std::nullopt;
         }
         try {
             Prepared p{&m, kafka::to_event(m), {}, origin_of(m)};
@@ -492,7 +504,7 @@ struct Processor::Impl {
                 const int64_t due = origin_of(m).due_ms;
                 if (due > now) {
                     consumer->pause({tp});
-                    consumer->seek(tp, m.offset, seconds(10));
+                    consumer->redeliver_from(m);
                     waiting[tp] = due;
                     held.insert(tp);
                     continue;
@@ -723,7 +735,7 @@ struct Processor::Impl {
 
     void commit_if_due(bool force) {
         if (!force && Clock::now() - last_commit < config.commit_interval) return;
-        if (!consumer->commit().empty()) detail::crash_point("after-offset-commit");
+        if (consumer->commit() > 0) detail::crash_point("after-offset-commit");
         last_commit = Clock::now();
     }
 };
@@ -763,19 +775,20 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
     impl_->config = std::move(config);
     impl_->handler = std::move(handler);
 
-    kafka::ConsumerConfig cc;
-    cc.broker_url = impl_->config.broker_url;
-    cc.group_id = impl_->config.group_id;
-    cc.client_id = impl_->config.name;
-    cc.properties = impl_->config.consumer_properties;
-    impl_->consumer = std::make_unique<kafka::Consumer>(cc);
+    transport::ConsumerOptions co;
+    co.broker_url = impl_->config.broker_url;
+    co.group_id = impl_->config.group_id;
+    co.client_id = impl_->config.name;
+    co.properties = impl_->config.consumer_properties;
+    co.log = impl_->config.log;
+    impl_->consumer = transport::open_consumer(co);
     auto subscribed = impl_->config.topics;
     for (const auto& t : impl_->config.topics)
         for (std::size_t level = 1; level <= impl_->config.retry_topic_delays.size(); ++level) {
             subscribed.push_back(retry_topic_name(t, static_cast<int>(level)));
             impl_->retry_topics.insert(subscribed.back());
         }
-    kafka::RebalanceListener listener;
+    transport::RebalanceListener listener;
     auto* impl = impl_.get();
     // A partition comes back unpaused: whatever waited on it is read again and re-paused
     // if still not due.

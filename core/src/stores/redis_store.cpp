@@ -8,8 +8,7 @@
 #include <thread>
 #include <unordered_set>
 
-#include "../detail/deleter.hpp"
-#include "postroom/broker_url.hpp"
+#include "../redis/connection.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
 
@@ -17,12 +16,7 @@ namespace postroom::stores {
 
 namespace {
 
-using postroom::detail::Deleter;
-using ContextHandle = std::unique_ptr<redisContext, Deleter<redisFree>>;
-void free_reply(redisReply* r) {
-    freeReplyObject(r);
-}
-using ReplyHandle = std::unique_ptr<redisReply, Deleter<free_reply>>;
+using redis::detail::ReplyHandle;
 
 int64_t now_ms() {
     using namespace std::chrono;
@@ -42,83 +36,33 @@ constexpr const char* release_script =
 }  // namespace
 
 struct RedisStore::Impl {
-    std::string host;
-    int port = 6379;
-    int db = 0;
-    std::string password;
+    explicit Impl(redis::detail::Address address) : connection(std::move(address)) {}
     std::string prefix;
     std::chrono::milliseconds retention{};
     std::chrono::milliseconds lease{};
     std::mutex mutex;
-    ContextHandle context;
+    redis::detail::Connection connection;
 
-    std::string where() const { return "Redis at " + host + ":" + std::to_string(port); }
+    std::string where() const { return connection.address().where(); }
 
-    [[noreturn]] void fail(const std::string& what) {
-        std::string why = context && context->err ? context->errstr : "no reply";
-        context.reset();  // reconnect on the next command
-        throw StorageError(what + " on " + this->where() + ": " + why +
-                               "; is it running? (postroom reconnects on the next attempt)",
-                           Retriable::yes);
-    }
-
-    void connect() {
-        timeval tv{5, 0};
-        context.reset(redisConnectWithTimeout(host.c_str(), port, tv));
-        if (!context || context->err) fail("cannot connect");
-        redisSetTimeout(context.get(), tv);
-        if (!password.empty()) command({"AUTH", password});
-        if (db != 0) command({"SELECT", std::to_string(db)});
-    }
-
-    // One command; the caller holds `mutex`.
+    // One command; the caller holds `mutex`. An error reply is a non-retriable StorageError.
     ReplyHandle command(const std::vector<std::string>& args) {
-        if (!context) connect();
-        std::vector<const char*> argv;
-        std::vector<size_t> lengths;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lengths.push_back(a.size());
-        }
-        ReplyHandle reply(static_cast<redisReply*>(redisCommandArgv(
-            context.get(), static_cast<int>(argv.size()), argv.data(), lengths.data())));
-        if (!reply) fail(args.front());
-        if (reply->type == REDIS_REPLY_ERROR) {
-            std::string message(reply->str, reply->len);
-            if (message.rfind("NOAUTH", 0) == 0 || message.rfind("WRONGPASS", 0) == 0 ||
-                message.rfind("ERR invalid password", 0) == 0)
-                throw ConfigurationError(where() + ": " + message +
-                                         "; check the password in the URL");
-            throw StorageError(where() + ": " + args.front() + " failed: " + message,
+        auto replies = pipeline({args});
+        if (replies.front()->type == REDIS_REPLY_ERROR)
+            throw StorageError(where() + ": " + args.front() +
+                                   " failed: " + redis::detail::text(replies.front().get()),
                                Retriable::no);
-        }
-        return reply;
+        return std::move(replies.front());
     }
 
     // Sends `commands` in one round trip; returns their replies in order (error replies
     // included: the caller decides). The caller holds `mutex`.
     std::vector<ReplyHandle> pipeline(const std::vector<std::vector<std::string>>& commands) {
-        if (!context) connect();
-        for (const auto& args : commands) {
-            std::vector<const char*> argv;
-            std::vector<size_t> lengths;
-            for (const auto& a : args) {
-                argv.push_back(a.data());
-                lengths.push_back(a.size());
-            }
-            if (redisAppendCommandArgv(context.get(), static_cast<int>(argv.size()), argv.data(),
-                                       lengths.data()) != REDIS_OK)
-                fail("pipeline");
+        try {
+            return connection.pipeline(commands);
+        } catch (const TransportError& e) {
+            throw StorageError(e.what(), Retriable::yes);
         }
-        std::vector<ReplyHandle> replies;
-        replies.reserve(commands.size());
-        for (std::size_t i = 0; i < commands.size(); ++i) {
-            void* raw = nullptr;
-            if (redisGetReply(context.get(), &raw) != REDIS_OK || !raw)
-                fail(commands[i].front() + " (pipelined)");
-            replies.emplace_back(static_cast<redisReply*>(raw));
-        }
-        return replies;
     }
 
     std::string key(std::string_view scope, std::string_view k) const {
@@ -289,19 +233,8 @@ private:
 
 RedisStore::RedisStore(const std::string& url, std::chrono::seconds retention,
                        const std::string& prefix, std::chrono::milliseconds lease)
-    : impl_(std::make_shared<Impl>()) {
-    // redis://[:password@]host:port/db
-    auto parsed = parse_broker_url(url);
-    if (parsed.scheme != BrokerScheme::redis)
-        throw ConfigurationError("RedisStore needs a redis://host:port/db URL, got '" + url + "'");
+    : impl_(std::make_shared<Impl>(redis::detail::Address::from_url(url, "RedisStore"))) {
     if (retention.count() <= 0) throw ConfigurationError("RedisStore retention must be positive");
-    impl_->host = parsed.hosts.at(0).host;
-    impl_->port = parsed.hosts.at(0).port;
-    impl_->db = parsed.redis_db;
-    auto at = url.find('@');
-    auto colon = url.find(':', 8);
-    if (at != std::string::npos && colon != std::string::npos && colon < at)
-        impl_->password = url.substr(colon + 1, at - colon - 1);
     impl_->prefix = prefix;
     impl_->retention = std::chrono::duration_cast<std::chrono::milliseconds>(retention);
     impl_->lease = lease;

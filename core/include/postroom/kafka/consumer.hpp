@@ -19,18 +19,11 @@
 
 #include "postroom/kafka/config.hpp"
 #include "postroom/message.hpp"
+#include "postroom/transport.hpp"
 
 namespace postroom::kafka {
 
-struct RebalanceListener {
-    // After partitions were assigned to this member.
-    std::function<void(const std::vector<TopicPartition>&)> on_assigned;
-    // Before partitions are taken away; what is marked done when it returns is committed.
-    std::function<void(const std::vector<TopicPartition>&)> on_revoked;
-    // Partitions were lost (session timeout): another member may own them already, so
-    // nothing is committed for them.
-    std::function<void(const std::vector<TopicPartition>&)> on_lost;
-};
+using RebalanceListener = transport::RebalanceListener;
 
 class Consumer {
 public:

@@ -8,6 +8,7 @@
 //   postroom-dlt-error-message       its message
 //   postroom-dlt-error-stack         stack or Python traceback, when known
 //   postroom-dlt-original-topic / -original-partition / -original-offset
+//                                    (on Redis Streams: partition 0, the entry id as offset)
 //   postroom-dlt-original-timestamp  the original record's timestamp, ms since the epoch
 //   postroom-dlt-processor           processor name (the idempotency scope)
 //   postroom-dlt-group               consumer group
@@ -74,6 +75,7 @@ struct Origin {
     std::string topic;
     int32_t partition = 0;
     int64_t offset = 0;
+    std::string position;  // Message::position(): the offset, or the Redis entry id
     int64_t timestamp_ms = 0;
     int level = 0;       // 0 = not from a retry topic
     int attempts = 0;    // attempts made before this delivery

@@ -31,10 +31,10 @@
 #include <vector>
 
 #include "postroom/event.hpp"
-#include "postroom/kafka/config.hpp"
 #include "postroom/message.hpp"
 #include "postroom/runtime/retry.hpp"
 #include "postroom/stores/store.hpp"
+#include "postroom/transport.hpp"
 
 namespace postroom::runtime {
 
@@ -84,12 +84,12 @@ struct FloodGuard {
 };
 
 struct ProcessorConfig {
-    std::string name;  // required: the idempotency scope
-    std::string broker_url = "embedded://";
-    std::string group_id;             // default: name
-    std::vector<std::string> topics;  // required
-    std::string dead_letter_topic;    // default: "<first topic>.dlq"
-    RetryPolicy retry;                // in-process (blocking) retries
+    std::string name;                        // required: the idempotency scope
+    std::string broker_url = "embedded://";  // kafka://, embedded:// or redis://
+    std::string group_id;                    // default: name
+    std::vector<std::string> topics;         // required
+    std::string dead_letter_topic;           // default: "<first topic>.dlq"
+    RetryPolicy retry;                       // in-process (blocking) retries
     // Non-blocking retries: when an event's in-process attempts fail (and the error is
     // retryable) it goes to "<topic>.retry.1", to be tried again retry_topic_delays[0] later,
     // then to ".retry.2" after [1], and so on; after the last level, to the dead-letter topic.
@@ -123,8 +123,10 @@ struct ProcessorConfig {
     std::chrono::seconds purge_interval{600};
     // Backoff cap while the store or the dead-letter topic cannot be written.
     std::chrono::milliseconds blocked_backoff_max{30'000};
-    kafka::Properties consumer_properties;
-    kafka::Properties producer_properties;
+    // Kafka: librdkafka properties. Redis Streams: consumer (a fixed consumer name),
+    // start_id, claim_min_idle_ms, claim_interval_ms; producer: maxlen.
+    transport::Properties consumer_properties;
+    transport::Properties producer_properties;
     // Called at least every 100 ms while the processor waits (polls, backoff sleeps); may
     // call stop(). Bindings check for signals here.
     std::function<void()> on_wait;

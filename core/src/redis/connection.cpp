@@ -1,0 +1,115 @@
+#include "connection.hpp"
+
+#include "postroom/broker_url.hpp"
+#include "postroom/error.hpp"
+
+namespace postroom::redis::detail {
+
+namespace {
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+    return timeval{static_cast<time_t>(ms.count() / 1000),
+                   static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
+}
+
+void append(redisContext* c, const Command& args) {
+    std::vector<const char*> argv;
+    std::vector<size_t> lengths;
+    argv.reserve(args.size());
+    lengths.reserve(args.size());
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lengths.push_back(a.size());
+    }
+    redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data());
+}
+
+bool is_auth_refusal(const std::string& message) {
+    return message.rfind("NOAUTH", 0) == 0 || message.rfind("WRONGPASS", 0) == 0 ||
+           message.rfind("ERR invalid password", 0) == 0 ||
+           message.rfind("ERR AUTH <password> called without", 0) == 0;
+}
+
+}  // namespace
+
+Address Address::from_url(const std::string& url, std::string_view who) {
+    auto parsed = parse_broker_url(url);
+    if (parsed.scheme != BrokerScheme::redis)
+        throw ConfigurationError(std::string(who) + " needs a redis://host:port/db URL, got '" +
+                                 url + "'");
+    Address a;
+    a.host = parsed.hosts.at(0).host;
+    a.port = parsed.hosts.at(0).port;
+    a.db = parsed.redis_db;
+    auto at = url.find('@');
+    auto colon = url.find(':', 8);
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+        a.password = url.substr(colon + 1, at - colon - 1);
+    return a;
+}
+
+Connection::Connection(Address address, std::chrono::milliseconds timeout)
+    : address_(std::move(address)), timeout_(timeout), read_timeout_(timeout) {}
+
+void Connection::fail(const std::string& what) {
+    std::string why = context_ && context_->err ? context_->errstr : "no reply";
+    context_.reset();
+    throw TransportError(what + " on " + address_.where() + ": " + why +
+                             "; is Redis running and reachable? (postroom reconnects on the "
+                             "next attempt)",
+                         Retriable::yes);
+}
+
+void Connection::connect() {
+    context_.reset(
+        redisConnectWithTimeout(address_.host.c_str(), address_.port, to_timeval(timeout_)));
+    if (!context_ || context_->err) fail("cannot connect");
+    redisSetTimeout(context_.get(), to_timeval(read_timeout_));
+    auto check = [this](const Command& c) {
+        auto r = command(c);
+        if (is_error(r.get())) {
+            auto message = text(r.get());
+            context_.reset();
+            if (is_auth_refusal(message))
+                throw ConfigurationError(address_.where() + ": " + message +
+                                         "; check the password in the URL "
+                                         "(redis://:password@host:port/db)");
+            throw ConfigurationError(address_.where() + ": " + c.front() + " refused: " + message +
+                                     "; check the database number in the URL");
+        }
+    };
+    if (!address_.password.empty()) check({"AUTH", address_.password});
+    if (address_.db != 0) check({"SELECT", std::to_string(address_.db)});
+}
+
+ReplyHandle Connection::command(const Command& args) {
+    auto replies = pipeline({args});
+    return std::move(replies.front());
+}
+
+std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& commands) {
+    if (!context_) connect();
+    for (const auto& args : commands) append(context_.get(), args);
+    std::vector<ReplyHandle> replies;
+    replies.reserve(commands.size());
+    for (const auto& args : commands) {
+        void* raw = nullptr;
+        if (redisGetReply(context_.get(), &raw) != REDIS_OK || !raw) fail(args.front());
+        replies.emplace_back(static_cast<redisReply*>(raw));
+        if (is_error(replies.back().get()) && is_auth_refusal(text(replies.back().get()))) {
+            context_.reset();  // the rest of the pipeline's replies are not read
+            throw ConfigurationError(address_.where() + ": " + text(replies.back().get()) +
+                                     "; check the password in the URL "
+                                     "(redis://:password@host:port/db)");
+        }
+    }
+    return replies;
+}
+
+void Connection::set_read_timeout(std::chrono::milliseconds timeout) {
+    if (timeout == read_timeout_) return;
+    read_timeout_ = timeout;
+    if (context_) redisSetTimeout(context_.get(), to_timeval(timeout));
+}
+
+}  // namespace postroom::redis::detail
