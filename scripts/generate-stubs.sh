@@ -29,6 +29,9 @@ replacements = {
     "def assignment(self) -> list:": "def assignment(self) -> list[tuple[str, int]]:",
     "def commit(self) -> list:": "def commit(self) -> list[tuple[str, int, int]]:",
     "def counters(self) -> dict:": "def counters(self) -> dict[str, typing.Any]:",
+    "def lag(self) -> dict:": "def lag(self) -> dict[tuple[str, int], int]:",
+    "def groups(self, stream: str) -> list:": "def groups(self, stream: str) -> list[dict[str, typing.Any]]:",
+    "= 1000) -> list:": "= 1000) -> list[dict[str, typing.Any]]:",
     "def execute(self, sql: str, params: collections.abc.Iterable = ()) -> list:":
         "def execute(self, sql: str, params: collections.abc.Iterable[typing.Any] = ()) -> list[tuple[typing.Any, ...]]:",
     "def __eq__(self, arg0: typing.Any) -> typing.Any:": "def __eq__(self, arg0: object) -> bool:",

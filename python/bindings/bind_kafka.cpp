@@ -30,6 +30,8 @@ const char* persistence_name(Persistence p) {
     }
 }
 
+}  // namespace
+
 EventMode to_mode(const std::string& mode) {
     if (mode == "binary") return EventMode::binary;
     if (mode == "structured") return EventMode::structured;
@@ -39,22 +41,18 @@ EventMode to_mode(const std::string& mode) {
 // Remembers the last headers object converted, so a batch whose items share one headers
 // list converts it once. Only used while iterating a list or tuple: no Python code runs
 // between items then, so the object cannot change; the reference keeps its address unique.
-struct HeaderCache {
-    py::object last;
-    Headers converted;
-    const Headers& get(const py::handle& headers) {
-        if (!last || headers.ptr() != last.ptr()) {
-            converted = to_headers(headers);
-            last = py::reinterpret_borrow<py::object>(headers);
-        }
-        return converted;
+const Headers& HeaderCache::get(const py::handle& headers) {
+    if (!last || headers.ptr() != last.ptr()) {
+        converted = to_headers(headers);
+        last = py::reinterpret_borrow<py::object>(headers);
     }
-};
+    return converted;
+}
 
 // One item of send()/send_batch() to an outgoing message.
 OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key,
                             const py::handle& value, const py::handle& headers, EventMode mode,
-                            HeaderCache* cache = nullptr) {
+                            HeaderCache* cache) {
     auto convert_headers = [&]() -> Headers {
         if (headers.is_none()) return {};
         return cache ? cache->get(headers) : to_headers(headers);
@@ -127,6 +125,8 @@ py::list from_offsets(const std::vector<TopicPartitionOffset>& tpos) {
     return out;
 }
 
+namespace {
+
 // The Python handler runs on the polling thread, which released the GIL around poll().
 std::function<void(const std::vector<TopicPartition>&)> rebalance_callback(const py::object& fn) {
     if (fn.is_none()) return {};
@@ -147,6 +147,7 @@ void bind_kafka(py::module_& m) {
         .def_readonly("partition", &DeliveryReport::partition)
         .def_readonly("offset", &DeliveryReport::offset)
         .def_readonly("error_code", &DeliveryReport::error_code)
+        .def_readonly("id", &DeliveryReport::id, "Redis Streams: the entry id ('' on Kafka).")
         .def_property_readonly("ok", &DeliveryReport::ok)
         .def_property_readonly("error",
                                [](const DeliveryReport& r) -> py::object {
@@ -158,6 +159,7 @@ void bind_kafka(py::module_& m) {
         .def_property_readonly(
             "persistence", [](const DeliveryReport& r) { return persistence_name(r.persistence); })
         .def("__repr__", [](const DeliveryReport& r) {
+            if (r.ok() && !r.id.empty()) return "DeliveryReport(id='" + r.id + "')";
             return r.ok() ? "DeliveryReport(partition=" + std::to_string(r.partition) +
                                 ", offset=" + std::to_string(r.offset) + ")"
                           : "DeliveryReport(error=" +
@@ -202,6 +204,11 @@ void bind_kafka(py::module_& m) {
         .def_readonly("partition", &Message::partition)
         .def_readonly("offset", &Message::offset)
         .def_readonly("timestamp_ms", &Message::timestamp_ms)
+        .def_readonly("id", &Message::id, "Redis Streams: the entry id ('' on Kafka).")
+        .def_readonly("delivery_count", &Message::delivery_count,
+                      "Redis Streams: deliveries of this entry to the group (0 on Kafka).")
+        .def_property_readonly("position", &Message::position,
+                               "The entry id (Redis) or the offset (Kafka), as text.")
         .def_property_readonly("key", [](const Message& msg) { return from_bytes(msg.key); })
         .def_property_readonly("value", [](const Message& msg) { return from_bytes(msg.value); })
         .def_property_readonly("headers",

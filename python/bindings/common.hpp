@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "postroom/kafka/binding.hpp"
 #include "postroom/message.hpp"
 
 namespace postroom::python {
@@ -24,6 +25,7 @@ void bind_embedded(py::module_& m);
 
 void bind_runtime(py::module_& m);
 void bind_outbox(py::module_& m);
+void bind_redis(py::module_& m);
 
 // A Python object that may be released from a thread that does not hold the GIL (C++
 // callbacks keep their Python callables this way).
@@ -73,6 +75,22 @@ py::list from_headers(const Headers& headers);
 // Runs `step(slice)` with the GIL released, in slices of at most 100 ms, until it returns
 // true or the timeout passes; checks for signals (Ctrl-C) between slices. Returns whether
 // `step` succeeded.
+// Outgoing messages from Python arguments (bind_kafka.cpp), shared by every producer:
+// an Event (encoded in `mode`), bytes/str values, or (key, value[, headers]) tuples.
+struct HeaderCache {
+    py::object last;
+    Headers converted;
+    const Headers& get(const py::handle& headers);
+};
+kafka::EventMode to_mode(const std::string& mode);
+OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key,
+                            const py::handle& value, const py::handle& headers,
+                            kafka::EventMode mode, HeaderCache* cache = nullptr);
+std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterable& items,
+                                      const py::object& key, kafka::EventMode mode);
+std::vector<TopicPartition> to_partitions(const py::iterable& items);
+py::list from_partitions(const std::vector<TopicPartition>& tps);
+
 template <typename Step>
 bool interruptible(std::optional<std::chrono::milliseconds> timeout, Step&& step) {
     using namespace std::chrono;

@@ -128,4 +128,5 @@ PYBIND11_MODULE(_core, m) {
     postroom::python::bind_embedded(m);
     postroom::python::bind_runtime(m);
     postroom::python::bind_outbox(m);
+    postroom::python::bind_redis(m);
 }

@@ -25,9 +25,14 @@ def connect(url: str = "embedded://", *, client_id: str = "postroom", timeout: f
     """Returns a handle on the broker named by ``url``.
 
     ``kafka://host:port[,host:port]`` names a Kafka cluster; ``embedded://`` (or
-    ``embedded://NAME``) the in-process development broker. Nothing connects until the
-    first call that needs the broker.
+    ``embedded://NAME``) the in-process development broker; ``redis://host:port/db`` a Redis
+    server's streams (a RedisBroker). Nothing connects until the first call that needs the
+    broker.
     """
+    if isinstance(url, str) and url.startswith("redis://"):
+        from .redis import RedisBroker
+
+        return RedisBroker(url, client_id=client_id, timeout=timeout, properties=properties)
     return Broker(url, client_id=client_id, timeout=timeout, properties=properties)
 
 
@@ -43,11 +48,11 @@ class Broker:
         if not isinstance(url, str) or not url.startswith(_SCHEMES):
             if isinstance(url, str) and url.startswith("redis://"):
                 raise ConfigurationError(
-                    f"broker URL {url!r}: Redis Streams are not supported by this version yet; "
-                    "use kafka://host:port or embedded://")
+                    f"broker URL {url!r}: a Redis server is opened with postroom.connect(url) "
+                    "(a RedisBroker)")
             raise ConfigurationError(
-                f"broker URL {url!r}: expected kafka://host:port[,host:port...] or "
-                "embedded://[name]")
+                f"broker URL {url!r}: expected kafka://host:port[,host:port...], "
+                "redis://host:port/db or embedded://[name]")
         self.url = url
         self.client_id = client_id
         self.timeout = timeout

@@ -200,6 +200,16 @@ struct KafkaBackend {
         Admin admin(config);
         admin.create_topic(topic, 1);
     }
+    void delete_topic(const std::string& topic) {
+        AdminConfig config;
+        config.broker_url = url();
+        Admin admin(config);
+        try {
+            admin.delete_topic(topic);
+        } catch (const postroom::Error&) {
+            // never created (the .dlq of most cases)
+        }
+    }
     postroom::transport::Properties consumer_properties() const {
         return {{"session.timeout.ms", "6000"}};
     }

@@ -31,6 +31,7 @@ std::string streams_url() {
 struct RedisBackend {
     std::string url() const { return streams_url(); }
     void create_topic(const std::string&) {}  // streams are created by their first use
+    void delete_topic(const std::string& stream) { StreamAdmin(url()).remove_stream(stream); }
     transport::Properties consumer_properties() const {
         return {{"claim_min_idle_ms", "300"}, {"claim_interval_ms", "100"}};
     }

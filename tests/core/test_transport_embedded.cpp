@@ -11,6 +11,7 @@ struct EmbeddedBackend {
     std::shared_ptr<postroom::embedded::Broker> broker = postroom::embedded::Broker::shared(name);
     std::string url() const { return "embedded://" + name; }
     void create_topic(const std::string& topic) { broker->create_topic(topic, 1); }
+    void delete_topic(const std::string&) {}  // the broker goes with the process
     postroom::transport::Properties consumer_properties() const {
         return {{"session.timeout.ms", "6000"}};
     }

@@ -4,6 +4,7 @@
 // each through transport::open_consumer / open_producer and the broker URL alone.
 //
 // A Backend provides: std::string url(); void create_topic(const std::string&);
+// void delete_topic(const std::string&) (no error when missing);
 // transport::Properties consumer_properties() (how fast undone work moves to another member).
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -30,6 +31,10 @@ struct TransportContract : ::testing::Test {
         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 100000);
 
     void SetUp() override { backend.create_topic(topic); }
+    void TearDown() override {
+        backend.delete_topic(topic);
+        backend.delete_topic(topic + ".dlq");
+    }
 
     std::unique_ptr<postroom::transport::Producer> producer() {
         postroom::transport::ProducerOptions o;

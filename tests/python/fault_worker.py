@@ -2,17 +2,31 @@
 database (an unguarded effect log: no uniqueness, so a duplicate effect shows up as a second
 entry) and appends every delivery to a text file. The store is a SQLite file path, a
 postgresql:// URL or a redis:// URL (the ledger is then a Redis list); an optional last
-argument sets the processor's concurrency. Exits 0 when the topic has been idle for 3 s."""
+argument sets the processor's concurrency. The broker URL may be kafka:// or redis://
+(POSTROOM_FAULT_CONSUMER then names the stream consumer). Exits 0 when the topic has been
+idle for 3 s."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 
 import postroom
 from postroom.stores import IdempotencyStore, PostgresStore, RedisStore, SQLiteStore
+
+
+def consumer_properties(url: str) -> dict[str, str]:
+    """Kafka: a short session; Redis Streams: quick claims of a dead member's pending
+    entries, and the member name from POSTROOM_FAULT_CONSUMER when the test fixes it."""
+    if not url.startswith("redis://"):
+        return {"session.timeout.ms": "6000"}
+    props = {"claim_min_idle_ms": "1500", "claim_interval_ms": "200"}
+    if os.environ.get("POSTROOM_FAULT_CONSUMER"):
+        props["consumer"] = os.environ["POSTROOM_FAULT_CONSUMER"]
+    return props
 
 
 def main() -> None:
@@ -54,7 +68,7 @@ def main() -> None:
         retry=postroom.RetryPolicy(max_attempts=2, initial_delay=0.05),
         blocked_backoff_max=1.0,
         commit_interval=0.0, batch_size=10, concurrency=concurrency,
-        consumer_properties={"session.timeout.ms": "6000"})
+        consumer_properties=consumer_properties(url))
     # Samples the assignment while running, so a test can see a rebalance happen.
     assignments: list[list[str]] = []
     done = threading.Event()

@@ -50,18 +50,23 @@ class Run:
         with self.broker.producer() as producer:
             producer.send_batch(items, topic=self.topic)
 
-    def start(self, delay: float = 0.0, crash_point: str | None = None) -> subprocess.Popen[str]:
-        env = {k: v for k, v in os.environ.items() if k != "POSTROOM_CRASH_POINT"}
+    def start(self, delay: float = 0.0, crash_point: str | None = None,
+              consumer_name: str | None = None) -> subprocess.Popen[str]:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("POSTROOM_CRASH_POINT", "POSTROOM_FAULT_CONSUMER")}
         if crash_point:
             env["POSTROOM_CRASH_POINT"] = crash_point
+        if consumer_name:
+            env["POSTROOM_FAULT_CONSUMER"] = consumer_name
         return subprocess.Popen(
             [sys.executable, str(WORKER), self.url, self.topic, self.group, str(self.db),
              str(self.deliveries), str(delay), str(self.concurrency)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
-    def start_working(self, delay: float) -> subprocess.Popen[str]:
+    def start_working(self, delay: float,
+                      consumer_name: str | None = None) -> subprocess.Popen[str]:
         """Starts a worker and waits until it is up."""
-        proc = self.start(delay=delay)
+        proc = self.start(delay=delay, consumer_name=consumer_name)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
         return proc
 
@@ -81,9 +86,9 @@ class Run:
             time.sleep(0.05)
         raise AssertionError(f"the worker did not handle {n} events within {limit} s")
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self, consumer_name: str | None = None) -> dict[str, Any]:
         """Restarts the worker and lets it drain; returns its counters."""
-        proc = self.start()
+        proc = self.start(consumer_name=consumer_name)
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         return dict(json.loads(out.splitlines()[-1]))

@@ -1,5 +1,6 @@
 #include "postroom/kafka/producer.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <list>
 #include <mutex>
@@ -93,21 +94,39 @@ void BatchDelivery::raise_for_failures() const {
             std::string context = std::to_string(n) + " of " + std::to_string(size()) +
                                   " messages failed; first failure: message " + std::to_string(i) +
                                   " to topic '" + messages_[i].topic + "'";
+            if (!reports_[i].error_text.empty())
+                throw TransportError(context + ": " + reports_[i].error_text, Retriable::no);
             throw_error(static_cast<rd_kafka_resp_err_t>(reports_[i].error_code), context);
         }
     }
 }
 
+std::shared_ptr<BatchDelivery> BatchDelivery::completed(std::vector<OutgoingMessage> messages,
+                                                        std::vector<DeliveryReport> reports) {
+    std::shared_ptr<BatchDelivery> batch(new BatchDelivery());
+    batch->messages_ = std::move(messages);
+    batch->reports_ = std::move(reports);
+    batch->impl_ = std::make_shared<BatchDelivery::Impl>();
+    batch->impl_->failed.store(static_cast<std::size_t>(std::count_if(
+        batch->reports_.begin(), batch->reports_.end(), [](const auto& r) { return !r.ok(); })));
+    return batch;
+}
+
 std::string DeliveryReport::error_message() const {
+    if (!error_text.empty()) return error_text;
     return ok() ? std::string() : rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(error_code));
 }
 
 Retriable DeliveryReport::retriable() const noexcept {
+    if (!error_text.empty()) return Retriable::no;
     return ok() ? Retriable::no : detail::retriable(static_cast<rd_kafka_resp_err_t>(error_code));
 }
 
 void DeliveryReport::raise(std::string_view topic) const {
     if (ok()) return;
+    if (!error_text.empty())
+        throw TransportError("delivery to '" + std::string(topic) + "' failed: " + error_text,
+                             Retriable::no);
     throw_error(static_cast<rd_kafka_resp_err_t>(error_code),
                 "delivery to topic '" + std::string(topic) + "' failed");
 }

@@ -103,6 +103,17 @@ std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& comman
                                      "(redis://:password@host:port/db)");
         }
     }
+    // A server that is starting (LOADING its data) or busy (a long script) answers every
+    // command with an error for a while: that is an outage to ride out, not a refusal.
+    for (const auto& r : replies)
+        if (is_error(r.get())) {
+            auto message = text(r.get());
+            if (message.rfind("LOADING", 0) == 0 || message.rfind("BUSY ", 0) == 0 ||
+                message.rfind("MASTERDOWN", 0) == 0 || message.rfind("TRYAGAIN", 0) == 0)
+                throw TransportError(
+                    address_.where() + ": " + message + " (postroom retries after a pause)",
+                    Retriable::yes);
+        }
     return replies;
 }
 

@@ -263,6 +263,9 @@ struct StreamConsumer::Impl {
     // Delivered in this session and not yet acknowledged: a claim or a read of our pending
     // list must not hand them out a second time while they are being worked on.
     std::map<std::string, std::set<std::string>> in_hand;
+    // Deliveries this consumer caused itself with redeliver_from() (holding an entry that is
+    // not yet due): not counted in Message::delivery_count, which is about crashed holders.
+    std::map<std::string, std::map<std::string, int32_t>> rewound;
     std::map<TopicPartition, int64_t> lags;
     StreamConsumerCounters counts;
 
@@ -318,12 +321,21 @@ struct StreamConsumer::Impl {
         ++counts.groups_recreated;
         done.clear();
         in_hand.clear();
+        rewound.clear();
     }
 
     Message message_of(const std::string& stream, const redisReply* entry, int32_t deliveries) {
         auto m = from_fields(stream, text(entry->element[0]), fields_of(entry->element[1]));
         m.delivery_count = deliveries;
         return m;
+    }
+
+    int32_t rewinds_of(const std::string& stream, const std::string& id) {
+        std::lock_guard lock(mutex);
+        auto s = rewound.find(stream);
+        if (s == rewound.end()) return 0;
+        auto it = s->second.find(id);
+        return it == s->second.end() ? 0 : it->second;
     }
 
     // Records `id` as in hand; false when it already was (then it is not delivered again).
@@ -451,7 +463,7 @@ struct StreamConsumer::Impl {
                 if (!take_in_hand(s->name, id)) continue;
                 int32_t n = 1;
                 if (history) n = counts_of.count(id) ? counts_of[id] : 2;
-                out.push_back(message_of(s->name, e, n));
+                out.push_back(message_of(s->name, e, std::max(1, n - rewinds_of(s->name, id))));
             }
             report_deleted(s->name, gone);
         }
@@ -592,21 +604,33 @@ std::size_t StreamConsumer::commit() {
         commands.push_back(std::move(c));
     }
     try {
-        for (auto& r : impl.connection.pipeline(commands))
-            if (detail::is_error(r.get())) refused(impl.where(), "XACK", r.get());
-    } catch (...) {
-        std::lock_guard lock(impl.mutex);  // keep them for the next commit
+        for (auto& r : impl.connection.pipeline(commands)) {
+            if (!detail::is_error(r.get())) continue;
+            // NOGROUP: the group is gone; the next read recreates it and reads everything
+            // again, so there is nothing left to acknowledge.
+            if (starts_with(text(r.get()), "NOGROUP")) continue;
+            refused(impl.where(), "XACK", r.get());
+        }
+    } catch (const TransportError& e) {
+        // Unacknowledged entries stay pending: they are acknowledged at the next commit, or
+        // delivered again after a restart (and skipped as duplicates).
+        std::lock_guard lock(impl.mutex);
         for (auto& [stream, ids] : done) {
             auto& mine = impl.done[stream];
             mine.insert(mine.begin(), ids.begin(), ids.end());
         }
-        throw;
+        impl.log(3, std::string("postroom redis consumer: acknowledgement postponed: ") + e.what());
+        return 0;
     }
     std::lock_guard lock(impl.mutex);
     impl.counts.acked += static_cast<int64_t>(n);
     for (const auto& [stream, ids] : done) {
         auto& held = impl.in_hand[stream];
-        for (const auto& id : ids) held.erase(id);
+        auto& rewinds = impl.rewound[stream];
+        for (const auto& id : ids) {
+            held.erase(id);
+            rewinds.erase(id);
+        }
     }
     return n;
 }
@@ -619,8 +643,15 @@ void StreamConsumer::redeliver_from(const Message& message) {
     const auto from = parse_id(message.id);
     std::lock_guard lock(impl_->mutex);
     auto& held = impl_->in_hand[message.topic];
-    for (auto it = held.begin(); it != held.end();)
-        it = parse_id(*it) >= from ? held.erase(it) : std::next(it);
+    auto& rewinds = impl_->rewound[message.topic];
+    for (auto it = held.begin(); it != held.end();) {
+        if (parse_id(*it) >= from) {
+            ++rewinds[*it];
+            it = held.erase(it);
+        } else {
+            ++it;
+        }
+    }
 }
 
 void StreamConsumer::pause(const std::vector<TopicPartition>& streams) {
@@ -663,7 +694,14 @@ struct StreamAdmin::Impl {
     Connection connection;
 
     ReplyHandle command(const Command& c) {
-        auto r = connection.command(c);
+        ReplyHandle r;
+        const bool was_connected = connection.connected();
+        try {
+            r = connection.command(c);
+        } catch (const TransportError&) {
+            if (!was_connected) throw;
+            r = connection.command(c);  // the kept connection had gone stale (server restart)
+        }
         if (detail::is_error(r.get())) refused(connection.address().where(), c.front(), r.get());
         return r;
     }
@@ -743,6 +781,17 @@ std::size_t StreamAdmin::remove_entries(const std::string& stream,
     c.insert(c.end(), ids.begin(), ids.end());
     std::lock_guard lock(impl_->mutex);
     return static_cast<std::size_t>(impl_->command(c)->integer);
+}
+
+void StreamAdmin::create_stream(const std::string& stream) {
+    std::lock_guard lock(impl_->mutex);
+    auto type = text(impl_->command({"TYPE", stream}).get());
+    if (type == "stream") return;
+    if (type != "none")
+        throw UsageError(impl_->connection.address().where() + ": key '" + stream + "' holds a " +
+                         type + ", not a stream; choose another name");
+    impl_->command({"XGROUP", "CREATE", stream, "postroom-create", "$", "MKSTREAM"});
+    impl_->command({"XGROUP", "DESTROY", stream, "postroom-create"});
 }
 
 void StreamAdmin::remove_stream(const std::string& stream) {

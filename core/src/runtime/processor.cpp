@@ -53,11 +53,11 @@ struct Processor::Impl {
     }
 
     void log(int level, std::string_view what, const Message& m, const std::string& detail) {
-        std::string line =
-            std::string("postroom level=") + (level <= 3 ? "error" : "warning") + " processor=\"" +
-            escaped(config.name) + "\" event=\"" + std::string(what) + "\" topic=\"" +
-            escaped(m.topic) + "\" partition=" + std::to_string(m.partition) +
-            " offset=" + std::to_string(m.offset) + " detail=\"" + escaped(detail) + "\"";
+        std::string line = std::string("postroom level=") + (level <= 3 ? "error" : "warning") +
+                           " processor=\"" + escaped(config.name) + "\" event=\"" +
+                           std::string(what) + "\" topic=\"" + escaped(m.topic) +
+                           "\" partition=" + std::to_string(m.partition) +
+                           " offset=" + m.position() + " detail=\"" + escaped(detail) + "\"";
         (config.log ? config.log : default_log)(level, line);
     }
 

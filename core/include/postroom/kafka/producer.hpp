@@ -30,8 +30,10 @@ struct DeliveryReport {
     int64_t offset = -1;
     int error_code = 0;  // librdkafka rd_kafka_resp_err_t; 0 = delivered
     Persistence persistence = Persistence::not_persisted;
+    std::string id;          // Redis Streams: the entry id ("" on Kafka)
+    std::string error_text;  // a non-Kafka transport's own error text (Redis), if it failed
 
-    bool ok() const noexcept { return error_code == 0; }
+    bool ok() const noexcept { return error_code == 0 && error_text.empty(); }
     // Human-readable error text ("" when ok).
     std::string error_message() const;
     Retriable retriable() const noexcept;
@@ -50,6 +52,10 @@ public:
     const std::vector<OutgoingMessage>& messages() const noexcept { return messages_; }
     // Throws the first failure as a postroom error, mentioning how many failed.
     void raise_for_failures() const;
+    // A batch whose reports are all known already (transports that answer synchronously,
+    // such as Redis Streams' pipelined XADD).
+    static std::shared_ptr<BatchDelivery> completed(std::vector<OutgoingMessage> messages,
+                                                    std::vector<DeliveryReport> reports);
 
     struct Impl;
 

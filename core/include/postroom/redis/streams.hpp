@@ -166,6 +166,9 @@ public:
                                bool reverse = false);
     std::size_t remove_entries(const std::string& stream, const std::vector<std::string>& ids);
     void remove_stream(const std::string& stream);
+    // An empty stream (a stream exists only with an entry or a group: this makes one through
+    // a group it then removes). Nothing changes if it exists already.
+    void create_stream(const std::string& stream);
     void ping();
 
 private:
