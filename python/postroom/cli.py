@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -22,8 +22,9 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, connect
-from ._core import Event, set_default_log_level
+from ._core import Event, Message, set_default_log_level
 from .errors import PostroomError
+from .redis import RedisBroker
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,7 +91,7 @@ def demo(broker_url: str, events: int, topic: str, keys: int, as_json: bool) -> 
         result = producer.send_batch(batch, topic=topic)
         for (key, event), report in zip(batch, result.reports):
             sent.append({"id": event.id, "key": key, "partition": report.partition,
-                         "offset": report.offset})
+                         "offset": report.id or report.offset})
     sent_ids = {s["id"] for s in sent}
 
     received: list[dict[str, Any]] = []
@@ -108,7 +109,7 @@ def demo(broker_url: str, events: int, topic: str, keys: int, as_json: bool) -> 
                 order_ok = False
             last_seq[key] = seq
             received.append({"id": event.id, "key": key, "partition": message.partition,
-                             "offset": message.offset, "type": event.type,
+                             "offset": message.id or message.offset, "type": event.type,
                              "subject": event.subject})
             if len(received) == len(sent):
                 break
@@ -136,12 +137,12 @@ def demo(broker_url: str, events: int, topic: str, keys: int, as_json: bool) -> 
         if len(received) > 15:
             table.add_row("…", "", "", f"{len(received) - 15} more", "")
         out.print(table)
-        out.print(f"sent {len(sent)} CloudEvents with {keys} keys over 3 partitions "
+        partitions = getattr(broker.topic(topic), "partitions", 1)
+        out.print(f"sent {len(sent)} CloudEvents with {keys} keys over {partitions} partitions "
                   f"({', '.join(f'p{p}: {n}' for p, n in sorted(per_partition.items()))})")
         out.print(f"received {len(received)}; lost {summary['lost']}; duplicates "
                   f"{summary['duplicates']}; per-key order "
-                  f"{'kept' if order_ok else 'VIOLATED'}; committed "
-                  f"{', '.join(f'{t}[{p}]@{o}' for t, p, o in committed) or 'nothing new'}; "
+                  f"{'kept' if order_ok else 'VIOLATED'}; {_committed_text(committed)}; "
                   f"{elapsed:.1f} s")
     if summary["lost"] or summary["duplicates"] or not order_ok:
         sys.exit(1)
@@ -221,24 +222,40 @@ def tail(topic: str, broker_url: str, from_beginning: bool, limit: int | None,
     if info is None:
         raise click.ClickException(f"topic {topic!r} does not exist on {broker_url}; "
                                    "list topics with `postroom topics`")
-    start = -2 if from_beginning else -1
-    with broker.consumer(f"postroom-tail-{int(time.time() * 1000)}") as consumer:
-        consumer.assign([(topic, p, start) for p in range(info.partitions)])
-        try:
-            for message in consumer.messages(idle_timeout=idle_timeout, limit=limit):
-                record: dict[str, Any] = {
-                    "topic": message.topic, "partition": message.partition,
-                    "offset": message.offset, "timestamp_ms": message.timestamp_ms,
-                    "key": _text(message.key), "value": _text(message.value),
-                    "headers": {k: _text(v) for k, v in message.headers},
-                }
-                if as_json:
-                    click.echo(json.dumps(record))
-                else:
-                    out.print(f"[dim]{message.partition}:{message.offset}[/] "
-                              f"[bold]{record['key']}[/] {record['value']}")
-        except KeyboardInterrupt:
-            pass
+    def show(messages: Iterable[Message]) -> None:
+        for message in messages:
+            record: dict[str, Any] = {
+                "topic": message.topic, "partition": message.partition,
+                "offset": message.id or message.offset, "timestamp_ms": message.timestamp_ms,
+                "key": _text(message.key), "value": _text(message.value),
+                "headers": {k: _text(v) for k, v in message.headers},
+            }
+            if as_json:
+                click.echo(json.dumps(record))
+            else:
+                out.print(f"[dim]{message.partition}:{message.position}[/] "
+                          f"[bold]{record['key']}[/] {record['value']}")
+
+    try:
+        if isinstance(broker, RedisBroker):
+            # No consumer group: reading a stream leaves no trace on it.
+            show(broker.follow(topic, from_beginning=from_beginning,
+                               idle_timeout=idle_timeout, limit=limit))
+            return
+        start = -2 if from_beginning else -1
+        with broker.consumer(f"postroom-tail-{int(time.time() * 1000)}") as consumer:
+            consumer.assign([(topic, p, start) for p in range(info.partitions)])
+            show(consumer.messages(idle_timeout=idle_timeout, limit=limit))
+    except KeyboardInterrupt:
+        pass
+
+
+def _committed_text(committed: list[tuple[str, int, int]]) -> str:
+    if not committed:
+        return "committed nothing new"
+    if committed[0][0] == "*":  # Redis Streams: entries acknowledged
+        return f"acknowledged {sum(n for _, _, n in committed)} entries"
+    return "committed " + ", ".join(f"{t}[{p}]@{o}" for t, p, o in committed)
 
 
 def _text(value: bytes | None) -> str | None:

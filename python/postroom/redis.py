@@ -129,6 +129,32 @@ class RedisBroker(Broker):
         newest first with ``reverse``."""
         return list(self._redis.range(stream, start, end, count, reverse))
 
+    def follow(self, stream: str, *, from_beginning: bool = False,
+               idle_timeout: float | None = None, limit: int | None = None,
+               poll_interval: float = 0.2) -> Iterator[Message]:
+        """Yields the stream's entries as they are added, without a consumer group (nothing
+        is recorded on the server): from the oldest with ``from_beginning``, else from the
+        next new one. Stops after ``limit`` entries or ``idle_timeout`` quiet seconds."""
+        if from_beginning:
+            after = None
+        else:
+            newest = self.range(stream, count=1, reverse=True)
+            after = newest[0].id if newest else "0-0"
+        count = 0
+        quiet_since = time.monotonic()
+        while limit is None or count < limit:
+            want = 500 if limit is None else min(500, limit - count)
+            batch = self.range(stream, "-" if after is None else f"({after}", count=want)
+            if batch:
+                yield from batch
+                count += len(batch)
+                after = batch[-1].id
+                quiet_since = time.monotonic()
+                continue
+            if idle_timeout is not None and time.monotonic() - quiet_since >= idle_timeout:
+                return
+            time.sleep(poll_interval)
+
     def delete_entries(self, stream: str, ids: Iterable[str]) -> int:
         """Deletes entries by id (XDEL); returns how many existed."""
         return int(self._redis.remove_entries(stream, list(ids)))

@@ -12,7 +12,7 @@ import pytest
 
 import postroom
 
-from .conftest import unique
+from .conftest import require_env, unique
 
 
 def run(*args: str, env: dict[str, str] | None = None,
@@ -50,6 +50,24 @@ def test_demo_topics_and_tail_on_the_real_broker(kafka_url: str) -> None:
     records = [json.loads(line) for line in tail.stdout.splitlines()]
     assert len(records) == 30 and all("ce_id" in r["headers"] for r in records)
     assert run("topics", "--broker", kafka_url, "delete", topic, "--yes").returncode == 0
+
+
+@pytest.mark.redis
+def test_demo_topics_and_tail_on_redis_streams() -> None:
+    url = require_env("POSTROOM_REDIS_URL")
+    stream = unique("cli")
+    result = run("demo", "--broker", url, "--topic", stream, "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["summary"]
+    assert summary["lost"] == 0 and summary["received"] == 30
+    listed = json.loads(run("topics", "--broker", url, "--json").stdout)
+    assert {"name": stream, "partitions": 1, "replication_factor": 1} in listed
+    tail = run("tail", stream, "--broker", url, "--from-beginning", "--limit", "30", "--json")
+    assert tail.returncode == 0, tail.stderr
+    records = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert len(records) == 30 and all("ce_id" in r["headers"] for r in records)
+    assert all("-" in r["offset"] for r in records), "entry ids as positions"
+    assert run("topics", "--broker", url, "delete", stream, "--yes").returncode == 0
 
 
 @pytest.mark.unit
