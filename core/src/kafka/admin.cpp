@@ -186,6 +186,30 @@ Watermarks Admin::watermarks(const TopicPartition& partition) {
     return w;
 }
 
+int64_t Admin::delete_records(const TopicPartition& partition, int64_t before_offset) {
+    const auto what = "delete records of " + partition.topic + "[" +
+                      std::to_string(partition.partition) + "] below offset " +
+                      std::to_string(before_offset);
+    if (impl_->broker.embedded)
+        throw UsageError(what + ": the embedded broker cannot delete records");
+    PartitionListHandle list(rd_kafka_topic_partition_list_new(1));
+    rd_kafka_topic_partition_list_add(list.get(), partition.topic.c_str(), partition.partition)
+        ->offset = before_offset;
+    DeleteRecordsHandle request(rd_kafka_DeleteRecords_new(list.get()));
+    QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+    auto opts = impl_->options(RD_KAFKA_ADMIN_OP_DELETERECORDS);
+    rd_kafka_DeleteRecords_t* requests[] = {request.get()};
+    rd_kafka_DeleteRecords(impl_->rk.get(), requests, 1, opts.get(), queue.get());
+    auto ev = impl_->await(queue, RD_KAFKA_EVENT_DELETERECORDS_RESULT, what);
+    const auto* offsets =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev.get()));
+    if (!offsets || offsets->cnt < 1)
+        throw TransportError(what + ": no result", Retriable::unknown);
+    const auto& r = offsets->elems[0];
+    if (r.err) throw_error(r.err, what);
+    return r.offset;
+}
+
 void Admin::ping() {
     impl_->metadata(nullptr);
 }

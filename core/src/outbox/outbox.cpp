@@ -13,9 +13,11 @@
 
 #include "../detail/structured_log.hpp"
 #include "../runtime/crash_points.hpp"
+#include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/producer.hpp"
+#include "postroom/redis/streams.hpp"
 
 namespace postroom::outbox {
 
@@ -130,6 +132,8 @@ struct Outbox::Impl {
     Dialect dialect = Dialect::sqlite;
     std::shared_ptr<stores::IdempotencyStore> db;
     std::unique_ptr<kafka::Producer> producer;
+    std::unique_ptr<redis::StreamProducer> stream_producer;  // redis:// brokers
+    bool to_redis = false;
     std::string owner = random_owner();
     std::atomic<bool> stop_requested{false};
     mutable std::mutex counters_mutex;
@@ -356,7 +360,28 @@ struct Outbox::Impl {
         std::vector<std::pair<int64_t, std::string>> failed;
         bool broker_trouble = false, recreate_producer = false;
         std::string trouble;
-        if (!batch.empty()) {
+        if (!batch.empty() && to_redis) {
+            // Redis answers the pipelined XADDs at once: each add is acknowledged or refused.
+            try {
+                if (!stream_producer)
+                    stream_producer =
+                        std::make_unique<redis::StreamProducer>(redis::StreamProducerConfig{
+                            config.broker_url, std::nullopt, config.publish_timeout});
+                auto results = stream_producer->add_batch(batch);
+                for (std::size_t k = 0; k < results.size(); ++k) {
+                    auto& row = rows[index[k]];
+                    if (results[k].ok())
+                        sent.push_back(row.seq);
+                    else
+                        failed.emplace_back(row.seq, "Redis refused it: " + results[k].error);
+                }
+            } catch (const Error& e) {
+                broker_trouble = true;  // any of them may have been added: all are sent again
+                trouble = e.what();
+                sent.clear();
+                failed.clear();
+            }
+        } else if (!batch.empty()) {
             auto& prod = the_producer();
             auto delivery = prod.produce_batch(std::move(batch));
             // Wait for the acknowledgements, renewing the lease meanwhile: it can stay short
@@ -531,6 +556,7 @@ Outbox::Outbox(OutboxConfig config) : impl_(std::make_unique<Impl>()) {
         throw ConfigurationError("outbox database URL '" + url +
                                  "' is not supported: use sqlite:///path.db or postgresql://...");
     }
+    impl_->to_redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
     impl_->db = stores::open_database(url);
     impl_->config = std::move(config);
     impl_->migrate();
@@ -657,6 +683,7 @@ void Outbox::close() {
         impl_->producer->close();
         impl_->producer.reset();
     }
+    impl_->stream_producer.reset();
 }
 
 }  // namespace postroom::outbox

@@ -44,6 +44,9 @@ public:
     std::vector<TopicInfo> list_topics();
     std::optional<TopicInfo> describe_topic(const std::string& name);
     Watermarks watermarks(const TopicPartition& partition);
+    // Deletes the records of `partition` below `before_offset` (DeleteRecords); returns the
+    // new low watermark. The embedded broker cannot do this.
+    int64_t delete_records(const TopicPartition& partition, int64_t before_offset);
     // Round trip to the broker; throws TimeoutError when it does not answer.
     void ping();
 

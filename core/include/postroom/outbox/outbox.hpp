@@ -100,6 +100,9 @@ using LogSink = std::function<void(int level, const std::string& line)>;
 struct OutboxConfig {
     std::string database_url;  // sqlite:///path.db or postgresql://...
     std::string table = "postroom_outbox";
+    // kafka://, embedded:// (idempotent producer, per-key order) or redis:// (one pipeline
+    // of XADD per batch to the streams; a lost connection re-sends the batch, which may add
+    // an entry twice: consumers dedupe on the event id).
     std::string broker_url = "embedded://";
     std::string topic;  // destination for rows without one; empty: their aggregatetype
     std::string source = "/postroom/outbox";  // CloudEvent source for rows that have none
@@ -116,8 +119,8 @@ struct OutboxConfig {
     std::chrono::seconds retention{0};
     std::chrono::seconds purge_interval{600};
     std::size_t max_message_bytes = 1 << 20;
-    kafka::Properties producer_properties;
-    std::function<void()> on_wait;  // called at least every 100 ms while waiting
+    kafka::Properties producer_properties;  // Kafka only
+    std::function<void()> on_wait;          // called at least every 100 ms while waiting
     LogSink log;
 };
 

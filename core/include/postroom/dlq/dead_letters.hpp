@@ -1,0 +1,111 @@
+#pragma once
+// Dead letters from any producer: decoding the header conventions of postroom, Spring Kafka
+// (classic dead-letter publishing and @RetryableTopic), Kafka Connect, Kafka Streams,
+// Watermill, MassTransit and NServiceBus into one view; error fingerprints; group statistics.
+//
+// Pure functions and value types: no I/O (reading topics and streams is the transports').
+//
+// Thread-safety: regular value types; Stats is not synchronised.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "postroom/message.hpp"
+
+namespace postroom::dlq {
+
+enum class Convention {
+    postroom,
+    spring,        // kafka_dlt-*
+    spring_retry,  // kafka_exception-* / kafka_original-* (@RetryableTopic)
+    kafka_connect,
+    kafka_streams,
+    watermill,
+    masstransit,
+    nservicebus,
+    unknown,  // no known header family: still listed, grouped by "unknown"
+};
+std::string_view to_string(Convention c) noexcept;
+
+// One dead letter as the tools see it. Absent facts are empty / nullopt.
+struct DeadLetter {
+    Message record;  // as read from the dead-letter topic or stream
+    Convention convention = Convention::unknown;
+    std::string error_type;
+    std::string error_message;
+    std::string error_stack;
+    std::string reason;  // postroom's reason (retries-exhausted, ...) when known
+    std::string original_topic;
+    std::optional<int32_t> original_partition;
+    std::string original_offset;  // text: a Kafka offset or a Redis entry id
+    std::string group;            // consumer group, handler, connector or endpoint
+    std::optional<int64_t> attempts;
+    std::string failed_at;  // as the producer wrote it (RFC 3339 or ms since the epoch)
+    int replay_count = 0;   // postroom-replay-count
+    std::string fingerprint;
+
+    // "<topic>:<partition>:<offset>" (Kafka) or "<stream>:<entry id>" (Redis): stable, used
+    // to select letters and in the resolution ledger.
+    std::string id() const;
+};
+
+// Decodes the headers of `record` (the first convention found wins, postroom's first).
+DeadLetter decode(Message record);
+
+// The error message with what varies between occurrences replaced: UUIDs -> <uuid>, hex
+// runs of 8+ -> <hex>, numbers -> <n>, quoted strings -> '<s>'; spaces collapsed.
+std::string normalise_message(std::string_view message);
+// The first frame of a stack trace ("at pkg.Class.method(File.java:12)", a Python
+// traceback's last "File ..., line N, in f" line, ...), without line numbers; "" if none.
+std::string top_frame(std::string_view stack);
+// 16 hex digits over error type + normalised message + top frame.
+std::string fingerprint(std::string_view error_type, std::string_view message,
+                        std::string_view stack);
+
+struct Group {
+    std::string fingerprint;
+    std::string error_type;
+    std::string message;  // normalised
+    std::string top_frame;
+    int64_t count = 0;
+    int64_t first_seen_ms = -1;  // record timestamps
+    int64_t last_seen_ms = -1;
+    std::set<std::string> original_topics;
+    std::set<std::string> groups;
+    std::set<Convention> conventions;
+    std::string sample_id;  // the newest letter of the group
+};
+
+class Stats {
+public:
+    void add(const DeadLetter& letter);
+    // Largest first, then most recent.
+    std::vector<Group> groups() const;
+    int64_t total() const noexcept { return total_; }
+
+private:
+    std::map<std::string, Group> groups_;
+    int64_t total_ = 0;
+};
+
+// Filters for listing, replaying and exporting. Empty fields match everything.
+struct Filter {
+    int64_t since_ms = -1;  // record timestamp >= since_ms
+    int64_t until_ms = -1;  // record timestamp < until_ms
+    std::optional<std::string> key;
+    std::string header_name;                  // a header that must be present...
+    std::optional<std::string> header_value;  // ...with this value, if given
+    std::string error_type;                   // substring of the error type
+    std::string original_topic;
+    std::string fingerprint;  // a group
+    std::string text;         // substring of the value
+    std::set<std::string> ids;
+    bool matches(const DeadLetter& letter) const;
+};
+
+}  // namespace postroom::dlq

@@ -1,0 +1,490 @@
+#include "postroom/dlq/queue.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "../redis/connection.hpp"
+#include "postroom/broker_url.hpp"
+#include "postroom/error.hpp"
+#include "postroom/kafka/admin.hpp"
+#include "postroom/kafka/consumer.hpp"
+#include "postroom/kafka/producer.hpp"
+#include "postroom/redis/streams.hpp"
+
+namespace postroom::dlq {
+
+using namespace std::chrono;
+using Clock = steady_clock;
+
+namespace {
+
+int64_t epoch_ms() {
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string reader_group() {
+    static std::mt19937_64 rng{std::random_device{}()};
+    return "postroom-dlq-reader-" + std::to_string(::getpid()) + "-" +
+           std::to_string(rng() % 1000000);
+}
+
+bool starts_with(std::string_view s, std::string_view p) {
+    return s.compare(0, p.size(), p) == 0;
+}
+
+// The record to send back: the letter's key, value and headers, without the failure
+// description (postroom-dlt-*) and with the replay count raised.
+OutgoingMessage replay_record(const DeadLetter& d, const std::string& target, bool parked) {
+    OutgoingMessage m;
+    m.topic = target;
+    m.key = d.record.key;
+    m.value = d.record.value;
+    for (const auto& h : d.record.headers) {
+        if (h.name == "postroom-replay-count" || h.name == "postroom-replayed-from") continue;
+        if (!parked && starts_with(h.name, "postroom-dlt-")) continue;
+        m.headers.push_back(h);
+    }
+    m.headers.push_back({"postroom-replay-count", std::to_string(d.replay_count + 1)});
+    m.headers.push_back({"postroom-replayed-from", d.id()});
+    if (parked)
+        m.headers.push_back(
+            {"postroom-parked-reason", "replayed " + std::to_string(d.replay_count) +
+                                           " times already (the loop guard's limit)"});
+    return m;
+}
+
+}  // namespace
+
+struct DeadLetterQueue::Impl {
+    QueueConfig config;
+    bool redis = false;
+    std::unique_ptr<kafka::Admin> admin;
+    std::unique_ptr<kafka::Producer> producer;
+    std::unique_ptr<postroom::redis::StreamAdmin> streams;
+    std::unique_ptr<postroom::redis::StreamProducer> stream_producer;
+    std::unique_ptr<postroom::redis::detail::Connection> connection;  // the ledger hash
+
+    std::string ledger_name() const { return config.topic + ".ledger"; }
+
+    kafka::Admin& the_admin() {
+        if (!admin) {
+            kafka::AdminConfig c;
+            c.broker_url = config.broker_url;
+            c.client_id = "postroom-dlq";
+            c.timeout = config.timeout;
+            admin = std::make_unique<kafka::Admin>(c);
+        }
+        return *admin;
+    }
+
+    kafka::Producer& the_producer() {
+        if (!producer) {
+            kafka::ProducerConfig c;
+            c.broker_url = config.broker_url;
+            c.client_id = "postroom-dlq-replay";
+            c.linger = milliseconds(2);
+            producer = std::make_unique<kafka::Producer>(c);
+        }
+        return *producer;
+    }
+
+    postroom::redis::StreamProducer& the_stream_producer() {
+        if (!stream_producer)
+            stream_producer = std::make_unique<postroom::redis::StreamProducer>(
+                postroom::redis::StreamProducerConfig{config.broker_url, std::nullopt,
+                                                      config.timeout});
+        return *stream_producer;
+    }
+
+    [[noreturn]] void missing() const {
+        throw UsageError("dead-letter topic '" + config.topic + "' does not exist on " +
+                         config.broker_url + "; list topics with `postroom topics`");
+    }
+
+    // Kafka: (partition, low, high) of every partition with records.
+    std::vector<std::tuple<int32_t, int64_t, int64_t>> extent(const std::string& topic,
+                                                              bool required) {
+        auto info = the_admin().describe_topic(topic);
+        if (!info) {
+            if (required) missing();
+            return {};
+        }
+        std::vector<std::tuple<int32_t, int64_t, int64_t>> out;
+        for (int32_t p = 0; p < info->partitions; ++p) {
+            auto w = the_admin().watermarks({topic, p});
+            if (w.high > w.low) out.emplace_back(p, w.low, w.high);
+        }
+        return out;
+    }
+
+    void scan_kafka(const std::string& topic, bool required,
+                    const std::function<bool(Message&&)>& visit,
+                    const std::function<void(int64_t, int64_t)>& progress) {
+        auto parts = extent(topic, required);
+        if (parts.empty()) return;
+        int64_t total = 0;
+        std::map<int32_t, int64_t> end;
+        std::vector<TopicPartitionOffset> assignment;
+        for (auto [p, low, high] : parts) {
+            total += high - low;
+            end[p] = high;
+            assignment.push_back({topic, p, low});
+        }
+        kafka::ConsumerConfig c;
+        c.broker_url = config.broker_url;
+        c.group_id = reader_group();
+        c.client_id = "postroom-dlq-reader";
+        c.properties = {{"fetch.max.bytes", "104857600"},
+                        {"max.partition.fetch.bytes", "16777216"}};
+        kafka::Consumer consumer(c);
+        consumer.assign(assignment);
+        int64_t read = 0, next_report = 5000;
+        auto quiet_since = Clock::now();
+        while (!end.empty()) {
+            auto batch = consumer.poll_batch(10'000, milliseconds(200));
+            if (batch.empty()) {
+                if (Clock::now() - quiet_since > config.timeout)
+                    throw TimeoutError("reading '" + topic + "' from " + config.broker_url +
+                                       ": no records for " +
+                                       std::to_string(config.timeout.count()) +
+                                       " ms although the watermarks promise more");
+                continue;
+            }
+            quiet_since = Clock::now();
+            for (auto& m : batch) {
+                auto it = end.find(m.partition);
+                if (it == end.end() || m.offset >= it->second) continue;
+                const bool last = m.offset + 1 >= it->second;
+                ++read;
+                if (!visit(std::move(m))) return;
+                if (last) end.erase(it);
+            }
+            if (progress && read >= next_report) {
+                progress(read, total);
+                next_report = read + 5000;
+            }
+        }
+        if (progress) progress(read, total);
+    }
+
+    void scan_redis(const std::string& stream, bool required,
+                    const std::function<bool(Message&&)>& visit,
+                    const std::function<void(int64_t, int64_t)>& progress) {
+        if (!streams->exists(stream)) {
+            if (required) missing();
+            return;
+        }
+        const int64_t total = streams->length(stream);
+        int64_t read = 0;
+        std::string start = "-";
+        for (;;) {
+            auto page = streams->range(stream, start, "+", 5000);
+            if (page.empty()) break;
+            start = "(" + page.back().id;
+            for (auto& m : page) {
+                ++read;
+                if (!visit(std::move(m))) return;
+            }
+            if (progress) progress(read, total);
+            if (page.size() < 5000) break;
+        }
+    }
+
+    void scan(const std::string& topic, bool required, const std::function<bool(Message&&)>& visit,
+              const std::function<void(int64_t, int64_t)>& progress) {
+        if (redis)
+            scan_redis(topic, required, visit, progress);
+        else
+            scan_kafka(topic, required, visit, progress);
+    }
+
+    std::map<std::string, LedgerEntry> read_ledger() {
+        std::map<std::string, LedgerEntry> out;
+        auto add = [&](const std::string& id, const std::string& json) {
+            try {
+                auto j = nlohmann::json::parse(json);
+                out[id] = {j.value("state", ""), j.value("at", int64_t{0}), j.value("detail", "")};
+            } catch (const nlohmann::json::exception&) {
+                // not ours: ignored
+            }
+        };
+        if (redis) {
+            auto r = connection->command({"HGETALL", ledger_name()});
+            if (r->type == REDIS_REPLY_ARRAY)
+                for (std::size_t i = 0; i + 1 < r->elements; i += 2)
+                    add(postroom::redis::detail::text(r->element[i]),
+                        postroom::redis::detail::text(r->element[i + 1]));
+            return out;
+        }
+        scan_kafka(ledger_name(), false,
+                   [&](Message&& m) {
+                       if (m.key) {
+                           if (m.value)
+                               add(*m.key, *m.value);
+                           else
+                               out.erase(*m.key);  // a tombstone
+                       }
+                       return true;
+                   },
+                   {});
+        return out;
+    }
+
+    void write_ledger(const std::vector<std::pair<std::string, LedgerEntry>>& entries) {
+        if (entries.empty()) return;
+        auto json_of = [](const LedgerEntry& e) {
+            return nlohmann::json{{"state", e.state}, {"at", e.at_ms}, {"detail", e.detail}}.dump();
+        };
+        if (redis) {
+            postroom::redis::detail::Command c{"HSET", ledger_name()};
+            for (const auto& [id, e] : entries) {
+                c.push_back(id);
+                c.push_back(json_of(e));
+            }
+            auto r = connection->command(c);
+            if (postroom::redis::detail::is_error(r.get()))
+                throw UsageError("writing the ledger '" + ledger_name() +
+                                 "': " + postroom::redis::detail::text(r.get()));
+            return;
+        }
+        the_admin().create_topic(ledger_name(), 1, 1, {{"cleanup.policy", "compact"}}, true);
+        std::vector<OutgoingMessage> records;
+        for (const auto& [id, e] : entries)
+            records.push_back({ledger_name(), id, json_of(e), {}, std::nullopt});
+        the_producer().send_batch(std::move(records))->raise_for_failures();
+    }
+
+    // Sends `batch`; returns, in order, whether each was acknowledged. Throws when none can
+    // be known (a lost connection).
+    std::vector<std::string> send(std::vector<OutgoingMessage> batch) {
+        std::vector<std::string> errors;
+        errors.reserve(batch.size());
+        if (redis) {
+            for (auto& r : the_stream_producer().add_batch(batch)) errors.push_back(r.error);
+            return errors;
+        }
+        auto delivery = the_producer().send_batch(std::move(batch));
+        for (const auto& r : delivery->reports())
+            errors.push_back(r.ok() ? std::string() : r.error_message());
+        return errors;
+    }
+};
+
+DeadLetterQueue::DeadLetterQueue(QueueConfig config) : impl_(std::make_unique<Impl>()) {
+    if (config.topic.empty()) throw ConfigurationError("a dead-letter queue needs its topic");
+    impl_->redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
+    impl_->config = std::move(config);
+    if (impl_->redis) {
+        impl_->streams = std::make_unique<postroom::redis::StreamAdmin>(impl_->config.broker_url);
+        impl_->connection = std::make_unique<postroom::redis::detail::Connection>(
+            postroom::redis::detail::Address::from_url(impl_->config.broker_url,
+                                                       "the dead-letter ledger"),
+            impl_->config.timeout);
+    }
+}
+
+DeadLetterQueue::~DeadLetterQueue() = default;
+DeadLetterQueue::DeadLetterQueue(DeadLetterQueue&&) noexcept = default;
+DeadLetterQueue& DeadLetterQueue::operator=(DeadLetterQueue&&) noexcept = default;
+
+const QueueConfig& DeadLetterQueue::config() const noexcept {
+    return impl_->config;
+}
+
+int64_t DeadLetterQueue::size() {
+    if (impl_->redis) {
+        if (!impl_->streams->exists(impl_->config.topic)) impl_->missing();
+        return impl_->streams->length(impl_->config.topic);
+    }
+    int64_t n = 0;
+    for (auto [p, low, high] : impl_->extent(impl_->config.topic, true)) n += high - low;
+    return n;
+}
+
+void DeadLetterQueue::scan(const std::function<bool(DeadLetter&&)>& visit,
+                           const std::function<void(int64_t, int64_t)>& progress) {
+    impl_->scan(
+        impl_->config.topic, true, [&](Message&& m) { return visit(decode(std::move(m))); },
+        progress);
+}
+
+std::vector<DeadLetter> DeadLetterQueue::list(const Filter& filter, std::size_t limit,
+                                              std::size_t skip, bool newest_first,
+                                              bool include_settled) {
+    const auto settled = include_settled ? std::map<std::string, LedgerEntry>{} : ledger();
+    const std::size_t keep = skip + limit;
+    std::vector<DeadLetter> found;
+    auto before = [newest_first](const DeadLetter& a, const DeadLetter& b) {
+        if (a.record.timestamp_ms != b.record.timestamp_ms)
+            return newest_first ? a.record.timestamp_ms > b.record.timestamp_ms
+                                : a.record.timestamp_ms < b.record.timestamp_ms;
+        if (a.record.partition != b.record.partition)
+            return a.record.partition < b.record.partition;
+        if (a.record.offset != b.record.offset)
+            return newest_first ? a.record.offset > b.record.offset
+                                : a.record.offset < b.record.offset;
+        return newest_first ? a.record.id > b.record.id : a.record.id < b.record.id;
+    };
+    auto trim = [&] {
+        std::partial_sort(found.begin(),
+                          found.begin() + static_cast<std::ptrdiff_t>(std::min(keep, found.size())),
+                          found.end(), before);
+        if (found.size() > keep) found.resize(keep);
+    };
+    scan([&](DeadLetter&& d) {
+        if (!settled.empty() && settled.count(d.id())) return true;
+        if (!filter.matches(d)) return true;
+        found.push_back(std::move(d));
+        if (found.size() > 2 * keep + 1024) trim();
+        return true;
+    });
+    trim();
+    if (skip >= found.size()) return {};
+    found.erase(found.begin(), found.begin() + static_cast<std::ptrdiff_t>(skip));
+    return found;
+}
+
+std::optional<DeadLetter> DeadLetterQueue::show(const std::string& id) {
+    Filter f;
+    f.ids.insert(id);
+    auto found = list(f, 1, 0, true, true);
+    if (found.empty()) return std::nullopt;
+    return std::move(found.front());
+}
+
+Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
+                             const std::function<void(int64_t, int64_t)>& progress) {
+    const auto settled = include_settled ? std::map<std::string, LedgerEntry>{} : ledger();
+    Stats stats;
+    scan(
+        [&](DeadLetter&& d) {
+            if ((settled.empty() || !settled.count(d.id())) && filter.matches(d)) stats.add(d);
+            return true;
+        },
+        progress);
+    return stats;
+}
+
+std::map<std::string, LedgerEntry> DeadLetterQueue::ledger() {
+    return impl_->read_ledger();
+}
+
+ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
+    if (o.batch_size == 0) throw ConfigurationError("replay batch_size must be positive");
+    if (o.rate_per_s < 0) throw ConfigurationError("replay rate must be positive (or 0: no limit)");
+    if (o.max_replays < 1) throw ConfigurationError("replay max_replays must be at least 1");
+    const auto parking =
+        o.parking_topic.empty() ? impl_->config.topic + ".parking" : o.parking_topic;
+    const auto settled = ledger();
+    ReplayReport report;
+    struct Planned {
+        DeadLetter letter;
+        std::string target;
+        bool parked;
+    };
+    std::vector<Planned> plan;
+    scan([&](DeadLetter&& d) {
+        if (!o.filter.matches(d)) return true;
+        if (auto it = settled.find(d.id()); it != settled.end()) {
+            if (!(o.again && it->second.state == "replayed")) {
+                ++report.skipped;
+                return true;
+            }
+        }
+        std::string target = o.to.empty() ? d.original_topic : o.to;
+        if (target.empty()) {
+            ++report.without_target;
+            return true;
+        }
+        const bool parked = d.replay_count >= o.max_replays;
+        if (parked) target = parking;
+        ++report.selected;
+        ++report.per_target[target];
+        ++report.per_fingerprint[d.fingerprint];
+        if (!o.dry_run) plan.push_back({std::move(d), std::move(target), parked});
+        return true;
+    });
+    if (o.dry_run || plan.empty()) return report;
+
+    std::size_t step = o.batch_size;
+    if (o.rate_per_s > 0)
+        step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
+    const auto started = Clock::now();
+    const int64_t total = static_cast<int64_t>(plan.size());
+    int64_t sent = 0;
+    for (std::size_t i = 0; i < plan.size(); i += step) {
+        const std::size_t n = std::min(step, plan.size() - i);
+        if (o.rate_per_s > 0) {
+            // Pace by the schedule: letter k may go at started + k / rate.
+            auto due = started + duration_cast<Clock::duration>(
+                                     duration<double>(static_cast<double>(sent) / o.rate_per_s));
+            std::this_thread::sleep_until(due);
+        }
+        std::vector<OutgoingMessage> batch;
+        batch.reserve(n);
+        for (std::size_t k = i; k < i + n; ++k)
+            batch.push_back(replay_record(plan[k].letter, plan[k].target, plan[k].parked));
+        auto errors = impl_->send(std::move(batch));
+        std::vector<std::pair<std::string, LedgerEntry>> done;
+        std::string first_error;
+        const auto now = epoch_ms();
+        for (std::size_t k = 0; k < n; ++k) {
+            const auto& p = plan[i + k];
+            if (!errors[k].empty()) {
+                if (first_error.empty())
+                    first_error = "replay of " + p.letter.id() + " to '" + p.target +
+                                  "' failed: " + errors[k];
+                continue;
+            }
+            done.push_back({p.letter.id(), {"replayed", now, p.target}});
+            if (p.parked)
+                ++report.parked;
+            else
+                ++report.replayed;
+        }
+        impl_->write_ledger(done);  // only what was acknowledged
+        sent += static_cast<int64_t>(n);
+        if (!first_error.empty())
+            throw TransportError(first_error + " (" + std::to_string(report.replayed) +
+                                     " replayed and recorded; run the replay again to resume)",
+                                 Retriable::unknown);
+        if (o.progress && !o.progress(sent, total)) {
+            report.cancelled = true;
+            break;
+        }
+    }
+    return report;
+}
+
+std::size_t DeadLetterQueue::resolve(const std::vector<std::string>& ids, const std::string& note) {
+    if (ids.empty()) return 0;
+    if (impl_->redis) {
+        std::vector<std::string> entry_ids;
+        const auto prefix = impl_->config.topic + ":";
+        for (const auto& id : ids) {
+            if (!starts_with(id, prefix))
+                throw UsageError("'" + id + "' is not a letter of '" + impl_->config.topic +
+                                 "' (ids look like " + prefix + "<entry id>)");
+            entry_ids.push_back(id.substr(prefix.size()));
+        }
+        return impl_->streams->remove_entries(impl_->config.topic, entry_ids);
+    }
+    std::vector<std::pair<std::string, LedgerEntry>> entries;
+    const auto now = epoch_ms();
+    for (const auto& id : ids) entries.push_back({id, {"resolved", now, note}});
+    impl_->write_ledger(entries);
+    return ids.size();
+}
+
+int64_t DeadLetterQueue::truncate(int32_t partition, int64_t before_offset) {
+    if (impl_->redis)
+        throw UsageError("Redis streams delete single entries: use resolve (purge) instead");
+    return impl_->the_admin().delete_records({impl_->config.topic, partition}, before_offset);
+}
+
+}  // namespace postroom::dlq

@@ -1,0 +1,325 @@
+// Dead-letter tooling: decoding every header convention, fingerprints and groups (unit), and
+// the dead-letter queue workspace on the embedded broker (list, stats, replay, resolve).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "postroom/dlq/dead_letters.hpp"
+#include "postroom/dlq/queue.hpp"
+#include "postroom/embedded/broker.hpp"
+#include "postroom/error.hpp"
+#include "postroom/kafka/consumer.hpp"
+#include "postroom/kafka/producer.hpp"
+
+using namespace postroom;
+using namespace postroom::dlq;
+using namespace std::chrono_literals;
+
+namespace {
+
+Message letter(Headers headers, int64_t offset = 7, int64_t ts = 1000) {
+    Message m;
+    m.topic = "orders.dlq";
+    m.partition = 1;
+    m.offset = offset;
+    m.key = "k";
+    m.value = "v";
+    m.timestamp_ms = ts;
+    m.headers = std::move(headers);
+    return m;
+}
+
+std::string be(int64_t v, int bytes) {
+    std::string out(static_cast<std::size_t>(bytes), '\0');
+    for (int i = bytes - 1; i >= 0; --i) {
+        out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+        v >>= 8;
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST(DeadLetterDecoding, PostroomHeaders) {
+    auto d = decode(letter({{"postroom-dlt-reason", "non-retryable"},
+                            {"postroom-dlt-error-type", "ValueError"},
+                            {"postroom-dlt-error-message", "bad order 42"},
+                            {"postroom-dlt-original-topic", "orders"},
+                            {"postroom-dlt-original-partition", "2"},
+                            {"postroom-dlt-original-offset", "99"},
+                            {"postroom-dlt-group", "billing"},
+                            {"postroom-dlt-attempts", "5"},
+                            {"postroom-replay-count", "1"}}));
+    EXPECT_EQ(d.convention, Convention::postroom);
+    EXPECT_EQ(d.error_type, "ValueError");
+    EXPECT_EQ(d.original_topic, "orders");
+    EXPECT_EQ(d.original_partition, 2);
+    EXPECT_EQ(d.original_offset, "99");
+    EXPECT_EQ(d.group, "billing");
+    EXPECT_EQ(d.attempts, 5);
+    EXPECT_EQ(d.replay_count, 1);
+    EXPECT_EQ(d.id(), "orders.dlq:1:7");
+}
+
+TEST(DeadLetterDecoding, SpringWritesPartitionAndOffsetAsBigEndianBinary) {
+    auto d = decode(letter({{"kafka_dlt-exception-fqcn",
+                             "org.springframework.kafka.listener.ListenerExecutionFailedException"},
+                            {"kafka_dlt-exception-cause-fqcn", "java.lang.IllegalStateException"},
+                            {"kafka_dlt-exception-message", "boom"},
+                            {"kafka_dlt-original-topic", "payments"},
+                            {"kafka_dlt-original-partition", be(3, 4)},
+                            {"kafka_dlt-original-offset", be(123456789012, 8)},
+                            {"kafka_dlt-original-timestamp", be(1700000000000, 8)},
+                            {"kafka_dlt-original-consumer-group", "pay-group"}}));
+    EXPECT_EQ(d.convention, Convention::spring);
+    EXPECT_EQ(d.error_type, "java.lang.IllegalStateException") << "the cause, not the wrapper";
+    EXPECT_EQ(d.original_partition, 3);
+    EXPECT_EQ(d.original_offset, "123456789012");
+    EXPECT_EQ(d.failed_at, "1700000000000");
+    EXPECT_EQ(d.group, "pay-group");
+}
+
+TEST(DeadLetterDecoding, EveryOtherConvention) {
+    auto retry = decode(letter({{"kafka_exception-fqcn", "java.io.IOException"},
+                                {"kafka_original-topic", "a"},
+                                {"kafka_original-offset", be(5, 8)},
+                                {"retry_topic-attempts", be(3, 4)}}));
+    EXPECT_EQ(retry.convention, Convention::spring_retry);
+    EXPECT_EQ(retry.original_offset, "5");
+    EXPECT_EQ(retry.attempts, 3);
+    auto connect = decode(letter(
+        {{"__connect.errors.topic", "b"},
+         {"__connect.errors.partition", "4"},
+         {"__connect.errors.offset", "10"},
+         {"__connect.errors.connector.name", "jdbc-sink"},
+         {"__connect.errors.task.id", "0"},
+         {"__connect.errors.stage", "VALUE_CONVERTER"},
+         {"__connect.errors.exception.class.name", "org.apache.kafka.connect.errors.DataException"},
+         {"__connect.errors.exception.message", "Unknown magic byte!"}}));
+    EXPECT_EQ(connect.convention, Convention::kafka_connect);
+    EXPECT_EQ(connect.original_partition, 4);
+    EXPECT_EQ(connect.group, "jdbc-sink task 0");
+    EXPECT_EQ(connect.reason, "VALUE_CONVERTER");
+    auto streams = decode(letter({{"__streams.errors.exception", "java.lang.RuntimeException"},
+                                  {"__streams.errors.topic", "c"},
+                                  {"__streams.errors.offset", "11"}}));
+    EXPECT_EQ(streams.convention, Convention::kafka_streams);
+    EXPECT_EQ(streams.original_topic, "c");
+    auto watermill = decode(letter({{"reason_poisoned", "handler failed: timeout"},
+                                    {"topic_poisoned", "d"},
+                                    {"handler_poisoned", "h"}}));
+    EXPECT_EQ(watermill.convention, Convention::watermill);
+    EXPECT_EQ(watermill.error_message, "handler failed: timeout");
+    EXPECT_EQ(watermill.group, "h");
+    auto mt = decode(letter({{"MT-Fault-ExceptionType", "System.InvalidOperationException"},
+                             {"MT-Fault-Message", "nope"},
+                             {"MT-Fault-RetryCount", "2"},
+                             {"MT-Source-Address", "rabbitmq://host/orders"}}));
+    EXPECT_EQ(mt.convention, Convention::masstransit);
+    EXPECT_EQ(mt.attempts, 2);
+    EXPECT_EQ(mt.original_topic, "rabbitmq://host/orders");
+    auto nsb = decode(letter({{"NServiceBus.ExceptionInfo.ExceptionType", "System.Exception"},
+                              {"NServiceBus.ExceptionInfo.Message", "x"},
+                              {"NServiceBus.FailedQ", "Sales"},
+                              {"NServiceBus.ProcessingEndpoint", "Sales.Endpoint"}}));
+    EXPECT_EQ(nsb.convention, Convention::nservicebus);
+    EXPECT_EQ(nsb.original_topic, "Sales");
+    auto plain = decode(letter({{"trace", "1"}}));
+    EXPECT_EQ(plain.convention, Convention::unknown);
+    EXPECT_FALSE(plain.fingerprint.empty());
+}
+
+TEST(DeadLetterFingerprint, VaryingDetailsGroupTogetherAndDifferentErrorsDoNot) {
+    EXPECT_EQ(normalise_message("order 42 for 'alice' failed after 1.5s id=deadbeef42 "
+                                "uuid 123e4567-e89b-12d3-a456-426614174000"),
+              "order <n> for '<s>' failed after <n>s id=<hex> uuid <uuid>");
+    EXPECT_EQ(top_frame("java.lang.X: y\n\tat com.acme.Pay.charge(Pay.java:42)\n\tat z(Z.java:1)"),
+              "at com.acme.Pay.charge(Pay.java:)");
+    EXPECT_EQ(top_frame("Traceback (most recent call last):\n  File \"a.py\", line 3, in main\n"
+                        "  File \"b.py\", line 9, in handle\nValueError: x"),
+              "File \"b.py\", line , in handle");
+    EXPECT_EQ(fingerprint("E", "order 1 failed", "at a.b(C.java:1)"),
+              fingerprint("E", "order 2 failed", "at a.b(C.java:7)"));
+    EXPECT_NE(fingerprint("E", "order 1 failed", ""), fingerprint("F", "order 1 failed", ""));
+    EXPECT_NE(fingerprint("E", "order 1 failed", "at a.b(C.java:1)"),
+              fingerprint("E", "order 1 failed", "at a.c(C.java:1)"));
+    EXPECT_EQ(fingerprint("E", "m", "").size(), 16u);
+}
+
+TEST(DeadLetterStats, GroupsCountFirstAndLastSeenTopicsAndGroups) {
+    Stats stats;
+    for (int i = 0; i < 5; ++i)
+        stats.add(decode(letter({{"postroom-dlt-error-type", "ValueError"},
+                                 {"postroom-dlt-error-message", "bad order " + std::to_string(i)},
+                                 {"postroom-dlt-original-topic", i % 2 ? "a" : "b"},
+                                 {"postroom-dlt-group", "g"}},
+                                i, 100 + i)));
+    stats.add(decode(letter({{"postroom-dlt-error-type", "KeyError"}}, 9, 50)));
+    auto groups = stats.groups();
+    ASSERT_EQ(groups.size(), 2u);
+    EXPECT_EQ(stats.total(), 6);
+    EXPECT_EQ(groups[0].count, 5);
+    EXPECT_EQ(groups[0].message, "bad order <n>");
+    EXPECT_EQ(groups[0].first_seen_ms, 100);
+    EXPECT_EQ(groups[0].last_seen_ms, 104);
+    EXPECT_EQ(groups[0].original_topics, (std::set<std::string>{"a", "b"}));
+    EXPECT_EQ(groups[0].sample_id, "orders.dlq:1:4");
+    EXPECT_EQ(groups[1].error_type, "KeyError");
+}
+
+TEST(DeadLetterFilter, EachFieldNarrows) {
+    auto d = decode(letter({{"postroom-dlt-error-type", "ValueError"},
+                            {"postroom-dlt-original-topic", "orders"},
+                            {"tenant", "acme"}}));
+    Filter f;
+    EXPECT_TRUE(f.matches(d));
+    f.error_type = "Value";
+    f.original_topic = "orders";
+    f.header_name = "tenant";
+    f.header_value = "acme";
+    f.key = "k";
+    f.text = "v";
+    f.since_ms = 1000;
+    f.until_ms = 1001;
+    EXPECT_TRUE(f.matches(d));
+    for (auto change : std::vector<std::function<void(Filter&)>>{
+             [](Filter& x) { x.error_type = "Key"; }, [](Filter& x) { x.original_topic = "x"; },
+             [](Filter& x) { x.header_value = "other"; }, [](Filter& x) { x.key = "j"; },
+             [](Filter& x) { x.text = "zzz"; }, [](Filter& x) { x.since_ms = 1001; },
+             [](Filter& x) { x.until_ms = 1000; }, [](Filter& x) { x.ids = {"nope"}; },
+             [](Filter& x) { x.fingerprint = "ffff"; }}) {
+        Filter g = f;
+        change(g);
+        EXPECT_FALSE(g.matches(d));
+    }
+}
+
+// ---------------------------------------------------------------- embedded broker
+
+namespace {
+
+struct EmbeddedDeadLetters : ::testing::Test {
+    static inline std::atomic<int> counter{0};
+    std::string name = "dlq-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+    std::string url = "embedded://" + name;
+    std::shared_ptr<embedded::Broker> broker = embedded::Broker::shared(name);
+
+    void SetUp() override {
+        for (const auto* t :
+             {"orders", "orders.dlq", "orders.dlq.ledger", "orders.dlq.parking", "other"})
+            broker->create_topic(t, 1);
+    }
+    void write_letters(int n, int replay_count = 0) {
+        kafka::ProducerConfig c;
+        c.broker_url = url;
+        kafka::Producer p(c);
+        std::vector<OutgoingMessage> batch;
+        for (int i = 0; i < n; ++i)
+            batch.push_back({"orders.dlq",
+                             "k" + std::to_string(i),
+                             "v" + std::to_string(i),
+                             {{"postroom-dlt-error-type", i % 3 ? "ValueError" : "KeyError"},
+                              {"postroom-dlt-error-message", "bad " + std::to_string(i)},
+                              {"postroom-dlt-original-topic", "orders"},
+                              {"postroom-replay-count", std::to_string(replay_count)},
+                              {"ce_id", "ev-" + std::to_string(i)}},
+                             std::nullopt});
+        p.send_batch(std::move(batch))->raise_for_failures();
+    }
+    std::vector<Message> read(const std::string& topic, std::size_t n) {
+        kafka::ConsumerConfig c;
+        c.broker_url = url;
+        c.group_id = "reader-" + std::to_string(++counter);
+        kafka::Consumer consumer(c);
+        consumer.subscribe({topic});
+        std::vector<Message> out;
+        auto until = std::chrono::steady_clock::now() + 15s;
+        while (out.size() < n && std::chrono::steady_clock::now() < until)
+            for (auto& m : consumer.poll_batch(n, 200ms)) out.push_back(std::move(m));
+        consumer.close();
+        return out;
+    }
+    DeadLetterQueue queue() { return DeadLetterQueue({url, "orders.dlq", 5s}); }
+};
+
+}  // namespace
+
+TEST_F(EmbeddedDeadLetters, ListNewestFirstWithPagingAndStatsByGroup) {
+    write_letters(9);
+    auto q = queue();
+    EXPECT_EQ(q.size(), 9);
+    auto page = q.list({}, 4, 0);
+    ASSERT_EQ(page.size(), 4u);
+    EXPECT_EQ(page[0].record.offset, 8) << "newest first";
+    auto next = q.list({}, 4, 4);
+    EXPECT_EQ(next[0].record.offset, 4);
+    auto oldest = q.list({}, 2, 0, false);
+    EXPECT_EQ(oldest[0].record.offset, 0);
+    Filter f;
+    f.error_type = "KeyError";
+    EXPECT_EQ(q.list(f, 100).size(), 3u);
+    auto groups = q.stats({}).groups();
+    ASSERT_EQ(groups.size(), 2u);
+    EXPECT_EQ(groups[0].count, 6);
+    auto shown = q.show("orders.dlq:0:5");
+    ASSERT_TRUE(shown);
+    EXPECT_EQ(shown->record.value, std::optional<std::string>("v5"));
+    EXPECT_FALSE(q.show("orders.dlq:0:99"));
+}
+
+TEST_F(EmbeddedDeadLetters, ReplayKeepsKeyAndHeadersCountsReplaysAndResumesWithoutResending) {
+    write_letters(6);
+    auto q = queue();
+    ReplayOptions dry;
+    dry.dry_run = true;
+    auto plan = q.replay(dry);
+    EXPECT_EQ(plan.selected, 6);
+    EXPECT_EQ(plan.per_target.at("orders"), 6);
+    EXPECT_EQ(plan.per_fingerprint.size(), 2u) << "two error types; the numbers do not count";
+    EXPECT_TRUE(q.ledger().empty()) << "a dry run sends and records nothing";
+
+    ReplayOptions o;
+    o.batch_size = 2;
+    int calls = 0;
+    o.progress = [&](int64_t, int64_t) { return ++calls < 2; };  // cancel after 2 batches
+    auto first = q.replay(o);
+    EXPECT_TRUE(first.cancelled);
+    EXPECT_EQ(first.replayed, 4);
+    o.progress = {};
+    auto rest = q.replay(o);
+    EXPECT_EQ(rest.skipped, 4) << "already replayed letters are not sent again";
+    EXPECT_EQ(rest.replayed, 2);
+    auto replayed = read("orders", 6);
+    ASSERT_EQ(replayed.size(), 6u);
+    EXPECT_EQ(replayed[0].key, std::optional<std::string>("k0"));
+    EXPECT_TRUE(find_header(replayed[0].headers, "ce_id"));
+    EXPECT_FALSE(find_header(replayed[0].headers, "postroom-dlt-error-type"));
+    EXPECT_EQ(*find_header(replayed[0].headers, "postroom-replay-count")->value, "1");
+    EXPECT_EQ(q.list({}, 100).size(), 0u) << "replayed letters leave the list";
+    EXPECT_EQ(q.list({}, 100, 0, true, true).size(), 6u);
+}
+
+TEST_F(EmbeddedDeadLetters, TheLoopGuardParksLettersReplayedTooOften) {
+    write_letters(2, 3);
+    auto q = queue();
+    ReplayOptions o;
+    o.max_replays = 3;
+    auto r = q.replay(o);
+    EXPECT_EQ(r.parked, 2);
+    EXPECT_EQ(r.replayed, 0);
+    auto parked = read("orders.dlq.parking", 2);
+    ASSERT_EQ(parked.size(), 2u);
+    EXPECT_TRUE(find_header(parked[0].headers, "postroom-parked-reason"));
+}
+
+TEST_F(EmbeddedDeadLetters, ResolvedLettersStopShowingAndAnUnknownTopicSaysSo) {
+    write_letters(3);
+    auto q = queue();
+    EXPECT_EQ(q.resolve({"orders.dlq:0:1"}, "fixed upstream"), 1u);
+    EXPECT_EQ(q.list({}, 10).size(), 2u);
+    EXPECT_EQ(q.ledger().at("orders.dlq:0:1").detail, "fixed upstream");
+    DeadLetterQueue missing({url, "nope.dlq", 2s});
+    EXPECT_THROW(missing.size(), UsageError);
+    EXPECT_THROW(q.truncate(0, 1), UsageError) << "the embedded broker cannot delete records";
+}
