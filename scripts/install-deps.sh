@@ -60,11 +60,11 @@ python_modules=(pybind11 scikit_build_core click rich)
 if [ "$profile" = "test" ]; then
   python_packages+=(
     "pytest>=7" "pytest-timeout" "hypothesis" "confluent-kafka>=2.6" "cloudevents>=1.10,<2"
-    "redis>=5" "psycopg[binary]>=3.1" "nbclient" "nbformat" "ipykernel" "pandas" "mypy" "ruff"
+    "redis>=5" "hiredis>=2" "psycopg[binary]>=3.1" "nbclient" "nbformat" "ipykernel" "pandas" "mypy" "ruff"
     "sqlalchemy>=2"
   )
-  python_modules+=(pytest pytest_timeout hypothesis confluent_kafka cloudevents redis psycopg
-                   nbclient nbformat ipykernel pandas mypy ruff sqlalchemy)
+  python_modules+=(pytest pytest_timeout hypothesis confluent_kafka cloudevents redis hiredis
+                   psycopg nbclient nbformat ipykernel pandas mypy ruff sqlalchemy)
 fi
 if ! "$PY" -c "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]" \
      "${python_modules[@]}" >/dev/null 2>&1; then

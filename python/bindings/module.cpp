@@ -129,4 +129,5 @@ PYBIND11_MODULE(_core, m) {
     postroom::python::bind_runtime(m);
     postroom::python::bind_outbox(m);
     postroom::python::bind_redis(m);
+    postroom::python::bind_dlq(m);
 }

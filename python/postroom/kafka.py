@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
 from .errors import BrokerTimeoutError, ConfigurationError, UsageError
+
+if TYPE_CHECKING:
+    from .dlq import DeadLetters
 
 Bytes = Union[bytes, bytearray, memoryview, str]
 HeaderPairs = Union[Mapping[str, Union[Bytes, None]], Sequence[tuple[str, Union[Bytes, None]]]]
@@ -126,6 +129,21 @@ class Broker:
     def ping(self) -> None:
         """Round trip to the broker; raises BrokerTimeoutError if it does not answer."""
         self._admin.ping()
+
+    # -- dead letters and lag --------------------------------------------------------------
+
+    def dead_letters(self, topic: str, *, timeout: float | None = None) -> DeadLetters:
+        """The dead letters of ``topic`` (e.g. ``orders.dlq``): list, stats, replay, purge,
+        export and import."""
+        from .dlq import DeadLetters
+
+        return DeadLetters(self, topic, timeout=self.timeout if timeout is None else timeout)
+
+    def lag(self, group: str, topics: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Consumer-group lag per partition: committed position, end of log, lag."""
+        from .dlq import lag
+
+        return lag(self, group, topics)
 
 
 class Producer:

@@ -1,7 +1,7 @@
 """postroom.Outbox: events added in the application's own transaction (sqlite3, psycopg) are
 published once committed and never when rolled back; gap-safe claiming, two relays, bad rows,
-hostile table names and the CLI — on the embedded broker and the real one, SQLite and
-PostgreSQL."""
+hostile table names and the CLI — on the embedded broker, real Kafka and Redis Streams,
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ from postroom.cli import main as cli
 from .conftest import require_env, unique
 
 pytestmark = pytest.mark.contract
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka),
+                        pytest.param("redis", marks=pytest.mark.redis)])
+def broker(request: pytest.FixtureRequest) -> postroom.Broker:
+    """The relay's destinations: the embedded broker, real Kafka and Redis Streams."""
+    if request.param == "embedded":
+        return postroom.connect(f"embedded://outbox-{unique('b')}")
+    if request.param == "kafka":
+        return postroom.connect(require_env("POSTROOM_KAFKA_URL"))
+    return postroom.connect(require_env("POSTROOM_REDIS_URL"))
 
 
 @pytest.fixture

@@ -410,6 +410,20 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         return true;
     });
     if (o.dry_run || plan.empty()) return report;
+    if (!impl_->redis) {
+        // Kafka does not create topics on first use here: check before sending anything.
+        for (const auto& [target, n] : report.per_target) {
+            if (target == parking) {
+                impl_->the_admin().create_topic(parking, 1, 1, {}, true);
+                continue;
+            }
+            if (!impl_->the_admin().describe_topic(target))
+                throw UsageError("replay: topic '" + target + "' (the destination of " +
+                                 std::to_string(n) + " letters) does not exist on " +
+                                 impl_->config.broker_url +
+                                 "; create it, or choose another destination (to / --to)");
+        }
+    }
 
     std::size_t step = o.batch_size;
     if (o.rate_per_s > 0)
