@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -139,14 +140,19 @@ struct DeadLetterQueue::Impl {
         c.broker_url = config.broker_url;
         c.group_id = reader_group();
         c.client_id = "postroom-dlq-reader";
+        c.track_done = false;
         c.properties = {{"fetch.max.bytes", "104857600"},
                         {"max.partition.fetch.bytes", "16777216"}};
         kafka::Consumer consumer(c);
         consumer.assign(assignment);
         int64_t read = 0, next_report = 5000;
         auto quiet_since = Clock::now();
+        bool flowing = false;
         while (!end.empty()) {
-            auto batch = consumer.poll_batch(10'000, milliseconds(200));
+            // A batch call waits its whole timeout unless it fills up: keep it short while
+            // records flow, so the reader never idles with records in the queue.
+            auto batch = consumer.poll_batch(10'000, flowing ? milliseconds(2) : milliseconds(100));
+            flowing = !batch.empty();
             if (batch.empty()) {
                 if (Clock::now() - quiet_since > config.timeout)
                     throw TimeoutError("reading '" + topic + "' from " + config.broker_url +
@@ -428,31 +434,42 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     std::size_t step = o.batch_size;
     if (o.rate_per_s > 0)
         step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
+    if (!impl_->redis)
+        impl_->the_admin().create_topic(impl_->ledger_name(), 1, 1, {{"cleanup.policy", "compact"}},
+                                        true);
+    // Batches go out while earlier ones await their acknowledgements (up to 4 in flight);
+    // each batch's ledger entries are written once that batch is acknowledged.
+    struct Flight {
+        std::size_t first = 0, n = 0;
+        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
+        std::vector<std::string> errors;                 // Redis: known at once
+    };
+    std::deque<Flight> flight;
+    std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
     const auto started = Clock::now();
     const int64_t total = static_cast<int64_t>(plan.size());
-    int64_t sent = 0;
-    for (std::size_t i = 0; i < plan.size(); i += step) {
-        const std::size_t n = std::min(step, plan.size() - i);
-        if (o.rate_per_s > 0) {
-            // Pace by the schedule: letter k may go at started + k / rate.
-            auto due = started + duration_cast<Clock::duration>(
-                                     duration<double>(static_cast<double>(sent) / o.rate_per_s));
-            std::this_thread::sleep_until(due);
+    int64_t submitted = 0, acknowledged = 0;
+    std::string first_error;
+    auto settle_front = [&] {
+        auto f = std::move(flight.front());
+        flight.pop_front();
+        if (f.delivery) {
+            const auto give_up = Clock::now() + impl_->config.timeout + seconds(30);
+            while (!impl_->the_producer().wait(*f.delivery, seconds(1)))
+                if (Clock::now() > give_up)
+                    throw TimeoutError("replay: no acknowledgement from " +
+                                       impl_->config.broker_url + " in time; run it again to resume");
+            for (const auto& r : f.delivery->reports())
+                f.errors.push_back(r.ok() ? std::string() : r.error_message());
         }
-        std::vector<OutgoingMessage> batch;
-        batch.reserve(n);
-        for (std::size_t k = i; k < i + n; ++k)
-            batch.push_back(replay_record(plan[k].letter, plan[k].target, plan[k].parked));
-        auto errors = impl_->send(std::move(batch));
         std::vector<std::pair<std::string, LedgerEntry>> done;
-        std::string first_error;
         const auto now = epoch_ms();
-        for (std::size_t k = 0; k < n; ++k) {
-            const auto& p = plan[i + k];
-            if (!errors[k].empty()) {
+        for (std::size_t k = 0; k < f.n; ++k) {
+            const auto& p = plan[f.first + k];
+            if (!f.errors[k].empty()) {
                 if (first_error.empty())
                     first_error = "replay of " + p.letter.id() + " to '" + p.target +
-                                  "' failed: " + errors[k];
+                                  "' failed: " + f.errors[k];
                 continue;
             }
             done.push_back({p.letter.id(), {"replayed", now, p.target}});
@@ -461,17 +478,63 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             else
                 ++report.replayed;
         }
-        impl_->write_ledger(done);  // only what was acknowledged
-        sent += static_cast<int64_t>(n);
-        if (!first_error.empty())
-            throw TransportError(first_error + " (" + std::to_string(report.replayed) +
-                                     " replayed and recorded; run the replay again to resume)",
-                                 Retriable::unknown);
-        if (o.progress && !o.progress(sent, total)) {
-            report.cancelled = true;
-            break;
+        if (impl_->redis) {
+            impl_->write_ledger(done);  // only what was acknowledged
+        } else if (!done.empty()) {
+            std::vector<OutgoingMessage> records;
+            records.reserve(done.size());
+            for (const auto& [id, e] : done)
+                records.push_back({impl_->ledger_name(), id,
+                                   nlohmann::json{{"state", e.state}, {"at", e.at_ms},
+                                                  {"detail", e.detail}}
+                                       .dump(),
+                                   {},
+                                   std::nullopt});
+            ledger_writes.push_back(impl_->the_producer().produce_batch(std::move(records)));
         }
+        acknowledged += static_cast<int64_t>(f.n);
+        if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
+    };
+    for (std::size_t i = 0; i < plan.size() && first_error.empty() && !report.cancelled;
+         i += step) {
+        const std::size_t n = std::min(step, plan.size() - i);
+        if (o.rate_per_s > 0) {
+            // Pace by the schedule: letter k may go at started + k / rate.
+            auto due = started + duration_cast<Clock::duration>(duration<double>(
+                                     static_cast<double>(submitted) / o.rate_per_s));
+            std::this_thread::sleep_until(due);
+        }
+        std::vector<OutgoingMessage> batch;
+        batch.reserve(n);
+        for (std::size_t k = i; k < i + n; ++k)
+            batch.push_back(replay_record(plan[k].letter, plan[k].target, plan[k].parked));
+        Flight f;
+        f.first = i;
+        f.n = n;
+        if (impl_->redis)
+            f.errors = impl_->send(std::move(batch));
+        else
+            f.delivery = impl_->the_producer().produce_batch(std::move(batch));
+        submitted += static_cast<int64_t>(n);
+        flight.push_back(std::move(f));
+        while (!flight.empty() && (flight.size() > 4 || !flight.front().delivery ||
+                                   flight.front().delivery->done()))
+            settle_front();
     }
+    while (!flight.empty()) settle_front();
+    for (const auto& w : ledger_writes) {
+        const auto give_up = Clock::now() + impl_->config.timeout + seconds(30);
+        while (!impl_->the_producer().wait(*w, seconds(1)))
+            if (Clock::now() > give_up)
+                throw TimeoutError("replay: the ledger '" + impl_->ledger_name() +
+                                   "' was not acknowledged in time; run the replay again (some "
+                                   "letters may be sent twice)");
+        w->raise_for_failures();
+    }
+    if (!first_error.empty())
+        throw TransportError(first_error + " (" + std::to_string(report.replayed) +
+                                 " replayed and recorded; run the replay again to resume)",
+                             Retriable::unknown);
     return report;
 }
 

@@ -182,6 +182,7 @@ struct Consumer::Impl : ClientBase {
             return std::nullopt;
         }
         Message m = detail::to_message(*msg);
+        if (!config.track_done) return m;
         std::lock_guard lock(progress_mutex);
         auto& p = progress[{m.topic, m.partition}];
         p.undone.insert(m.offset);

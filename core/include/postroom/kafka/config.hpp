@@ -52,6 +52,9 @@ struct ConsumerConfig {
     std::chrono::milliseconds max_poll_interval{300'000};
     // How long close() waits for the final commit and leaving the group.
     std::chrono::milliseconds close_timeout{10'000};
+    // false: a reader that never commits (scans by tools): delivered messages are not
+    // tracked as undone, which saves a set insert per message; commit() commits nothing.
+    bool track_done = true;
     Properties properties;
     LogHandler log_handler;
 };
