@@ -458,7 +458,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             while (!impl_->the_producer().wait(*f.delivery, seconds(1)))
                 if (Clock::now() > give_up)
                     throw TimeoutError("replay: no acknowledgement from " +
-                                       impl_->config.broker_url + " in time; run it again to resume");
+                                       impl_->config.broker_url +
+                                       " in time; run it again to resume");
             for (const auto& r : f.delivery->reports())
                 f.errors.push_back(r.ok() ? std::string() : r.error_message());
         }
@@ -484,12 +485,13 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             std::vector<OutgoingMessage> records;
             records.reserve(done.size());
             for (const auto& [id, e] : done)
-                records.push_back({impl_->ledger_name(), id,
-                                   nlohmann::json{{"state", e.state}, {"at", e.at_ms},
-                                                  {"detail", e.detail}}
-                                       .dump(),
-                                   {},
-                                   std::nullopt});
+                records.push_back(
+                    {impl_->ledger_name(),
+                     id,
+                     nlohmann::json{{"state", e.state}, {"at", e.at_ms}, {"detail", e.detail}}
+                         .dump(),
+                     {},
+                     std::nullopt});
             ledger_writes.push_back(impl_->the_producer().produce_batch(std::move(records)));
         }
         acknowledged += static_cast<int64_t>(f.n);
@@ -517,8 +519,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             f.delivery = impl_->the_producer().produce_batch(std::move(batch));
         submitted += static_cast<int64_t>(n);
         flight.push_back(std::move(f));
-        while (!flight.empty() && (flight.size() > 4 || !flight.front().delivery ||
-                                   flight.front().delivery->done()))
+        while (!flight.empty() &&
+               (flight.size() > 4 || !flight.front().delivery || flight.front().delivery->done()))
             settle_front();
     }
     while (!flight.empty()) settle_front();
