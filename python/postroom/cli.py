@@ -37,6 +37,9 @@ err = Console(stderr=True, highlight=False)
 broker_option = click.option(
     "--broker", "broker_url", envvar="POSTROOM_BROKER", default="embedded://", show_default=True,
     help="Broker URL: kafka://host:port[,host:port], redis://host:port/db, embedded://[name].")
+# On subcommands of a group that has --broker already: either place works.
+sub_broker_option = click.option("--broker", "sub_broker", default=None,
+                                 help="Broker URL (as on the group).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
@@ -183,23 +186,26 @@ def topics(ctx: click.Context, broker_url: str, as_json: bool) -> None:
 @click.option("--partitions", default=3, show_default=True)
 @click.option("--replication-factor", default=1, show_default=True)
 @click.option("--exist-ok", is_flag=True, help="Succeed if the topic already exists.")
+@sub_broker_option
 @click.pass_obj
 @reports_errors
 def topics_create(broker_url: str, name: str, partitions: int, replication_factor: int,
-                  exist_ok: bool) -> None:
+                  exist_ok: bool, sub_broker: str | None) -> None:
     """Create a topic."""
-    connect(broker_url).create_topic(name, partitions, replication_factor=replication_factor,
-                                     exist_ok=exist_ok)
+    connect(sub_broker or broker_url).create_topic(
+        name, partitions, replication_factor=replication_factor, exist_ok=exist_ok)
     out.print(f"created topic {name} ({partitions} partitions)")
 
 
 @topics.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@sub_broker_option
 @click.pass_obj
 @reports_errors
-def topics_delete(broker_url: str, name: str, yes: bool) -> None:
+def topics_delete(broker_url: str, name: str, yes: bool, sub_broker: str | None) -> None:
     """Delete a topic and all its messages."""
+    broker_url = sub_broker or broker_url
     if not yes:
         click.confirm(f"Delete topic {name} and all its messages on {broker_url}?", abort=True)
     connect(broker_url).delete_topic(name)

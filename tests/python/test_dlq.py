@@ -216,8 +216,9 @@ def test_a_replay_killed_midway_resumes_without_loss_or_duplicate_effects(
         counters = processor.run(idle_timeout=3.0)
     assert set(applied) == {f"ev-{i}" for i in range(n)}, "lost = 0"
     assert max(applied.values()) == 1, "duplicate effects = 0"
-    in_flight = counters.duplicates
-    assert in_flight <= 20, "at most the batch in flight (rate 200/s: 20 a batch) came twice"
+    # Sent twice: at most what was in flight (rate 200/s: batches of 20, up to 5 of them
+    # unacknowledged or with their ledger entries unwritten) when the replay was killed.
+    assert counters.duplicates <= 5 * 20, counters.duplicates
 
 
 @pytest.mark.kafka
@@ -311,4 +312,45 @@ def test_redis_dead_letters_list_replay_and_purge_deletes_entries() -> None:
         assert rows == []
     finally:
         for s in (source, dlq, dlq + ".ledger"):
+            redis.delete_topic(s)
+
+
+@pytest.mark.redis
+def test_cli_on_redis_stats_replay_purge_export_and_import(tmp_path: Path) -> None:
+    url = require_env("POSTROOM_REDIS_URL")
+    redis = postroom.connect(url)
+    source = unique("rcli")
+    dlq = source + ".dlq"
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "postroom", *args, "--broker", url],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "COLUMNS": "250"})
+
+    try:
+        with redis.producer() as producer:
+            producer.send_batch([(f"k{i}", bytes([i, 0, 255]),
+                                  [("MT-Fault-ExceptionType", b"System.TimeoutException"),
+                                   ("MT-Fault-Message", f"timed out after {i} s".encode()),
+                                   ("MT-Source-Address", source.encode())])
+                                 for i in range(6)], topic=dlq)
+        stats = json.loads(cli("dlq", "stats", dlq, "--json").stdout)
+        assert [(g["count"], g["error_type"]) for g in stats] == [(6, "System.TimeoutException")]
+        listed = json.loads(cli("dlq", "list", dlq, "--json").stdout)
+        assert len(listed) == 6 and all(d["original_topic"] == source for d in listed)
+        plan = json.loads(cli("dlq", "replay", dlq, "--group", stats[0]["fingerprint"],
+                              "--dry-run", "--json").stdout)
+        assert plan["selected"] == 6 and redis.length(source) == 0  # type: ignore[attr-defined]
+        done = json.loads(cli("dlq", "replay", dlq, "--id", listed[0]["id"], "--json").stdout)
+        assert done["replayed"] == 1 and redis.length(source) == 1  # type: ignore[attr-defined]
+        export = tmp_path / "letters.jsonl"
+        assert cli("dlq", "export", dlq, "--out", str(export)).returncode == 0
+        assert len(export.read_text().splitlines()) == 6
+        assert cli("dlq", "purge", dlq, listed[1]["id"], listed[2]["id"], "--yes").returncode == 0
+        assert redis.length(dlq) == 4  # type: ignore[attr-defined]
+        assert cli("dlq", "import", dlq, str(export), "--to", dlq + ".copy").returncode == 0
+        copies = redis.range(dlq + ".copy")  # type: ignore[attr-defined]
+        assert sorted(m.value for m in copies) == sorted(bytes([i, 0, 255]) for i in range(6))
+    finally:
+        for s in (source, dlq, dlq + ".ledger", dlq + ".copy"):
             redis.delete_topic(s)

@@ -315,7 +315,7 @@ void Stats::add(const DeadLetter& letter) {
     ++g.count;
     const auto ts = letter.record.timestamp_ms;
     if (ts >= 0 && (g.first_seen_ms < 0 || ts < g.first_seen_ms)) g.first_seen_ms = ts;
-    if (ts >= 0 && ts >= g.last_seen_ms) {
+    if (ts >= 0 && ts > g.last_seen_ms) {  // strictly newer: an id is built rarely
         g.last_seen_ms = ts;
         g.sample_id = letter.id();
     }

@@ -7,7 +7,8 @@
 // letter id to its state — "replayed" (sent back, acknowledged) or "resolved" (dismissed by
 // an operator). Listing hides letters in the ledger unless asked; replay skips letters
 // already replayed, which is what makes a killed replay resumable: a letter is recorded only
-// after its republished copy was acknowledged, so at most the batch in flight is sent twice
+// after its republished copy was acknowledged, so at most the batches in flight (up to 4,
+// plus the one whose ledger entries are being written) are sent twice
 // (same event id: idempotent consumers absorb it), and none is lost.
 //
 // Thread-safety: one thread at a time per DeadLetterQueue.
