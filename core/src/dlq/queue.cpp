@@ -141,8 +141,13 @@ struct DeadLetterQueue::Impl {
         c.group_id = reader_group();
         c.client_id = "postroom-dlq-reader";
         c.track_done = false;
+        // A scan reads everything as fast as it can: with librdkafka 2.0.2, a local queue
+        // that fills up (queued.min.messages) stalls fetching for hundreds of ms, so let it
+        // hold a lot (bounded in bytes).
         c.properties = {{"fetch.max.bytes", "104857600"},
-                        {"max.partition.fetch.bytes", "16777216"}};
+                        {"max.partition.fetch.bytes", "16777216"},
+                        {"queued.min.messages", "1000000"},
+                        {"queued.max.messages.kbytes", "131072"}};
         kafka::Consumer consumer(c);
         consumer.assign(assignment);
         int64_t read = 0, next_report = 5000;
@@ -211,10 +216,22 @@ struct DeadLetterQueue::Impl {
 
     std::map<std::string, LedgerEntry> read_ledger() {
         std::map<std::string, LedgerEntry> out;
+        // A record settles one letter (its key), or a whole replayed batch: {"ids": [...],
+        // "to": [...]} under a key of its own.
         auto add = [&](const std::string& id, const std::string& json) {
             try {
                 auto j = nlohmann::json::parse(json);
-                out[id] = {j.value("state", ""), j.value("at", int64_t{0}), j.value("detail", "")};
+                const auto state = j.value("state", "");
+                const auto at = j.value("at", int64_t{0});
+                if (j.contains("ids")) {
+                    const auto& ids = j.at("ids");
+                    const auto& to = j.at("to");
+                    for (std::size_t i = 0; i < ids.size(); ++i)
+                        out[ids[i].get<std::string>()] = {
+                            state, at, i < to.size() ? to[i].get<std::string>() : ""};
+                    return;
+                }
+                out[id] = {state, at, j.value("detail", "")};
             } catch (const nlohmann::json::exception&) {
                 // not ours: ignored
             }
@@ -482,16 +499,25 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         if (impl_->redis) {
             impl_->write_ledger(done);  // only what was acknowledged
         } else if (!done.empty()) {
+            // A ledger record per 1,000 letters (keyed by its first letter), not per letter.
             std::vector<OutgoingMessage> records;
-            records.reserve(done.size());
-            for (const auto& [id, e] : done)
-                records.push_back(
-                    {impl_->ledger_name(),
-                     id,
-                     nlohmann::json{{"state", e.state}, {"at", e.at_ms}, {"detail", e.detail}}
-                         .dump(),
-                     {},
-                     std::nullopt});
+            for (std::size_t k = 0; k < done.size(); k += 1000) {
+                auto ids = nlohmann::json::array();
+                auto to = nlohmann::json::array();
+                for (std::size_t j = k; j < std::min(done.size(), k + 1000); ++j) {
+                    ids.push_back(done[j].first);
+                    to.push_back(done[j].second.detail);
+                }
+                records.push_back({impl_->ledger_name(),
+                                   "replayed:" + done[k].first,
+                                   nlohmann::json{{"state", "replayed"},
+                                                  {"at", done[k].second.at_ms},
+                                                  {"ids", ids},
+                                                  {"to", to}}
+                                       .dump(),
+                                   {},
+                                   std::nullopt});
+            }
             ledger_writes.push_back(impl_->the_producer().produce_batch(std::move(records)));
         }
         acknowledged += static_cast<int64_t>(f.n);
