@@ -168,3 +168,34 @@ def test_kafka_only_calls_explain_the_redis_way(broker: RedisBroker, stream: str
     with broker.consumer(unique("g"), stream) as consumer, \
             pytest.raises(UsageError, match="redeliver_from"):
         consumer.seek(stream, 0, 5)
+
+
+def test_trimming_while_entries_are_pending_is_counted_and_reported(broker: RedisBroker,
+                                                                    stream: str) -> None:
+    with broker.producer() as producer:
+        producer.send_batch([str(i).encode() for i in range(10)], topic=stream)
+    group = unique("g")
+    holder = broker.consumer(group, stream, consumer_name="holder")
+    held = holder.poll_batch(10, timeout=5.0)  # pending, never acknowledged
+    assert len(held) == 10
+    with broker.producer(maxlen=5) as producer:  # XADD MAXLEN ~ 5 trims the oldest
+        producer.send_batch([b"x"] * 200, topic=stream)
+    assert broker.length(stream) < 200
+    with broker.consumer(group, stream, consumer_name="holder") as consumer:
+        consumer.poll_batch(500, timeout=2.0)
+        counters = consumer.counters
+    assert counters["deleted_while_pending"] == 10, counters
+    still_pending = {p["id"] for p in broker.pending(stream, group)}
+    assert not still_pending & {m.id for m in held}, "the trimmed entries are not left stuck"
+
+
+def test_lag_and_pending_through_the_broker_lag_api(broker: RedisBroker, stream: str) -> None:
+    with broker.producer() as producer:
+        producer.send_batch([str(i).encode() for i in range(8)], topic=stream)
+    group = unique("g")
+    with broker.consumer(group, stream) as consumer:
+        got = consumer.poll_batch(3, timeout=5.0)
+        consumer.mark_done(got[0])
+        consumer.commit()
+    [row] = broker.lag(group, [stream])
+    assert (row["topic"], row["lag"], row["pending"]) == (stream, 5, 2)
