@@ -401,8 +401,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     if (o.batch_size == 0) throw ConfigurationError("replay batch_size must be positive");
     if (o.rate_per_s < 0) throw ConfigurationError("replay rate must be positive (or 0: no limit)");
     if (o.max_replays < 1) throw ConfigurationError("replay max_replays must be at least 1");
-    const auto parking =
-        o.parking_topic.empty() ? impl_->config.topic + ".parking" : o.parking_topic;
+    auto& impl = *impl_;
+    const auto parking = o.parking_topic.empty() ? impl.config.topic + ".parking" : o.parking_topic;
     const auto settled = ledger();
     ReplayReport report;
     struct Planned {
@@ -410,7 +410,125 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         std::string target;
         bool parked;
     };
-    std::vector<Planned> plan;
+    // Letters stream from the scan into batches; a batch goes out as soon as it is full,
+    // while earlier ones await their acknowledgements (up to 4 in flight), so reading and
+    // sending overlap and memory holds a few batches, not the selection.
+    std::size_t step = o.batch_size;
+    if (o.rate_per_s > 0)
+        step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
+    if (!o.dry_run && !impl.redis)
+        impl.the_admin().create_topic(impl.ledger_name(), 1, 1, {{"cleanup.policy", "compact"}},
+                                      true);
+    struct Flight {
+        std::vector<Planned> letters;
+        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
+        std::vector<std::string> errors;                 // Redis: known at once
+    };
+    std::deque<Flight> flight;
+    std::vector<Planned> current;
+    std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
+    std::map<std::string, bool> target_exists;
+    std::string missing_target, first_error;
+    const auto started = Clock::now();
+    int64_t submitted = 0, acknowledged = 0;
+    const int64_t total = o.dry_run ? 0 : size();
+
+    auto settle_front = [&] {
+        auto f = std::move(flight.front());
+        flight.pop_front();
+        if (f.delivery) {
+            const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
+            while (!impl.the_producer().wait(*f.delivery, seconds(1)))
+                if (Clock::now() > give_up)
+                    throw TimeoutError("replay: no acknowledgement from " + impl.config.broker_url +
+                                       " in time; run it again to resume");
+            for (const auto& r : f.delivery->reports())
+                f.errors.push_back(r.ok() ? std::string() : r.error_message());
+        }
+        std::vector<std::pair<std::string, LedgerEntry>> done;
+        const auto now = epoch_ms();
+        for (std::size_t k = 0; k < f.letters.size(); ++k) {
+            const auto& p = f.letters[k];
+            if (!f.errors[k].empty()) {
+                if (first_error.empty())
+                    first_error = "replay of " + p.letter.id() + " to '" + p.target +
+                                  "' failed: " + f.errors[k];
+                continue;
+            }
+            done.push_back({p.letter.id(), {"replayed", now, p.target}});
+            if (p.parked)
+                ++report.parked;
+            else
+                ++report.replayed;
+        }
+        if (impl.redis) {
+            impl.write_ledger(done);  // only what was acknowledged
+        } else if (!done.empty()) {
+            // A ledger record per 1,000 letters (keyed by its first letter), not per letter.
+            std::vector<OutgoingMessage> records;
+            for (std::size_t k = 0; k < done.size(); k += 1000) {
+                auto ids = nlohmann::json::array();
+                auto to = nlohmann::json::array();
+                for (std::size_t j = k; j < std::min(done.size(), k + 1000); ++j) {
+                    ids.push_back(done[j].first);
+                    to.push_back(done[j].second.detail);
+                }
+                records.push_back({impl.ledger_name(),
+                                   "replayed:" + done[k].first,
+                                   nlohmann::json{{"state", "replayed"},
+                                                  {"at", done[k].second.at_ms},
+                                                  {"ids", ids},
+                                                  {"to", to}}
+                                       .dump(),
+                                   {},
+                                   std::nullopt});
+            }
+            ledger_writes.push_back(impl.the_producer().produce_batch(std::move(records)));
+        }
+        acknowledged += static_cast<int64_t>(f.letters.size());
+        if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
+    };
+
+    auto submit = [&] {
+        if (current.empty()) return;
+        if (o.rate_per_s > 0) {
+            // Pace by the schedule: letter k may go at started + k / rate.
+            auto due = started + duration_cast<Clock::duration>(duration<double>(
+                                     static_cast<double>(submitted) / o.rate_per_s));
+            std::this_thread::sleep_until(due);
+        }
+        Flight f;
+        f.letters = std::move(current);
+        current.clear();
+        std::vector<OutgoingMessage> batch;
+        batch.reserve(f.letters.size());
+        for (const auto& p : f.letters)
+            batch.push_back(replay_record(p.letter, p.target, p.parked));
+        if (impl.redis)
+            f.errors = impl.send(std::move(batch));
+        else
+            f.delivery = impl.the_producer().produce_batch(std::move(batch));
+        submitted += static_cast<int64_t>(f.letters.size());
+        flight.push_back(std::move(f));
+        if (!impl.redis) impl.the_producer().poll(milliseconds(0));
+        while (!flight.empty() &&
+               (flight.size() > 4 || !flight.front().delivery || flight.front().delivery->done()))
+            settle_front();
+    };
+
+    // Kafka does not create topics on first use here: a destination must exist.
+    auto exists = [&](const std::string& target) {
+        if (impl.redis) return true;
+        auto [it, fresh] = target_exists.try_emplace(target, true);
+        if (fresh) {
+            if (target == parking)
+                impl.the_admin().create_topic(parking, 1, 1, {}, true);
+            else
+                it->second = impl.the_admin().describe_topic(target).has_value();
+        }
+        return it->second;
+    };
+
     scan([&](DeadLetter&& d) {
         if (!o.filter.matches(d)) return true;
         if (auto it = settled.find(d.id()); it != settled.end()) {
@@ -426,139 +544,35 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         }
         const bool parked = d.replay_count >= o.max_replays;
         if (parked) target = parking;
+        if (!o.dry_run && !exists(target)) {
+            missing_target = target;
+            return false;
+        }
         ++report.selected;
         ++report.per_target[target];
         ++report.per_fingerprint[d.fingerprint];
-        if (!o.dry_run) plan.push_back({std::move(d), std::move(target), parked});
-        return true;
+        if (o.dry_run) return true;
+        current.push_back({std::move(d), std::move(target), parked});
+        if (current.size() >= step) submit();
+        return first_error.empty() && !report.cancelled;
     });
-    if (o.dry_run || plan.empty()) return report;
-    if (!impl_->redis) {
-        // Kafka does not create topics on first use here: check before sending anything.
-        for (const auto& [target, n] : report.per_target) {
-            if (target == parking) {
-                impl_->the_admin().create_topic(parking, 1, 1, {}, true);
-                continue;
-            }
-            if (!impl_->the_admin().describe_topic(target))
-                throw UsageError("replay: topic '" + target + "' (the destination of " +
-                                 std::to_string(n) + " letters) does not exist on " +
-                                 impl_->config.broker_url +
-                                 "; create it, or choose another destination (to / --to)");
-        }
-    }
-
-    std::size_t step = o.batch_size;
-    if (o.rate_per_s > 0)
-        step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
-    if (!impl_->redis)
-        impl_->the_admin().create_topic(impl_->ledger_name(), 1, 1, {{"cleanup.policy", "compact"}},
-                                        true);
-    // Batches go out while earlier ones await their acknowledgements (up to 4 in flight);
-    // each batch's ledger entries are written once that batch is acknowledged.
-    struct Flight {
-        std::size_t first = 0, n = 0;
-        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
-        std::vector<std::string> errors;                 // Redis: known at once
-    };
-    std::deque<Flight> flight;
-    std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
-    const auto started = Clock::now();
-    const int64_t total = static_cast<int64_t>(plan.size());
-    int64_t submitted = 0, acknowledged = 0;
-    std::string first_error;
-    auto settle_front = [&] {
-        auto f = std::move(flight.front());
-        flight.pop_front();
-        if (f.delivery) {
-            const auto give_up = Clock::now() + impl_->config.timeout + seconds(30);
-            while (!impl_->the_producer().wait(*f.delivery, seconds(1)))
-                if (Clock::now() > give_up)
-                    throw TimeoutError("replay: no acknowledgement from " +
-                                       impl_->config.broker_url +
-                                       " in time; run it again to resume");
-            for (const auto& r : f.delivery->reports())
-                f.errors.push_back(r.ok() ? std::string() : r.error_message());
-        }
-        std::vector<std::pair<std::string, LedgerEntry>> done;
-        const auto now = epoch_ms();
-        for (std::size_t k = 0; k < f.n; ++k) {
-            const auto& p = plan[f.first + k];
-            if (!f.errors[k].empty()) {
-                if (first_error.empty())
-                    first_error = "replay of " + p.letter.id() + " to '" + p.target +
-                                  "' failed: " + f.errors[k];
-                continue;
-            }
-            done.push_back({p.letter.id(), {"replayed", now, p.target}});
-            if (p.parked)
-                ++report.parked;
-            else
-                ++report.replayed;
-        }
-        if (impl_->redis) {
-            impl_->write_ledger(done);  // only what was acknowledged
-        } else if (!done.empty()) {
-            // A ledger record per 1,000 letters (keyed by its first letter), not per letter.
-            std::vector<OutgoingMessage> records;
-            for (std::size_t k = 0; k < done.size(); k += 1000) {
-                auto ids = nlohmann::json::array();
-                auto to = nlohmann::json::array();
-                for (std::size_t j = k; j < std::min(done.size(), k + 1000); ++j) {
-                    ids.push_back(done[j].first);
-                    to.push_back(done[j].second.detail);
-                }
-                records.push_back({impl_->ledger_name(),
-                                   "replayed:" + done[k].first,
-                                   nlohmann::json{{"state", "replayed"},
-                                                  {"at", done[k].second.at_ms},
-                                                  {"ids", ids},
-                                                  {"to", to}}
-                                       .dump(),
-                                   {},
-                                   std::nullopt});
-            }
-            ledger_writes.push_back(impl_->the_producer().produce_batch(std::move(records)));
-        }
-        acknowledged += static_cast<int64_t>(f.n);
-        if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
-    };
-    for (std::size_t i = 0; i < plan.size() && first_error.empty() && !report.cancelled;
-         i += step) {
-        const std::size_t n = std::min(step, plan.size() - i);
-        if (o.rate_per_s > 0) {
-            // Pace by the schedule: letter k may go at started + k / rate.
-            auto due = started + duration_cast<Clock::duration>(duration<double>(
-                                     static_cast<double>(submitted) / o.rate_per_s));
-            std::this_thread::sleep_until(due);
-        }
-        std::vector<OutgoingMessage> batch;
-        batch.reserve(n);
-        for (std::size_t k = i; k < i + n; ++k)
-            batch.push_back(replay_record(plan[k].letter, plan[k].target, plan[k].parked));
-        Flight f;
-        f.first = i;
-        f.n = n;
-        if (impl_->redis)
-            f.errors = impl_->send(std::move(batch));
-        else
-            f.delivery = impl_->the_producer().produce_batch(std::move(batch));
-        submitted += static_cast<int64_t>(n);
-        flight.push_back(std::move(f));
-        while (!flight.empty() &&
-               (flight.size() > 4 || !flight.front().delivery || flight.front().delivery->done()))
-            settle_front();
-    }
+    if (first_error.empty() && !report.cancelled && missing_target.empty()) submit();
     while (!flight.empty()) settle_front();
     for (const auto& w : ledger_writes) {
-        const auto give_up = Clock::now() + impl_->config.timeout + seconds(30);
-        while (!impl_->the_producer().wait(*w, seconds(1)))
+        const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
+        while (!impl.the_producer().wait(*w, seconds(1)))
             if (Clock::now() > give_up)
-                throw TimeoutError("replay: the ledger '" + impl_->ledger_name() +
+                throw TimeoutError("replay: the ledger '" + impl.ledger_name() +
                                    "' was not acknowledged in time; run the replay again (some "
                                    "letters may be sent twice)");
         w->raise_for_failures();
     }
+    if (!missing_target.empty())
+        throw UsageError(
+            "replay: topic '" + missing_target + "' does not exist on " + impl.config.broker_url +
+            "; create it, or choose another destination "
+            "(to / --to). " +
+            std::to_string(report.replayed) + " letters before it were replayed and recorded.");
     if (!first_error.empty())
         throw TransportError(first_error + " (" + std::to_string(report.replayed) +
                                  " replayed and recorded; run the replay again to resume)",

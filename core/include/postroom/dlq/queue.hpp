@@ -47,8 +47,9 @@ struct ReplayOptions {
     bool again = false;         // also letters already replayed
     int max_replays = 3;        // a letter replayed this often goes to the parking lot
     std::string parking_topic;  // default "<topic>.parking"
-    // Called after each batch with (done, total); returning false cancels (what was
-    // acknowledged so far is recorded).
+    // Called after each acknowledged batch with (letters done, letters in the topic: an upper
+    // bound of those selected); returning false cancels (what was acknowledged so far is
+    // recorded). Letters stream from the topic into batches: memory holds a few batches.
     std::function<bool(int64_t, int64_t)> progress;
 };
 
