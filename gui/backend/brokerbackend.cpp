@@ -4,8 +4,10 @@
 #include <map>
 #include <string>
 
+#include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/admin.hpp"
+#include "postroom/redis/streams.hpp"
 
 struct BrokerBackend::Clients {
     std::map<std::string, std::unique_ptr<postroom::kafka::Admin>> admins;
@@ -25,6 +27,24 @@ struct BrokerBackend::Clients {
             }
         }
         return *slot;
+    }
+
+    std::map<std::string, std::unique_ptr<postroom::redis::StreamAdmin>> streamAdmins;
+
+    // Topics, or on a redis:// URL the streams (one partition each).
+    std::vector<postroom::kafka::TopicInfo> topics(const std::string& brokerUrl) {
+        if (postroom::parse_broker_url(brokerUrl).scheme != postroom::BrokerScheme::redis)
+            return admin(brokerUrl).list_topics();
+        auto& slot = streamAdmins[brokerUrl];
+        if (!slot) slot = std::make_unique<postroom::redis::StreamAdmin>(brokerUrl);
+        std::vector<postroom::kafka::TopicInfo> out;
+        for (auto& name : slot->streams()) out.push_back({std::move(name), 1, 1});
+        return out;
+    }
+
+    void forget(const std::string& brokerUrl) {
+        admins.erase(brokerUrl);
+        streamAdmins.erase(brokerUrl);
     }
 };
 
@@ -71,7 +91,7 @@ quint64 BrokerBackend::requestTopics(const QString& brokerUrl) {
         [this, requestId, url = brokerUrl.toStdString()] {
             try {
                 QVector<TopicRow> rows;
-                for (const auto& topic : m_clients->admin(url).list_topics())
+                for (const auto& topic : m_clients->topics(url))
                     rows.append({QString::fromStdString(topic.name), topic.partitions,
                                  topic.replication_factor});
                 QMetaObject::invokeMethod(
@@ -81,10 +101,10 @@ quint64 BrokerBackend::requestTopics(const QString& brokerUrl) {
                     },
                     Qt::QueuedConnection);
             } catch (const postroom::Error& error) {
-                m_clients->admins.erase(url);  // a failed client is recreated on the next request
+                m_clients->forget(url);  // a failed client is recreated on the next request
                 reportFailure(requestId, describe(error));
             } catch (const std::exception& error) {
-                m_clients->admins.erase(url);
+                m_clients->forget(url);
                 reportFailure(requestId, tr("Unexpected error: %1").arg(error.what()));
             }
         },

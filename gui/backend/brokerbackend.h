@@ -1,5 +1,6 @@
 #pragma once
-// BrokerBackend owns postroom's core clients (one kafka::Admin per broker URL) on a worker
+// BrokerBackend owns postroom's core clients (a kafka::Admin, or a redis::StreamAdmin, per
+// broker URL) on a worker
 // thread. Requests return a request id at once; the I/O runs on the worker thread and the
 // answer comes back as an immutable snapshot through a queued signal, emitted on the thread
 // the backend lives on. Receivers drop answers to requests they no longer wait for.
@@ -23,7 +24,8 @@ public:
     explicit BrokerBackend(QObject* parent = nullptr);
     ~BrokerBackend() override;
 
-    // Lists the topics of brokerUrl (kafka://host:port, embedded://[name]). Answered by
+    // Lists the topics of brokerUrl (kafka://host:port, embedded://[name]; the streams of
+    // redis://host:port/db). Answered by
     // topicsLoaded or requestFailed with the returned id.
     Q_INVOKABLE quint64 requestTopics(const QString& brokerUrl);
 

@@ -4,6 +4,7 @@
 
 #include "backend/brokerbackend.h"
 #include "postroom/embedded/broker.hpp"
+#include "postroom/redis/streams.hpp"
 
 class TestBrokerBackend : public QObject {
     Q_OBJECT
@@ -36,6 +37,27 @@ private slots:
         QCOMPARE(topics.at(0).replicationFactor, 1);
         QCOMPARE(topics.at(1).name, QStringLiteral("payments"));
         QCOMPARE(topics.at(1).partitions, 1);
+    }
+
+    void listsStreamsOfRedis() {
+        const QByteArray url = qgetenv("POSTROOM_REDIS_URL");
+        if (url.isEmpty())
+            QFAIL(
+                "POSTROOM_REDIS_URL is not set; start Redis with scripts/services.sh start redis");
+        const std::string stream =
+            "gui-test-stream-" + std::to_string(QCoreApplication::applicationPid());
+        postroom::redis::StreamAdmin redis(url.toStdString());
+        redis.create_stream(stream);
+        BrokerBackend backend;
+        QSignalSpy loaded(&backend, &BrokerBackend::topicsLoaded);
+        backend.requestTopics(QString::fromUtf8(url));
+        QVERIFY(loaded.wait(30'000));
+        redis.remove_stream(stream);
+        const auto topics = loaded.at(0).at(1).value<QVector<TopicRow>>();
+        bool found = false;
+        for (const auto& t : topics)
+            if (t.name == QString::fromStdString(stream)) found = t.partitions == 1;
+        QVERIFY2(found, "the stream is listed with one partition");
     }
 
     void badUrlExplainsAcceptedForms() {
