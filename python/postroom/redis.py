@@ -59,7 +59,11 @@ class RedisBroker(Broker):
                  properties: Mapping[str, str] | None = None,
                  maxlen: int | None = None) -> RedisProducer:
         """A producer adding entries with XADD; ``maxlen`` trims each stream approximately
-        (MAXLEN ~) as it adds. Kafka's tuning arguments are accepted and ignored."""
+        (MAXLEN ~) as it adds. Kafka's tuning arguments are accepted and ignored; librdkafka
+        ``properties`` are refused."""
+        if properties:
+            raise ConfigurationError("a redis:// producer takes no librdkafka properties; "
+                                     "its only setting is maxlen=")
         return RedisProducer(self, maxlen=maxlen, timeout=self.timeout)
 
     def consumer(self, group: str, topics: str | Iterable[str] | None = None, *,
@@ -76,6 +80,10 @@ class RedisBroker(Broker):
         ``consumer_name`` fixes the member's name, so a restarted process takes up its own
         pending entries at once; entries pending longer than ``claim_min_idle`` seconds in
         other members are claimed every ``claim_interval`` seconds."""
+        if properties:
+            raise ConfigurationError(
+                "a redis:// consumer takes no librdkafka properties; use consumer_name=, "
+                "claim_min_idle= and claim_interval=")
         consumer = RedisConsumer(self, group, consumer_name=consumer_name,
                                  start_id="0" if offset_reset == "earliest" else "$",
                                  claim_min_idle=claim_min_idle, claim_interval=claim_interval)

@@ -156,6 +156,11 @@ def test_bad_urls_and_unreachable_servers_say_what_to_do() -> None:
         postroom.connect("redis://")
     with pytest.raises(ConfigurationError, match="no client properties"):
         postroom.connect("redis://127.0.0.1:6379/0", properties={"acks": "all"})
+    redis = postroom.connect("redis://127.0.0.1:6379/0")
+    with pytest.raises(ConfigurationError, match="no librdkafka properties"):
+        redis.producer(properties={"linger.ms": "5"})
+    with pytest.raises(ConfigurationError, match="consumer_name="):
+        redis.consumer("g", properties={"fetch.min.bytes": "1"})
     url = require_env("POSTROOM_REDIS_URL")
     host_port = url[len("redis://"):]
     with pytest.raises(ConfigurationError, match="password"):
@@ -199,3 +204,28 @@ def test_lag_and_pending_through_the_broker_lag_api(broker: RedisBroker, stream:
         consumer.commit()
     [row] = broker.lag(group, [stream])
     assert (row["topic"], row["lag"], row["pending"]) == (stream, 5, 2)
+
+
+def test_processor_with_lanes_over_two_streams_applies_each_event_once(
+        broker: RedisBroker, stream: str) -> None:
+    second = stream + "-b"
+    with broker.producer() as producer:
+        producer.send_batch(events(30, "a"), topic=stream)
+        producer.send_batch(events(30, "b"), topic=second)
+    applied: Counter[str] = Counter()
+    order: dict[str, list[int]] = {stream: [], second: []}
+    lock = threading.Lock()
+
+    def handle(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        with lock:
+            applied[event.id] += 1
+            order[context.message.topic].append(int(event.id.split("-")[1]))
+
+    try:
+        with postroom.Processor(broker, name=unique("p"), topics=[stream, second],
+                                handler=handle, concurrency=2) as processor:
+            counters = processor.run(idle_timeout=1.5)
+        assert counters.processed == 60 and set(applied.values()) == {1}
+        assert order[stream] == sorted(order[stream]) and order[second] == sorted(order[second])
+    finally:
+        broker.delete_topic(second)
