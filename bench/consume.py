@@ -33,19 +33,12 @@ import redis
 from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
+from service_env import env
 
 import postroom
 from postroom.stores import PostgresStore, RedisStore
 
 console = Console()
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise SystemExit(f"{name} is not set: scripts/services.sh start; "
-                         'eval "$(scripts/services.sh env)"')
-    return value
 
 
 def measure(name: str, events: int, run: Callable[[], int]) -> dict[str, Any]:

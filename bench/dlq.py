@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
+from service_env import env
 
 import postroom
 
@@ -37,14 +38,6 @@ ERRORS = [("java.lang.IllegalStateException", "payment {n} declined for order {n
           ("KeyError", "customer {n} not found")]
 NUMBER = re.compile(r"\d+(?:\.\d+)?")
 QUOTED = re.compile(r"'[^']*'")
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise SystemExit(f"{name} is not set: scripts/services.sh start; "
-                         'eval "$(scripts/services.sh env)"')
-    return value
 
 
 def write_letters(broker: postroom.Broker, topic: str, source: str, n: int) -> None:

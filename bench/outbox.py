@@ -33,19 +33,12 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
+from service_env import env
 
 import postroom
 
 console = Console()
 POLL_INTERVAL = 0.1  # the plain relay's poll period when idle (seconds)
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise SystemExit(f"{name} is not set: scripts/services.sh start; "
-                         'eval "$(scripts/services.sh env)"')
-    return value
 
 
 class PythonRelay:

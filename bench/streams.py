@@ -30,6 +30,7 @@ import redis
 from redis.utils import HIREDIS_AVAILABLE
 from rich.console import Console
 from rich.table import Table
+from service_env import env
 
 import postroom
 from postroom.redis import RedisBroker
@@ -37,14 +38,6 @@ from postroom.stores import RedisStore
 
 console = Console()
 VALUE = b"x" * 100
-
-
-def env(name: str) -> str:
-    value = os.environ.get(name)
-    if not value:
-        raise SystemExit(f"{name} is not set: scripts/services.sh start; "
-                         'eval "$(scripts/services.sh env)"')
-    return value
 
 
 def measure(name: str, entries: int, run: Callable[[], int]) -> dict[str, Any]:

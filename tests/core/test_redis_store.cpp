@@ -11,6 +11,7 @@
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
+#include "service_urls.hpp"
 #include "store_contract.hpp"
 
 using namespace postroom;
@@ -20,13 +21,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string redis_url() {
-    const char* url = std::getenv("POSTROOM_REDIS_URL");
-    if (!url || !*url) {
-        ADD_FAILURE() << "POSTROOM_REDIS_URL is not set; start Redis with scripts/services.sh "
-                         "start redis and export its URL";
-        return "redis://127.0.0.1:1/0";
-    }
-    return url;
+    return redis_service_url();
 }
 
 std::string unique_prefix() {

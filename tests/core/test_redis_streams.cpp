@@ -10,6 +10,7 @@
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/redis/streams.hpp"
+#include "service_urls.hpp"
 #include "transport_contract.hpp"
 
 using namespace postroom;
@@ -19,13 +20,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::string streams_url() {
-    const char* url = std::getenv("POSTROOM_REDIS_URL");
-    if (!url || !*url) {
-        ADD_FAILURE() << "POSTROOM_REDIS_URL is not set; start Redis with scripts/services.sh "
-                         "start redis and export its URL";
-        return "redis://127.0.0.1:1/0";
-    }
-    return url;
+    return redis_service_url();
 }
 
 struct RedisBackend {
