@@ -54,3 +54,14 @@ def topic(broker: postroom.Broker) -> Iterator[str]:
     yield name
     if not broker.is_embedded:
         broker.delete_topic(name)
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka),
+                        pytest.param("redis", marks=pytest.mark.redis)])
+def any_broker(request: pytest.FixtureRequest) -> postroom.Broker:
+    """Every transport: a fresh embedded broker, the real Kafka broker and Redis Streams."""
+    if request.param == "embedded":
+        return postroom.connect(f"embedded://pytest-{next(_counter)}-{uuid.uuid4().hex[:6]}")
+    if request.param == "kafka":
+        return postroom.connect(require_env("POSTROOM_KAFKA_URL"))
+    return postroom.connect(require_env("POSTROOM_REDIS_URL"))

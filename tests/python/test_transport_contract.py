@@ -11,17 +11,13 @@ import pytest
 
 import postroom
 
-from .conftest import require_env, unique
+from .conftest import unique
 
 
-@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka),
-                        pytest.param("redis", marks=pytest.mark.redis)])
-def broker(request: pytest.FixtureRequest) -> postroom.Broker:
-    if request.param == "embedded":
-        return postroom.connect(f"embedded://contract-{unique('b')}")
-    if request.param == "kafka":
-        return postroom.connect(require_env("POSTROOM_KAFKA_URL"))
-    return postroom.connect(require_env("POSTROOM_REDIS_URL"))
+@pytest.fixture
+def broker(any_broker: postroom.Broker) -> postroom.Broker:
+    """Every transport (conftest.any_broker)."""
+    return any_broker
 
 
 @pytest.fixture
