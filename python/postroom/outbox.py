@@ -152,8 +152,10 @@ class Outbox:
         conn.exec_driver_sql(statement, row)
 
     def relay_once(self) -> int:
-        """Publishes one batch of pending rows; returns how many rows were marked sent or
-        failed (0: nothing pending, or another relay holds the lease)."""
+        """One relay round: publishes pending rows batch by batch (two batches in flight)
+        until none are left or about a second has passed, and marks them before returning.
+        Returns how many rows were marked sent or failed (0: nothing pending, or another
+        relay holds the lease)."""
         return int(self._o.relay_once())
 
     def run(self, *, idle_timeout: float | None = None,

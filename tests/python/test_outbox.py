@@ -267,3 +267,36 @@ def test_postgres_notify_wakes_the_relay_before_its_next_poll(broker: postroom.B
         outbox.close()
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP TABLE "{table}"')
+
+
+@pytest.mark.postgres
+def test_postgres_table_of_an_earlier_version_gets_the_partial_pending_index(
+        embedded: postroom.Broker, pg_url: str) -> None:
+    """Earlier versions indexed (status, seq); opening the outbox replaces that index with a
+    partial index of the pending rows, and the rows already there are relayed."""
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    topic = unique("outbox")
+    embedded.create_topic(topic, 1)
+
+    def indexes(conn: psycopg.Connection[tuple[str, str]]) -> dict[str, str]:
+        rows = conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
+                            (table,)).fetchall()
+        return {name: definition for name, definition in rows}
+
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as outbox, \
+            psycopg.connect(pg_url, autocommit=True) as conn:
+        (partial,) = [n for n, d in indexes(conn).items() if "WHERE" in d]
+        assert "(seq) WHERE (status = 'pending'::text)" in indexes(conn)[partial]
+        conn.execute(f'DROP INDEX "{partial}"')
+        conn.execute(f'CREATE INDEX "{table}_pending" ON "{table}" (status, seq)')
+        with psycopg.connect(pg_url) as writer:
+            outbox.add(writer, order_event(1), aggregate_type="order", aggregate_id="a")
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as outbox, \
+            psycopg.connect(pg_url, autocommit=True) as conn:
+        now = indexes(conn)
+        assert f"{table}_pending" not in now, "the old (status, seq) index is dropped"
+        assert partial in now
+        assert outbox.relay_once() == 1
+        conn.execute(f'DROP TABLE "{table}"')

@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <cstdio>
+#include <deque>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -171,6 +173,16 @@ struct Outbox::Impl {
         }
     }
 
+    // A name of at most 63 bytes for any table name (PostgreSQL would truncate a longer one).
+    std::string pending_index_name() const {
+        uint64_t h = 1469598103934665603ULL;  // FNV-1a
+        for (unsigned char ch : config.table) h = (h ^ ch) * 1099511628211ULL;
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "postroom_outbox_pending_%016llx",
+                      static_cast<unsigned long long>(h));
+        return buf;
+    }
+
     void migrate() {
         const bool pg = dialect == Dialect::postgres;
         in_transaction([&](stores::Transaction& tx) {
@@ -186,8 +198,13 @@ struct Outbox::Impl {
                       "(CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)), ") +
                 "status text NOT NULL DEFAULT 'pending', attempts integer NOT NULL "
                 "DEFAULT 0, sent_at bigint, error text)");
-            tx.execute("CREATE INDEX IF NOT EXISTS " + quoted(config.table + "_pending") + " ON " +
-                       table() + " (status, seq)");
+            // Pending rows in seq order: a partial index, so marking a row sent takes it out
+            // of the index instead of adding an entry, and the relay's read touches pending
+            // rows only. Earlier versions indexed (status, seq) under "<table>_pending".
+            if (!pg || config.table.size() + 8 <= 63)
+                tx.execute("DROP INDEX IF EXISTS " + quoted(config.table + "_pending"));
+            tx.execute("CREATE INDEX IF NOT EXISTS " + quoted(pending_index_name()) + " ON " +
+                       table() + " (seq) WHERE status = 'pending'");
             if (pg) {
                 // Wakes waiting relays at once (LISTEN on the table's name); they poll too.
                 tx.execute(
@@ -226,6 +243,9 @@ struct Outbox::Impl {
     // Whether the lease must be renewed before the next batch: it is renewed in each batch's
     // marking transaction, so a busy relay reads its batches without writing (one commit, one
     // fsync per batch).
+    // How long one relay_once() keeps reading batches while the outbox has more.
+    static constexpr milliseconds round_time{1'000};
+
     bool lease_needs_renewal() const { return Clock::now() + config.lease / 2 > lease_until; }
 
     kafka::Producer& the_producer() {
@@ -323,151 +343,271 @@ struct Outbox::Impl {
         });
     }
 
-    std::size_t relay_once() {
-        // 1. The lease, and the next batch, in one short transaction.
-        std::vector<Pending> rows;
-        const bool leading = in_transaction([&](stores::Transaction& tx) {
-            if (lease_needs_renewal() && !hold_lease(tx)) return false;
-            auto r = tx.execute(
-                "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic FROM " +
-                table() + " WHERE status = 'pending' ORDER BY seq LIMIT " +
-                std::to_string(config.batch_size));
-            for (const auto& row : r.rows) rows.push_back(to_pending(row));
-            return true;
-        });
-        if (leading != leader) {
-            leader = leading;
-            log(4, leading ? "lease-taken" : "standby",
-                leading ? "this relay publishes the outbox"
-                        : "another relay holds the lease; waiting to take over");
-        }
-        if (!leading) {
-            count([](RelayCounters& c) { ++c.standby_waits; });
-            return 0;
-        }
-        purge_if_due();
-        if (rows.empty()) return 0;
+    using SeqRange = std::pair<int64_t, int64_t>;
 
-        // 2. Publish what can be published, outside any database transaction.
-        std::vector<OutgoingMessage> batch;
-        std::vector<std::size_t> index;  // batch position -> rows position
-        for (std::size_t i = 0; i < rows.size(); ++i)
-            if (rows[i].message) {
-                index.push_back(i);
-                batch.push_back(std::move(*rows[i].message));
-            }
+    // The next pending rows in seq order, leaving out the seq ranges of the batches still in
+    // flight (published, not yet marked). A row that commits late inside such a range waits
+    // for the next read after its batch is marked: delayed, never skipped.
+    std::vector<Pending> select_batch(stores::Transaction& tx,
+                                      const std::vector<SeqRange>& in_flight) {
+        if (dialect == Dialect::postgres)
+            // Read the partial index in seq order even while the table's statistics are
+            // stale (a backlog just written): sorting the whole backlog for every batch
+            // makes each read cost as much as the backlog is long.
+            tx.execute("SET LOCAL enable_sort = off");
+        std::string skip;
+        for (const auto& [lo, hi] : in_flight)
+            skip += " AND seq NOT BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi);
+        auto r = tx.execute(
+            "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic FROM " +
+            table() + " WHERE status = 'pending'" + skip + " ORDER BY seq LIMIT " +
+            std::to_string(config.batch_size));
+        std::vector<Pending> rows;
+        rows.reserve(r.rows.size());
+        for (const auto& row : r.rows) rows.push_back(to_pending(row));
+        return rows;
+    }
+
+    // A batch on its way to the broker.
+    struct Flight {
+        explicit Flight(std::vector<Pending> r) : rows(std::move(r)) {}
+        std::vector<Pending> rows;
+        std::vector<std::size_t> index;                  // message position -> rows position
+        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka; Redis answers at once
         std::vector<int64_t> sent;
         std::vector<std::pair<int64_t, std::string>> failed;
-        bool broker_trouble = false, recreate_producer = false;
-        std::string trouble;
-        if (!batch.empty() && to_redis) {
-            // Redis answers the pipelined XADDs at once: each add is acknowledged or refused.
-            try {
-                if (!stream_producer)
-                    stream_producer =
-                        std::make_unique<redis::StreamProducer>(redis::StreamProducerConfig{
-                            config.broker_url, std::nullopt, config.publish_timeout});
-                auto results = stream_producer->add_batch(batch);
-                for (std::size_t k = 0; k < results.size(); ++k) {
-                    auto& row = rows[index[k]];
-                    if (results[k].ok())
-                        sent.push_back(row.seq);
-                    else
-                        failed.emplace_back(row.seq, "Redis refused it: " + results[k].error);
-                }
-            } catch (const Error& e) {
-                broker_trouble = true;  // any of them may have been added: all are sent again
-                trouble = e.what();
-                sent.clear();
-                failed.clear();
+        bool trouble = false, recreate_producer = false;
+        std::string why;
+
+        SeqRange range() const { return {rows.front().seq, rows.back().seq}; }
+    };
+
+    // Hands the batch's publishable rows to the broker. Redis acknowledges (or refuses) each
+    // add at once; Kafka's acknowledgements are collected by settle().
+    void publish(Flight& f) {
+        std::vector<OutgoingMessage> batch;
+        for (std::size_t i = 0; i < f.rows.size(); ++i)
+            if (f.rows[i].message) {
+                f.index.push_back(i);
+                batch.push_back(std::move(*f.rows[i].message));
+                f.rows[i].message.reset();
             }
-        } else if (!batch.empty()) {
+        if (batch.empty()) return;
+        if (!to_redis) {
+            f.delivery = the_producer().produce_batch(std::move(batch));
+            return;
+        }
+        try {
+            if (!stream_producer)
+                stream_producer =
+                    std::make_unique<redis::StreamProducer>(redis::StreamProducerConfig{
+                        config.broker_url, std::nullopt, config.publish_timeout});
+            auto results = stream_producer->add_batch(batch);
+            for (std::size_t k = 0; k < results.size(); ++k) {
+                auto& row = f.rows[f.index[k]];
+                if (results[k].ok())
+                    f.sent.push_back(row.seq);
+                else
+                    f.failed.emplace_back(row.seq, "Redis refused it: " + results[k].error);
+            }
+        } catch (const Error& e) {
+            f.trouble = true;  // any of them may have been added: all are sent again
+            f.why = e.what();
+            f.sent.clear();
+            f.failed.clear();
+        }
+    }
+
+    // Waits for the batch's acknowledgements (Kafka), renewing the lease meanwhile so it can
+    // stay short however long the broker takes, and sorts the rows into sent and failed. At
+    // the first row with a retriable error the batch stops: that row and all after it (in
+    // this batch and the next) stay pending and are published again, in order.
+    void settle(Flight& f) {
+        if (f.delivery) {
             auto& prod = the_producer();
-            auto delivery = prod.produce_batch(std::move(batch));
-            // Wait for the acknowledgements, renewing the lease meanwhile: it can stay short
-            // (a crashed relay is replaced quickly) however long the broker takes.
             const auto give_up = Clock::now() + config.publish_timeout + seconds(5);
             auto renew_at = Clock::now() + config.lease / 3;
-            while (!prod.wait(*delivery, std::min<milliseconds>(config.lease / 3, seconds(1)))) {
+            while (!prod.wait(*f.delivery, std::min<milliseconds>(config.lease / 3, seconds(1)))) {
                 if (Clock::now() > give_up) {
-                    broker_trouble = true;
-                    trouble = "no acknowledgement within the publish timeout";
+                    f.trouble = true;
+                    f.why = "no acknowledgement within the publish timeout";
                     break;
                 }
                 if (Clock::now() >= renew_at) {
                     renew_at = Clock::now() + config.lease / 3;
                     if (!in_transaction([&](stores::Transaction& tx) { return hold_lease(tx); })) {
-                        broker_trouble = true;
-                        trouble = "the lease was lost while waiting for the broker";
+                        f.trouble = true;
+                        f.why = "the lease was lost while waiting for the broker";
                         break;
                     }
                 }
             }
-            const auto& reports = delivery->reports();
-            for (std::size_t k = 0; k < reports.size() && !broker_trouble; ++k) {
+            const auto& reports = f.delivery->reports();
+            for (std::size_t k = 0; k < reports.size() && !f.trouble; ++k) {
                 const auto& rep = reports[k];
-                auto& row = rows[index[k]];
+                const auto& row = f.rows[f.index[k]];
                 if (rep.ok()) {
-                    sent.push_back(row.seq);
+                    f.sent.push_back(row.seq);
                 } else if (rep.error_code == RD_KAFKA_RESP_ERR__FATAL) {
-                    broker_trouble = true;  // the producer's fault, not the row's
-                    trouble = rep.error_message() + " (the producer is recreated)";
-                    recreate_producer = true;
+                    f.trouble = true;  // the producer's fault, not the row's
+                    f.why = rep.error_message() + " (the producer is recreated)";
+                    f.recreate_producer = true;
                 } else if (rep.retriable() == Retriable::no) {
-                    failed.emplace_back(row.seq, "the broker refused it: " + rep.error_message());
+                    f.failed.emplace_back(row.seq, "the broker refused it: " + rep.error_message());
                 } else {
-                    broker_trouble = true;  // later rows of the batch wait with it
-                    trouble = rep.error_message();
+                    f.trouble = true;
+                    f.why = rep.error_message();
                 }
             }
         }
-        if (recreate_producer) producer.reset();
-        for (const auto& row : rows)
-            if (!row.message && !row.error.empty()) failed.emplace_back(row.seq, row.error);
-        if (!sent.empty()) runtime::detail::crash_point("outbox-after-ack");
+        for (const auto& row : f.rows)
+            if (!row.error.empty()) f.failed.emplace_back(row.seq, row.error);
+        if (!f.sent.empty()) runtime::detail::crash_point("outbox-after-ack");
+    }
 
-        // 3. Mark, if the lease is still ours; otherwise the new leader publishes them again.
-        const bool marked = in_transaction([&](stores::Transaction& tx) {
-            if (!hold_lease(tx)) return false;
-            if (!sent.empty()) {
-                std::string list;
-                for (auto s : sent) list += (list.empty() ? "" : ",") + std::to_string(s);
-                if (config.delete_sent)
-                    tx.execute("DELETE FROM " + table() + " WHERE seq IN (" + list + ")");
-                else
-                    tx.execute("UPDATE " + table() + " SET status = 'sent', sent_at = " + p(1) +
-                                   ", attempts = attempts + 1 WHERE seq IN (" + list + ")",
-                               {epoch_ms()});
-            }
-            for (const auto& [seq, error] : failed)
-                tx.execute("UPDATE " + table() +
-                               " SET status = 'failed', attempts = attempts + 1, error = " + p(1) +
-                               " WHERE seq = " + p(2),
-                           {error, seq});
+    // Marks a settled batch in `tx` (which holds the lease).
+    void mark(stores::Transaction& tx, const Flight& f) {
+        if (dialect == Dialect::postgres)
+            // A mark lost in a database crash only publishes its rows once more (consumers
+            // dedupe on the event id), so the relay does not wait for the WAL flush.
+            tx.execute("SET LOCAL synchronous_commit = off");
+        if (!f.sent.empty()) {
+            std::string list;
+            for (auto s : f.sent) list += (list.empty() ? "" : ",") + std::to_string(s);
+            if (config.delete_sent)
+                tx.execute("DELETE FROM " + table() + " WHERE seq IN (" + list + ")");
+            else
+                tx.execute("UPDATE " + table() + " SET status = 'sent', sent_at = " + p(1) +
+                               ", attempts = attempts + 1 WHERE seq IN (" + list + ")",
+                           {epoch_ms()});
+        }
+        for (const auto& [seq, error] : f.failed)
+            tx.execute("UPDATE " + table() +
+                           " SET status = 'failed', attempts = attempts + 1, error = " + p(1) +
+                           " WHERE seq = " + p(2),
+                       {error, seq});
+    }
+
+    void note_leading(bool leading) {
+        if (leading == leader) return;
+        leader = leading;
+        log(4, leading ? "lease-taken" : "standby",
+            leading ? "this relay publishes the outbox"
+                    : "another relay holds the lease; waiting to take over");
+    }
+
+    static std::vector<SeqRange> ranges(const std::deque<Flight>& flights) {
+        std::vector<SeqRange> out;
+        for (const auto& f : flights) out.push_back(f.range());
+        return out;
+    }
+
+    // One relay round, pipelined: while one batch waits for the broker, the one before it is
+    // marked (on its own database connection, PostgreSQL's pool) and the next one is read
+    // and published. Rows go out in seq order on one idempotent producer, so per-aggregate
+    // order holds. The round ends when the outbox is drained, after `round_time`, or on
+    // stop(); every batch it published is settled and marked (or left pending) before it
+    // returns.
+    std::size_t relay_once() {
+        const auto round_ends = Clock::now() + round_time;
+        std::vector<Pending> first;
+        const bool leading = in_transaction([&](stores::Transaction& tx) {
+            if (lease_needs_renewal() && !hold_lease(tx)) return false;
+            first = select_batch(tx, {});
             return true;
         });
-        if (!marked) {
-            log(3, "lease-lost",
-                "another relay took over before this batch was marked; it "
-                "publishes the batch again (consumers dedupe on the event id)");
-            leader = false;
+        note_leading(leading);
+        if (!leading) {
+            count([](RelayCounters& c) { ++c.standby_waits; });
             return 0;
         }
-        runtime::detail::crash_point("outbox-after-mark");
-        for (const auto& [seq, error] : failed)
-            log(3, "row-failed",
-                "row " + std::to_string(seq) + ": " + error +
-                    " (fix it, then requeue the failed rows)");
-        count([&](RelayCounters& c) {
-            c.published += static_cast<int64_t>(sent.size());
-            c.failed += static_cast<int64_t>(failed.size());
-            ++c.batches;
-        });
-        if (broker_trouble)
+        purge_if_due();
+        if (first.empty()) return 0;
+
+        std::deque<Flight> flights;
+        bool more = first.size() == config.batch_size;
+        flights.emplace_back(std::move(first));
+        publish(flights.back());
+        if (more && !stop_requested.load()) {
+            // The second batch, read while the first is on its way.
+            auto next = in_transaction(
+                [&](stores::Transaction& tx) { return select_batch(tx, ranges(flights)); });
+            more = next.size() == config.batch_size;
+            if (!next.empty()) {
+                flights.emplace_back(std::move(next));
+                publish(flights.back());
+            }
+        }
+
+        std::size_t done = 0;
+        bool trouble = false, recreate = false;
+        std::string why;
+        while (!flights.empty()) {
+            auto& f = flights.front();
+            if (!trouble) {
+                settle(f);
+                if (f.trouble) {
+                    // Nothing after this batch's first failing row is marked; the rows after
+                    // it that were published are published again, in order.
+                    trouble = true;
+                    why = f.why;
+                    recreate = f.recreate_producer;
+                }
+            } else {
+                f.sent.clear();
+                f.failed.clear();
+                if (f.delivery) the_producer().wait(*f.delivery, seconds(5));
+            }
+            // Mark this batch (if the lease is still ours; otherwise the new leader publishes
+            // its rows again) while the next one is read.
+            auto marking = std::async(std::launch::async, [this, &f] {
+                return in_transaction([&](stores::Transaction& tx) {
+                    if (!hold_lease(tx)) return false;
+                    mark(tx, f);
+                    return true;
+                });
+            });
+            std::vector<Pending> next;
+            if (more && !trouble && !stop_requested.load() && Clock::now() < round_ends)
+                next = in_transaction(
+                    [&](stores::Transaction& tx) { return select_batch(tx, ranges(flights)); });
+            else
+                more = false;
+            if (!marking.get()) {
+                log(3, "lease-lost",
+                    "another relay took over before this batch was marked; it publishes the "
+                    "batch again (consumers dedupe on the event id)");
+                leader = false;
+                for (std::size_t i = 1; i < flights.size(); ++i)
+                    if (flights[i].delivery) the_producer().wait(*flights[i].delivery, seconds(5));
+                return done;
+            }
+            runtime::detail::crash_point("outbox-after-mark");
+            for (const auto& [seq, error] : f.failed)
+                log(3, "row-failed",
+                    "row " + std::to_string(seq) + ": " + error +
+                        " (fix it, then requeue the failed rows)");
+            count([&](RelayCounters& c) {
+                c.published += static_cast<int64_t>(f.sent.size());
+                c.failed += static_cast<int64_t>(f.failed.size());
+                ++c.batches;
+            });
+            done += f.sent.size() + f.failed.size();
+            flights.pop_front();
+            if (more) {
+                more = next.size() == config.batch_size;
+                if (!next.empty()) {
+                    flights.emplace_back(std::move(next));
+                    publish(flights.back());
+                }
+            }
+        }
+        if (recreate) producer.reset();
+        if (trouble)
             throw TransportError(
-                "publishing the outbox: " + trouble + "; the rest of the batch stays pending",
+                "publishing the outbox: " + why + "; the rest of the batch stays pending",
                 Retriable::yes);
-        return sent.size() + failed.size();
+        return done;
     }
 
     // PostgreSQL: a connection LISTENing on the table's channel, so an insert wakes the

@@ -18,8 +18,9 @@
 //   when the lease expires (a relay that hangs longer than the lease and then resumes can
 //   publish its batch once more after the new leader; it never marks it).
 // - A batch is published (key = aggregateid, so per-aggregate order holds), then marked sent
-//   (or deleted) once acknowledged. A crash in between publishes the batch again: consumers
-//   dedupe on the event id, which is the row id.
+//   (or deleted) once acknowledged. Two batches are in flight at a time: the next one is read
+//   and published while the previous one is marked. A crash before the mark publishes the
+//   batches in flight again: consumers dedupe on the event id, which is the row id.
 // - A row that can never be published (too large, not a valid event, no such topic) is
 //   marked failed with its reason; the rest keeps flowing. requeue_failed() retries them.
 // - While the broker or the database is unreachable, the relay backs off (no hot loop).
@@ -138,7 +139,8 @@ public:
     // The database the outbox lives in, for add() in postroom's own transactions.
     std::shared_ptr<stores::IdempotencyStore> database() const;
 
-    // One relay round: renews the lease, publishes up to batch_size pending rows, marks them.
+    // One relay round: renews the lease, publishes pending rows batch by batch (pipelined)
+    // until none are left or about a second has passed, and marks them before it returns.
     // Returns how many rows were marked sent or failed; 0 when there was nothing to do or
     // another relay holds the lease. Throws on database or broker trouble (run() backs off).
     std::size_t relay_once();
