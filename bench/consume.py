@@ -33,7 +33,7 @@ import redis
 from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
-from service_env import env
+from service_env import drop_keys, env
 
 import postroom
 from postroom.stores import PostgresStore, RedisStore
@@ -208,6 +208,7 @@ def main() -> None:
                     redis_effect)),
     ]
     check_redis_effects(r, effects_key, n)
+    drop_keys(r, "bench:py1:*", "bench:py2:*", "bench:pr:*", effects_key)
     results += [
         measure("python.postgres", n, lambda: python_postgres(bootstrap, topic, pg_url, n)),
         measure("postroom.postgres_store", n,

@@ -30,7 +30,7 @@ import redis
 from redis.utils import HIREDIS_AVAILABLE
 from rich.console import Console
 from rich.table import Table
-from service_env import env
+from service_env import drop_keys, env
 
 import postroom
 from postroom.redis import RedisBroker
@@ -209,9 +209,7 @@ def main() -> None:
                 lambda: postroom_idempotent(broker, events, m, 500, redis_url, pr_counter)),
     ]
     r.delete(py_counter, pr_counter, events, *streams.values())
-    for pattern in ("bench:py:*", "bench:pr:*"):
-        for key in r.scan_iter(match=pattern, count=10_000):
-            r.delete(key)
+    drop_keys(r, "bench:py:*", "bench:pr:*")
 
     rate = {x["case"]: x["entries_per_s"] for x in results}
     ratios = [
