@@ -40,18 +40,21 @@ bool starts_with(std::string_view s, std::string_view p) {
 
 // The record to send back: the letter's key, value and headers, without the failure
 // description (postroom-dlt-*) and with the replay count raised.
-OutgoingMessage replay_record(const DeadLetter& d, const std::string& target, bool parked) {
+// The record to send for letter `d` (its key, value and headers moved, not copied), whose id
+// is `id`.
+OutgoingMessage replay_record(DeadLetter&& d, const std::string& id, const std::string& target,
+                              bool parked) {
     OutgoingMessage m;
     m.topic = target;
-    m.key = d.record.key;
-    m.value = d.record.value;
-    for (const auto& h : d.record.headers) {
-        if (h.name == "postroom-replay-count" || h.name == "postroom-replayed-from") continue;
-        if (!parked && starts_with(h.name, "postroom-dlt-")) continue;
-        m.headers.push_back(h);
-    }
+    m.key = std::move(d.record.key);
+    m.value = std::move(d.record.value);
+    m.headers = std::move(d.record.headers);
+    std::erase_if(m.headers, [parked](const Header& h) {
+        return h.name == "postroom-replay-count" || h.name == "postroom-replayed-from" ||
+               (!parked && starts_with(h.name, "postroom-dlt-"));
+    });
     m.headers.push_back({"postroom-replay-count", std::to_string(d.replay_count + 1)});
-    m.headers.push_back({"postroom-replayed-from", d.id()});
+    m.headers.push_back({"postroom-replayed-from", id});
     if (parked)
         m.headers.push_back(
             {"postroom-parked-reason", "replayed " + std::to_string(d.replay_count) +
@@ -406,7 +409,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     const auto settled = ledger();
     ReplayReport report;
     struct Planned {
-        DeadLetter letter;
+        std::string id;  // the letter's
         std::string target;
         bool parked;
     };
@@ -426,6 +429,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     };
     std::deque<Flight> flight;
     std::vector<Planned> current;
+    std::vector<OutgoingMessage> outgoing;  // current's records, in order
     std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
     std::map<std::string, bool> target_exists;
     std::string missing_target, first_error;
@@ -451,11 +455,11 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             const auto& p = f.letters[k];
             if (!f.errors[k].empty()) {
                 if (first_error.empty())
-                    first_error = "replay of " + p.letter.id() + " to '" + p.target +
-                                  "' failed: " + f.errors[k];
+                    first_error =
+                        "replay of " + p.id + " to '" + p.target + "' failed: " + f.errors[k];
                 continue;
             }
-            done.push_back({p.letter.id(), {"replayed", now, p.target}});
+            done.push_back({p.id, {"replayed", now, p.target}});
             if (p.parked)
                 ++report.parked;
             else
@@ -500,10 +504,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         Flight f;
         f.letters = std::move(current);
         current.clear();
-        std::vector<OutgoingMessage> batch;
-        batch.reserve(f.letters.size());
-        for (const auto& p : f.letters)
-            batch.push_back(replay_record(p.letter, p.target, p.parked));
+        auto batch = std::move(outgoing);
+        outgoing.clear();
         if (impl.redis)
             f.errors = impl.send(std::move(batch));
         else
@@ -531,7 +533,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
 
     scan([&](DeadLetter&& d) {
         if (!o.filter.matches(d)) return true;
-        if (auto it = settled.find(d.id()); it != settled.end()) {
+        auto id = d.id();
+        if (auto it = settled.find(id); it != settled.end()) {
             if (!(o.again && it->second.state == "replayed")) {
                 ++report.skipped;
                 return true;
@@ -552,7 +555,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         ++report.per_target[target];
         ++report.per_fingerprint[d.fingerprint];
         if (o.dry_run) return true;
-        current.push_back({std::move(d), std::move(target), parked});
+        outgoing.push_back(replay_record(std::move(d), id, target, parked));
+        current.push_back({std::move(id), std::move(target), parked});
         if (current.size() >= step) submit();
         return first_error.empty() && !report.cancelled;
     });
