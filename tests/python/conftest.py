@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +29,22 @@ def require_env(name: str) -> str:
         pytest.fail(f"{name} is not set: start the services with scripts/services.sh start "
                     f"and export their URLs (eval \"$(scripts/services.sh env)\")")
     return value
+
+
+SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
+
+
+def service(action: str, name: str) -> None:
+    """``scripts/services.sh <action> <name>``: kill (SIGKILL), start or restart a service
+    (kafka, redis, postgres); start and restart wait until it answers."""
+    subprocess.run([str(SERVICES), action, name], check=True, capture_output=True, timeout=180)
+
+
+def kill_then_start(name: str, down_for: float) -> None:
+    """Kills the service with SIGKILL, leaves it down for ``down_for`` seconds, starts it."""
+    service("kill", name)
+    time.sleep(down_for)
+    service("start", name)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 import postroom
 
-from .conftest import unique
+from .conftest import service, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.robustness]
 
@@ -73,9 +73,6 @@ def test_relay_killed_between_ack_and_mark_republishes_without_loss(kafka_url: s
     broker.delete_topic(topic)
 
 
-SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
-
-
 def test_broker_down_then_back_drains_the_backlog_without_spinning(kafka_url: str,
                                                                    tmp_path: Path) -> None:
     import resource
@@ -87,7 +84,7 @@ def test_broker_down_then_back_drains_the_backlog_without_spinning(kafka_url: st
     broker.create_topic(topic, 1)
     path = tmp_path / "shop.db"
     outbox = postroom.Outbox(f"sqlite:///{path}", broker, topic=topic, publish_timeout=60.0)
-    subprocess.run([str(SERVICES), "kill", "kafka"], check=True, capture_output=True)
+    service("kill", "kafka")
     try:
         with sqlite3.connect(path) as conn:
             ids = [outbox.add(conn, postroom.Event(type="t", source="/s", data={"n": n}),
@@ -103,8 +100,7 @@ def test_broker_down_then_back_drains_the_backlog_without_spinning(kafka_url: st
         assert cpu < 2.0, f"{cpu:.2f} CPU seconds in 6 s of outage: a hot loop"
         assert outbox.status().pending == 40, "nothing is marked while the broker is down"
     finally:
-        subprocess.run([str(SERVICES), "start", "kafka"], check=True, capture_output=True,
-                       timeout=180)
+        service("start", "kafka")
     deadline = time.monotonic() + 90
     while outbox.status().pending and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -142,8 +138,7 @@ def test_postgres_restarted_mid_relay_loses_nothing(kafka_url: str) -> None:
     runner = threading.Thread(target=outbox.run, kwargs={"handle_signals": False})
     runner.start()
     time.sleep(0.3)
-    subprocess.run([str(SERVICES), "restart", "postgres"], check=True, capture_output=True,
-                   timeout=120)
+    service("restart", "postgres")
     deadline = time.monotonic() + 60
     pending = -1
     while time.monotonic() < deadline:

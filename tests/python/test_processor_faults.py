@@ -20,7 +20,7 @@ import pytest
 
 import postroom
 
-from .conftest import require_env, unique
+from .conftest import kill_then_start, require_env, service, unique
 
 pytestmark = [pytest.mark.kafka, pytest.mark.robustness]
 
@@ -199,17 +199,11 @@ def test_sigterm_stops_cleanly_and_nothing_is_lost(kafka_url: str, tmp_path: Pat
     run.cleanup()
 
 
-SERVICES = Path(__file__).resolve().parents[2] / "scripts" / "services.sh"
-
-
 def test_broker_killed_and_restarted_during_processing(kafka_url: str, tmp_path: Path) -> None:
     run = Run(kafka_url, tmp_path, events=120)
     proc = run.start_working(delay=0.03)
     run.wait_for_deliveries(30)
-    subprocess.run([str(SERVICES), "kill", "kafka"], check=True, capture_output=True)
-    time.sleep(3)
-    subprocess.run([str(SERVICES), "start", "kafka"], check=True, capture_output=True,
-                   timeout=180)
+    kill_then_start("kafka", down_for=3)
     # The worker rides out the outage (or stops when idle); either way a restart drains.
     try:
         proc.communicate(timeout=120)
@@ -226,8 +220,7 @@ def test_postgres_restarted_mid_processing(kafka_url: str, tmp_path: Path) -> No
     run = Run(kafka_url, tmp_path, events=120, postgres_url=require_env("POSTROOM_PG_URL"))
     proc = run.start_working(delay=0.03)
     run.wait_for_deliveries(30)
-    subprocess.run([str(SERVICES), "restart", "postgres"], check=True, capture_output=True,
-                   timeout=120)
+    service("restart", "postgres")
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "store-blocked" in err or "lost" in err or "PostgreSQL" in err, \
@@ -244,10 +237,7 @@ def test_redis_killed_and_restarted_mid_processing(kafka_url: str, tmp_path: Pat
     run = Run(kafka_url, tmp_path, events=120, redis_url=require_env("POSTROOM_REDIS_URL"))
     proc = run.start_working(delay=0.03)
     run.wait_for_deliveries(30)
-    subprocess.run([str(SERVICES), "kill", "redis"], check=True, capture_output=True)
-    time.sleep(2)
-    subprocess.run([str(SERVICES), "start", "redis"], check=True, capture_output=True,
-                   timeout=60)
+    kill_then_start("redis", down_for=2)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "store-blocked" in err, "the outage was seen and ridden out"

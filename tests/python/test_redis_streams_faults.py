@@ -5,14 +5,12 @@ lost = 0, duplicate effects = 0 (unguarded ledger), and no entry left stuck pend
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import require_env
-from .test_processor_faults import SERVICES, Run
+from .conftest import kill_then_start, require_env
+from .test_processor_faults import Run
 
 pytestmark = [pytest.mark.redis, pytest.mark.robustness]
 
@@ -39,10 +37,7 @@ def test_redis_killed_and_restarted_mid_run(tmp_path: Path) -> None:
     run = Run(require_env("POSTROOM_REDIS_URL"), tmp_path, events=120)
     proc = run.start_working(delay=0.03, consumer_name="worker-a")
     run.wait_for_deliveries(30)
-    subprocess.run([str(SERVICES), "kill", "redis"], check=True, capture_output=True)
-    time.sleep(2)
-    subprocess.run([str(SERVICES), "start", "redis"], check=True, capture_output=True,
-                   timeout=60)
+    kill_then_start("redis", down_for=2)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "is Redis running" in err, "the outage was seen and ridden out"
