@@ -548,3 +548,99 @@ TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
     for (int i = 0; i < 20; ++i) q.run_once(100ms);
     EXPECT_EQ(redelivered.load(), 0);
 }
+
+TEST_F(EmbeddedProcessor, BatchHandlerGetsTheFreshEventsOfABatchInOneCallAndOneTransaction) {
+    auto path = std::filesystem::temp_directory_path() / (name + "-batch.db");
+    std::filesystem::remove(path);
+    auto store = std::make_shared<stores::SqliteStore>(path.string());
+    {
+        auto tx = store->begin();
+        tx->execute("CREATE TABLE effects (event_id TEXT)");
+        tx->commit();
+    }
+    send_events(0, 30);
+    send_events(10, 20);  // duplicates, after the originals
+    auto c = config();
+    c.store = store;
+    c.batch_size = 100;
+    std::vector<std::size_t> sizes;
+    std::vector<std::string> seen;
+    Processor p(c, [&](const std::vector<const Event*>& events, BatchHandlerContext& ctx) {
+        EXPECT_EQ(ctx.messages.size(), events.size());
+        EXPECT_EQ(ctx.attempt, 1);
+        sizes.push_back(events.size());
+        for (std::size_t k = 0; k < events.size(); ++k) {
+            EXPECT_EQ(kafka::to_event(*ctx.messages[k]).id, events[k]->id);
+            seen.push_back(events[k]->id);
+            ctx.transaction->execute("INSERT INTO effects VALUES (?)", {events[k]->id});
+        }
+    });
+    run_until(p, [&] { return p.counters().processed + p.counters().duplicates == 40; });
+    EXPECT_EQ(p.counters().processed, 30);
+    EXPECT_EQ(p.counters().duplicates, 10);
+    std::vector<std::string> expected;
+    for (int i = 0; i < 30; ++i) expected.push_back("event-" + std::to_string(i));
+    EXPECT_EQ(seen, expected) << "in order, each once, duplicates left out";
+    EXPECT_LT(sizes.size(), 30u) << "fewer calls than events";
+    EXPECT_GT(*std::max_element(sizes.begin(), sizes.end()), 1u);
+    auto tx = store->begin();
+    auto rows = tx->execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM effects");
+    EXPECT_EQ(std::get<int64_t>(rows.rows[0][0]), 30);
+    EXPECT_EQ(std::get<int64_t>(rows.rows[0][1]), 30);
+}
+
+TEST_F(EmbeddedProcessor, AFailedBatchIsHandledOneEventAtATimeAndOnlyThePoisonIsDeadLettered) {
+    auto path = std::filesystem::temp_directory_path() / (name + "-poison.db");
+    std::filesystem::remove(path);
+    auto store = std::make_shared<stores::SqliteStore>(path.string());
+    {
+        auto tx = store->begin();
+        tx->execute("CREATE TABLE effects (event_id TEXT)");
+        tx->commit();
+    }
+    send_events(0, 10);
+    auto c = config();
+    c.store = store;
+    c.batch_size = 100;
+    std::vector<std::size_t> sizes;
+    Processor p(c, [&](const std::vector<const Event*>& events, BatchHandlerContext& ctx) {
+        sizes.push_back(events.size());
+        for (const auto* e : events) {
+            // Written before the failure: rolled back with the batch.
+            ctx.transaction->execute("INSERT INTO effects VALUES (?)", {e->id});
+            if (e->id == "event-4") throw NonRetryableError("event-4 is poison");
+        }
+    });
+    run_until(p, [&] { return p.counters().processed + p.counters().dead_lettered == 10; });
+    auto k = p.counters();
+    EXPECT_EQ(k.processed, 9);
+    EXPECT_EQ(k.dead_lettered, 1);
+    ASSERT_FALSE(sizes.empty());
+    EXPECT_GT(sizes.front(), 1u) << "the first call had the whole batch";
+    EXPECT_EQ(std::count(sizes.begin() + 1, sizes.end(), 1u),
+              static_cast<std::ptrdiff_t>(sizes.size() - 1))
+        << "after the failure, one event per call";
+    auto dead = read_topic("orders.dlq", 1);
+    ASSERT_EQ(dead.size(), 1u);
+    EXPECT_EQ(header(dead[0], "postroom-dlt-error-message"), "event-4 is poison");
+    auto tx = store->begin();
+    auto rows = tx->execute("SELECT event_id, COUNT(*) FROM effects GROUP BY event_id");
+    ASSERT_EQ(rows.rows.size(), 9u) << "the poison's write was rolled back";
+    for (auto& row : rows.rows)
+        EXPECT_EQ(std::get<int64_t>(row[1]), 1) << std::get<std::string>(row[0]);
+}
+
+TEST_F(EmbeddedProcessor, ABatchOfOneRetriesWithTheEventsOwnAttempts) {
+    send_events(0, 1);
+    auto c = config();
+    c.retry.max_attempts = 3;
+    std::vector<int> attempts;
+    Processor p(c, [&](const std::vector<const Event*>& events, BatchHandlerContext& ctx) {
+        EXPECT_EQ(events.size(), 1u);
+        attempts.push_back(ctx.attempt);
+        throw std::runtime_error("always");
+    });
+    run_until(p, [&] { return p.counters().dead_lettered == 1; });
+    EXPECT_EQ(attempts, (std::vector<int>{1, 2, 3})) << "max_attempts handler calls in all";
+    EXPECT_EQ(p.counters().retried, 2);
+}

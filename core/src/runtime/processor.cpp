@@ -33,7 +33,8 @@ using postroom::detail::escaped;
 
 struct Processor::Impl {
     ProcessorConfig config;
-    Handler handler;
+    Handler handler;             // one of the two
+    BatchHandler batch_handler;  // (a batch handler gets the fresh events of a batch at once)
     std::unique_ptr<transport::Consumer> consumer;
     std::mutex forwarder_mutex;
     std::unique_ptr<transport::Producer> forwarder;  // dead letters and retries; made on first use
@@ -45,6 +46,9 @@ struct Processor::Impl {
     Counters counts;
 
     enum class Outcome { done, abandoned };
+
+    // Checks and completes `config`, opens the consumer and subscribes.
+    void open(ProcessorConfig given);
 
     template <typename F>
     void count(F&& f) {
@@ -256,13 +260,13 @@ struct Processor::Impl {
         }
     }
 
-    // Runs the handler; a failure fills `failure` and returns false with `retryable` set.
-    bool call_handler(const Prepared& p, int attempt, stores::Transaction& tx, Failure& failure,
-                      bool& retryable) {
+    // Runs `call` (a handler call); a failure fills `failure` and returns false with
+    // `retryable` set.
+    template <typename Call>
+    bool guarded(Call&& call, Failure& failure, bool& retryable) {
         retryable = true;
         try {
-            HandlerContext ctx{*p.message, p.origin.attempts + attempt, &tx};
-            handler(p.event, ctx);
+            call();
             return true;
         } catch (const HandlerFailure& e) {
             failure.error_type = e.type();
@@ -283,6 +287,25 @@ struct Processor::Impl {
         }
         count([](Counters& c) { ++c.failed_attempts; });
         return false;
+    }
+
+    // Runs the handler for one event (a batch handler: a batch of one).
+    bool call_handler(const Prepared& p, int attempt, stores::Transaction& tx, Failure& failure,
+                      bool& retryable) {
+        const int attempts = p.origin.attempts + attempt;
+        return guarded(
+            [&] {
+                if (batch_handler) {
+                    const std::vector<const Event*> events{&p.event};
+                    const std::vector<const Message*> messages{p.message};
+                    BatchHandlerContext ctx{messages, attempts, &tx};
+                    batch_handler(events, ctx);
+                } else {
+                    HandlerContext ctx{*p.message, attempts, &tx};
+                    handler(p.event, ctx);
+                }
+            },
+            failure, retryable);
     }
 
     // What happens after attempt `attempt` of `p` failed: a dead letter (or a flood-guard
@@ -426,7 +449,45 @@ struct Processor::Impl {
                         if (claimed[k]) unused.push_back(keys[k]);
                     tx->unclaim(config.name, unused);
                 };
-                for (; r.done < segment.size(); ++r.done) {
+                if (batch_handler) {
+                    // One call with the batch's fresh events. If it fails, nothing of the
+                    // batch commits and its events are handled one at a time, each with
+                    // its own retries and dead letter.
+                    std::vector<const Event*> events;
+                    std::vector<const Message*> messages;
+                    for (std::size_t k = 0; k < segment.size(); ++k)
+                        if (claimed[k]) {
+                            events.push_back(&segment[k].event);
+                            messages.push_back(segment[k].message);
+                        } else {
+                            ++duplicates;
+                        }
+                    Failure failure;
+                    bool retryable = true;
+                    BatchHandlerContext ctx{messages, 1, tx.get()};
+                    if (!events.empty() &&
+                        !guarded([&] { batch_handler(events, ctx); }, failure, retryable)) {
+                        count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
+                        tx.reset();  // rolls back the claims and whatever the handler wrote
+                        if (segment.size() == 1) {
+                            // A batch of one: that was the event's first attempt.
+                            r.failed = true;
+                            r.failure = std::move(failure);
+                            r.retryable = retryable;
+                            return r;
+                        }
+                        log(4, "batch-failed", first,
+                            failure.error_type + ": " + failure.error_message +
+                                "; handling the batch's " + std::to_string(segment.size()) +
+                                " events one at a time");
+                        r = SegmentResult{};
+                        r.split = true;
+                        return r;
+                    }
+                    applied = static_cast<int64_t>(events.size());
+                    r.done = segment.size();
+                }
+                for (; !batch_handler && r.done < segment.size(); ++r.done) {
                     if (abandoning()) {
                         // Stopping: commit what was handled, leave the rest for redelivery.
                         give_back_from(r.done);
@@ -740,12 +801,11 @@ struct Processor::Impl {
     }
 };
 
-Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
-    auto& c = config;
+void Processor::Impl::open(ProcessorConfig given) {
+    auto& c = given;
     if (c.name.empty())
         throw ConfigurationError("processor name is required (the idempotency scope)");
     if (c.topics.empty()) throw ConfigurationError("processor needs at least one topic");
-    if (!handler) throw ConfigurationError("processor needs a handler");
     if (c.batch_size == 0) throw ConfigurationError("processor batch_size must be positive");
     if (c.concurrency == 0 || c.concurrency > 256)
         throw ConfigurationError("processor concurrency must be between 1 and 256");
@@ -772,24 +832,23 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
                                          "': subscribe to '" + t +
                                          "' only; its retry topics are consumed with it");
     if (!c.store) c.store = std::make_shared<stores::MemoryStore>();
-    impl_->config = std::move(config);
-    impl_->handler = std::move(handler);
+    config = std::move(given);
 
     transport::ConsumerOptions co;
-    co.broker_url = impl_->config.broker_url;
-    co.group_id = impl_->config.group_id;
-    co.client_id = impl_->config.name;
-    co.properties = impl_->config.consumer_properties;
-    co.log = impl_->config.log;
-    impl_->consumer = transport::open_consumer(co);
-    auto subscribed = impl_->config.topics;
-    for (const auto& t : impl_->config.topics)
-        for (std::size_t level = 1; level <= impl_->config.retry_topic_delays.size(); ++level) {
+    co.broker_url = config.broker_url;
+    co.group_id = config.group_id;
+    co.client_id = config.name;
+    co.properties = config.consumer_properties;
+    co.log = config.log;
+    consumer = transport::open_consumer(co);
+    auto subscribed = config.topics;
+    for (const auto& t : config.topics)
+        for (std::size_t level = 1; level <= config.retry_topic_delays.size(); ++level) {
             subscribed.push_back(retry_topic_name(t, static_cast<int>(level)));
-            impl_->retry_topics.insert(subscribed.back());
+            retry_topics.insert(subscribed.back());
         }
     transport::RebalanceListener listener;
-    auto* impl = impl_.get();
+    auto* impl = this;
     // A partition comes back unpaused: whatever waited on it is read again and re-paused
     // if still not due.
     listener.on_assigned = [impl](const std::vector<TopicPartition>& tps) {
@@ -801,8 +860,8 @@ Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_
         impl->release_partitions(tps);  // before their offsets are committed
     };
     listener.on_lost = listener.on_revoked;
-    impl_->consumer->subscribe(subscribed, std::move(listener));
-    if (impl_->config.concurrency > 1) impl_->start_lanes(impl_->config.concurrency);
+    consumer->subscribe(subscribed, std::move(listener));
+    if (config.concurrency > 1) start_lanes(config.concurrency);
 }
 
 Processor::~Processor() {
@@ -813,6 +872,19 @@ Processor::~Processor() {
             // Destructors do not throw; close() explicitly to see errors.
         }
     }
+}
+
+Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
+    if (!handler) throw ConfigurationError("processor needs a handler");
+    impl_->handler = std::move(handler);
+    impl_->open(std::move(config));
+}
+
+Processor::Processor(ProcessorConfig config, BatchHandler handler)
+    : impl_(std::make_unique<Impl>()) {
+    if (!handler) throw ConfigurationError("processor needs a handler");
+    impl_->batch_handler = std::move(handler);
+    impl_->open(std::move(config));
 }
 
 Processor::Processor(Processor&&) noexcept = default;

@@ -70,6 +70,21 @@ struct HandlerContext {
 };
 
 using Handler = std::function<void(const Event&, HandlerContext&)>;
+
+// What a batch handler gets besides the events. Valid only during the handler call.
+struct BatchHandlerContext {
+    const std::vector<const Message*>& messages;  // the events' messages, in the same order
+    int attempt;                                  // 1 for the first
+    stores::Transaction* transaction;             // the store's transaction (never null)
+};
+
+// A batch handler gets the fresh events of a polled batch (duplicates left out) in one call,
+// in order, in one store transaction: one call per batch instead of per event, so an effect
+// can be written once for the batch (a bulk INSERT, one INCRBY). If it throws, nothing of the
+// batch commits and the batch's events are handled one at a time — each a batch of one, with
+// the retry policy and the dead-letter topic — so one poison event does not hold back the
+// rest. That failed batch call does not count against the events' attempts.
+using BatchHandler = std::function<void(const std::vector<const Event*>&, BatchHandlerContext&)>;
 using LogSink = std::function<void(int level, const std::string& line)>;
 
 // Stops a processor from dead-lettering everything when a downstream outage makes every event
@@ -150,6 +165,7 @@ struct Counters {
 class Processor {
 public:
     Processor(ProcessorConfig config, Handler handler);
+    Processor(ProcessorConfig config, BatchHandler handler);
     ~Processor();  // close()
     Processor(Processor&&) noexcept;
     Processor& operator=(Processor&&) noexcept;
