@@ -49,7 +49,63 @@ struct PyHandlerContext {
     void check() const {
         if (!ctx) throw UsageError("the handler context is only valid while the handler runs");
     }
+    stores::Transaction* transaction() const {
+        check();
+        return ctx->transaction;
+    }
 };
+
+// What a Python batch handler sees as `context`; usable only during its call.
+struct PyBatchContext {
+    BatchHandlerContext* ctx;
+    void check() const {
+        if (!ctx) throw UsageError("the handler context is only valid while the handler runs");
+    }
+    stores::Transaction* transaction() const {
+        check();
+        return ctx->transaction;
+    }
+};
+
+// context.execute(sql, params): SQL in the store's transaction; the rows.
+py::list execute_in(stores::Transaction* tx, const std::string& sql, const py::iterable& params) {
+    std::vector<SqlValue> values;
+    for (auto p : params) values.push_back(to_sql(p));
+    SqlResult result;
+    {
+        py::gil_scoped_release release;
+        result = tx->execute(sql, values);
+    }
+    py::list rows;
+    for (const auto& row : result.rows) {
+        py::tuple t(row.size());
+        for (std::size_t i = 0; i < row.size(); ++i) t[i] = from_sql(row[i]);
+        rows.append(t);
+    }
+    return rows;
+}
+
+// context.redis_command(*args): queued into the store's MULTI/EXEC.
+void enqueue_in(stores::Transaction* tx, const py::args& args) {
+    std::vector<std::string> command;
+    for (auto a : args) {
+        if (PyLong_Check(a.ptr()) || PyFloat_Check(a.ptr()))
+            command.push_back(py::str(a).cast<std::string>());
+        else if (auto bytes = to_bytes(a, "a Redis command argument"))
+            command.push_back(std::move(*bytes));
+        else
+            throw py::type_error("a Redis command argument cannot be None");
+    }
+    tx->enqueue_command(std::move(command));
+}
+
+constexpr const char* execute_doc =
+    "Runs SQL in the store's transaction (SQL stores), so the handler's writes and the dedupe "
+    "marks commit or roll back together. Returns the rows.";
+constexpr const char* redis_command_doc =
+    "Queues a Redis command (Redis store) to run when the events commit, in the same "
+    "MULTI/EXEC as the dedupe marks: the effect and the marks apply together, once. Arguments "
+    "are str, bytes or numbers. Returns nothing: the command runs later.";
 
 // Shared between a Processor and its Python-side callbacks.
 struct PyProcessorState {
@@ -104,6 +160,27 @@ std::string qualified_name(const py::handle& type) {
     std::string module = py::str(type.attr("__module__"));
     std::string name = py::str(type.attr("__qualname__"));
     return module == "builtins" ? name : module + "." + name;
+}
+
+// A Python handler's exception as the runtime records it. KeyboardInterrupt and SystemExit
+// also stop the processor (raised again once run_once returns). postroom errors that say
+// retrying cannot help (codec, usage, configuration, NonRetryableError) skip the retries, as
+// do the retry policy's non_retryable exception types (`permanent`, a tuple).
+HandlerFailure handler_failure(py::error_already_set& err, PyProcessorState& state,
+                               const py::object& permanent) {
+    if (err.matches(PyExc_KeyboardInterrupt) || err.matches(PyExc_SystemExit)) {
+        state.pending_error = err.value();
+        if (state.processor) state.processor->stop();
+    }
+    auto errors = py::module_::import("postroom.errors");
+    const bool permanent_postroom_error =
+        py::isinstance(err.value(), errors.attr("PostroomError")) &&
+        py::getattr(err.value(), "retriable", py::none()).is(py::bool_(false));
+    const bool retryable =
+        !permanent_postroom_error &&
+        !(py::len(permanent) > 0 && PyObject_IsInstance(err.value().ptr(), permanent.ptr()) == 1);
+    return HandlerFailure(qualified_name(err.type()), py::str(err.value()).cast<std::string>(),
+                          format_traceback(err), retryable);
 }
 
 py::dict counters_dict(const Counters& c) {
@@ -195,158 +272,162 @@ void bind_runtime(py::module_& m) {
         .def(
             "execute",
             [](const PyHandlerContext& c, const std::string& sql, const py::iterable& params) {
-                c.check();
-                std::vector<SqlValue> values;
-                for (auto p : params) values.push_back(to_sql(p));
-                SqlResult result;
-                {
-                    py::gil_scoped_release release;
-                    result = c.ctx->transaction->execute(sql, values);
-                }
-                py::list rows;
-                for (const auto& row : result.rows) {
-                    py::tuple t(row.size());
-                    for (std::size_t i = 0; i < row.size(); ++i) t[i] = from_sql(row[i]);
-                    rows.append(t);
-                }
-                return rows;
+                return execute_in(c.transaction(), sql, params);
             },
-            py::arg("sql"), py::arg("params") = py::tuple(),
-            "Runs SQL in the store's transaction (SQL stores), so the handler's writes and "
-            "the dedupe mark commit or roll back together. Returns the rows.")
+            py::arg("sql"), py::arg("params") = py::tuple(), execute_doc)
         .def(
             "redis_command",
             [](const PyHandlerContext& c, const py::args& args) {
-                c.check();
-                std::vector<std::string> command;
-                for (auto a : args) {
-                    if (PyLong_Check(a.ptr()) || PyFloat_Check(a.ptr()))
-                        command.push_back(py::str(a).cast<std::string>());
-                    else if (auto bytes = to_bytes(a, "a Redis command argument"))
-                        command.push_back(std::move(*bytes));
-                    else
-                        throw py::type_error("a Redis command argument cannot be None");
-                }
-                c.ctx->transaction->enqueue_command(std::move(command));
+                enqueue_in(c.transaction(), args);
             },
-            "Queues a Redis command (Redis store) to run when the event commits, in the same "
-            "MULTI/EXEC as the dedupe mark: the effect and the mark apply together, once. "
-            "Arguments are str, bytes or numbers. Returns nothing: the command runs later.");
+            redis_command_doc);
+
+    py::class_<PyBatchContext, std::shared_ptr<PyBatchContext>>(
+        m, "BatchContext",
+        "What a batch handler gets besides the events; valid only while the handler runs.")
+        .def_property_readonly("messages",
+                               [](const PyBatchContext& c) {
+                                   c.check();
+                                   std::vector<Message> out;
+                                   out.reserve(c.ctx->messages.size());
+                                   for (const auto* msg : c.ctx->messages) out.push_back(*msg);
+                                   return out;
+                               })
+        .def_property_readonly("attempt",
+                               [](const PyBatchContext& c) {
+                                   c.check();
+                                   return c.ctx->attempt;
+                               })
+        .def(
+            "execute",
+            [](const PyBatchContext& c, const std::string& sql, const py::iterable& params) {
+                return execute_in(c.transaction(), sql, params);
+            },
+            py::arg("sql"), py::arg("params") = py::tuple(), execute_doc)
+        .def(
+            "redis_command",
+            [](const PyBatchContext& c, const py::args& args) {
+                enqueue_in(c.transaction(), args);
+            },
+            redis_command_doc);
 
     py::class_<PyProcessor>(m, "Processor")
-        .def(
-            py::init([](const std::string& name, const std::string& broker_url,
-                        const std::string& group_id, const std::vector<std::string>& topics,
-                        const py::function& handler, std::shared_ptr<IdempotencyStore> store,
-                        const std::string& dead_letter_topic, int max_attempts,
-                        double initial_delay, double multiplier, double max_delay, double jitter,
-                        const py::tuple& non_retryable, std::size_t max_payload_bytes,
-                        const std::string& key_header, const py::object& key_function,
-                        std::size_t batch_size, std::size_t concurrency, double commit_interval,
-                        double blocked_backoff_max, double flood_max_failure_ratio,
-                        std::size_t flood_window, std::size_t flood_min_events, double flood_pause,
-                        double retention, double purge_interval,
-                        const std::vector<double>& retry_topic_delays,
-                        const py::dict& consumer_properties, const py::dict& producer_properties) {
-                ProcessorConfig c;
-                c.name = name;
-                c.broker_url = broker_url;
-                c.group_id = group_id;
-                c.topics = topics;
-                c.store = std::move(store);
-                c.dead_letter_topic = dead_letter_topic;
-                c.retry.max_attempts = max_attempts;
-                c.retry.initial_delay = to_ms(initial_delay);
-                c.retry.multiplier = multiplier;
-                c.retry.max_delay = to_ms(max_delay);
-                c.retry.jitter = jitter;
-                c.max_payload_bytes = max_payload_bytes;
-                c.key_header = key_header;
-                c.batch_size = batch_size;
-                c.concurrency = concurrency;
-                c.commit_interval = to_ms(commit_interval);
-                c.blocked_backoff_max = to_ms(blocked_backoff_max);
-                c.flood_guard.max_failure_ratio = flood_max_failure_ratio;
-                c.flood_guard.window = flood_window;
-                c.flood_guard.min_events = flood_min_events;
-                c.flood_guard.pause = to_ms(flood_pause);
-                c.retention = std::chrono::seconds(static_cast<int64_t>(retention));
-                c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
-                for (double d : retry_topic_delays) c.retry_topic_delays.push_back(to_ms(d));
-                c.consumer_properties = to_properties(consumer_properties);
-                c.producer_properties = to_properties(producer_properties);
+        .def(py::init([](const std::string& name, const std::string& broker_url,
+                         const std::string& group_id, const std::vector<std::string>& topics,
+                         const py::function& handler, bool batch,
+                         std::shared_ptr<IdempotencyStore> store,
+                         const std::string& dead_letter_topic, int max_attempts,
+                         double initial_delay, double multiplier, double max_delay, double jitter,
+                         const py::tuple& non_retryable, std::size_t max_payload_bytes,
+                         const std::string& key_header, const py::object& key_function,
+                         std::size_t batch_size, std::size_t concurrency, double commit_interval,
+                         double blocked_backoff_max, double flood_max_failure_ratio,
+                         std::size_t flood_window, std::size_t flood_min_events, double flood_pause,
+                         double retention, double purge_interval,
+                         const std::vector<double>& retry_topic_delays,
+                         const py::dict& consumer_properties, const py::dict& producer_properties) {
+                 ProcessorConfig c;
+                 c.name = name;
+                 c.broker_url = broker_url;
+                 c.group_id = group_id;
+                 c.topics = topics;
+                 c.store = std::move(store);
+                 c.dead_letter_topic = dead_letter_topic;
+                 c.retry.max_attempts = max_attempts;
+                 c.retry.initial_delay = to_ms(initial_delay);
+                 c.retry.multiplier = multiplier;
+                 c.retry.max_delay = to_ms(max_delay);
+                 c.retry.jitter = jitter;
+                 c.max_payload_bytes = max_payload_bytes;
+                 c.key_header = key_header;
+                 c.batch_size = batch_size;
+                 c.concurrency = concurrency;
+                 c.commit_interval = to_ms(commit_interval);
+                 c.blocked_backoff_max = to_ms(blocked_backoff_max);
+                 c.flood_guard.max_failure_ratio = flood_max_failure_ratio;
+                 c.flood_guard.window = flood_window;
+                 c.flood_guard.min_events = flood_min_events;
+                 c.flood_guard.pause = to_ms(flood_pause);
+                 c.retention = std::chrono::seconds(static_cast<int64_t>(retention));
+                 c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
+                 for (double d : retry_topic_delays) c.retry_topic_delays.push_back(to_ms(d));
+                 c.consumer_properties = to_properties(consumer_properties);
+                 c.producer_properties = to_properties(producer_properties);
 
-                auto state = std::make_shared<PyProcessorState>();
-                auto py_handler = hold(handler);
-                auto permanent = hold(py::object(non_retryable));
-                if (!key_function.is_none()) {
-                    auto fn = hold(key_function);
-                    c.key_function = [fn](const Event& e, const Message& msg) {
-                        CallbackGil gil;
-                        try {
-                            return py::str((*fn)(e, msg)).cast<std::string>();
-                        } catch (py::error_already_set& err) {
-                            throw CodecError("key",
-                                             "the key function failed: " + std::string(err.what()));
-                        }
-                    };
-                }
-                c.on_wait = [state] {
-                    CallbackGil gil;
-                    if (PyErr_CheckSignals() != 0) {
-                        // e.g. KeyboardInterrupt: stop, and raise it once run_once returns.
-                        auto error = py::error_already_set();
-                        state->pending_error = error.value();
-                        if (state->processor) state->processor->stop();
-                    }
-                };
-                Handler h = [state, py_handler, permanent](const Event& e, HandlerContext& ctx) {
-                    CallbackGil gil;
-                    auto context = std::make_shared<PyHandlerContext>(PyHandlerContext{&ctx});
-                    try {
-                        (*py_handler)(e, context);
-                        context->ctx = nullptr;
-                    } catch (py::error_already_set& err) {
-                        context->ctx = nullptr;
-                        if (err.matches(PyExc_KeyboardInterrupt) || err.matches(PyExc_SystemExit)) {
-                            state->pending_error = err.value();
-                            if (state->processor) state->processor->stop();
-                        }
-                        auto errors = py::module_::import("postroom.errors");
-                        // postroom errors that say retrying cannot help (codec, usage,
-                        // configuration, NonRetryableError) skip the retries, as do the
-                        // policy's non_retryable exception types.
-                        const bool permanent_postroom_error =
-                            py::isinstance(err.value(), errors.attr("PostroomError")) &&
-                            py::getattr(err.value(), "retriable", py::none()).is(py::bool_(false));
-                        const bool retryable =
-                            !permanent_postroom_error &&
-                            !(py::len(*permanent) > 0 &&
-                              PyObject_IsInstance(err.value().ptr(), permanent->ptr()) == 1);
-                        throw HandlerFailure(qualified_name(err.type()),
-                                             py::str(err.value()).cast<std::string>(),
-                                             format_traceback(err), retryable);
-                    }
-                };
-                auto self = std::make_unique<PyProcessor>();
-                self->state = state;
-                {
-                    py::gil_scoped_release release;
-                    self->processor = std::make_unique<Processor>(std::move(c), std::move(h));
-                }
-                state->processor = self->processor.get();
-                return self;
-            }),
-            py::kw_only(), py::arg("name"), py::arg("broker_url"), py::arg("group_id"),
-            py::arg("topics"), py::arg("handler"), py::arg("store"), py::arg("dead_letter_topic"),
-            py::arg("max_attempts"), py::arg("initial_delay"), py::arg("multiplier"),
-            py::arg("max_delay"), py::arg("jitter"), py::arg("non_retryable"),
-            py::arg("max_payload_bytes"), py::arg("key_header"), py::arg("key_function"),
-            py::arg("batch_size"), py::arg("concurrency"), py::arg("commit_interval"),
-            py::arg("blocked_backoff_max"), py::arg("flood_max_failure_ratio"),
-            py::arg("flood_window"), py::arg("flood_min_events"), py::arg("flood_pause"),
-            py::arg("retention"), py::arg("purge_interval"), py::arg("retry_topic_delays"),
-            py::arg("consumer_properties"), py::arg("producer_properties"))
+                 auto state = std::make_shared<PyProcessorState>();
+                 auto py_handler = hold(handler);
+                 auto permanent = hold(py::object(non_retryable));
+                 if (!key_function.is_none()) {
+                     auto fn = hold(key_function);
+                     c.key_function = [fn](const Event& e, const Message& msg) {
+                         CallbackGil gil;
+                         try {
+                             return py::str((*fn)(e, msg)).cast<std::string>();
+                         } catch (py::error_already_set& err) {
+                             throw CodecError(
+                                 "key", "the key function failed: " + std::string(err.what()));
+                         }
+                     };
+                 }
+                 c.on_wait = [state] {
+                     CallbackGil gil;
+                     if (PyErr_CheckSignals() != 0) {
+                         // e.g. KeyboardInterrupt: stop, and raise it once run_once returns.
+                         auto error = py::error_already_set();
+                         state->pending_error = error.value();
+                         if (state->processor) state->processor->stop();
+                     }
+                 };
+                 auto self = std::make_unique<PyProcessor>();
+                 self->state = state;
+                 if (batch) {
+                     BatchHandler h = [state, py_handler, permanent](
+                                          const std::vector<const Event*>& events,
+                                          BatchHandlerContext& ctx) {
+                         CallbackGil gil;
+                         py::list py_events;
+                         for (const auto* e : events) py_events.append(*e);
+                         auto context = std::make_shared<PyBatchContext>(PyBatchContext{&ctx});
+                         try {
+                             (*py_handler)(py_events, context);
+                             context->ctx = nullptr;
+                         } catch (py::error_already_set& err) {
+                             context->ctx = nullptr;
+                             throw handler_failure(err, *state, *permanent);
+                         }
+                     };
+                     py::gil_scoped_release release;
+                     self->processor = std::make_unique<Processor>(std::move(c), std::move(h));
+                 } else {
+                     Handler h = [state, py_handler, permanent](const Event& e,
+                                                                HandlerContext& ctx) {
+                         CallbackGil gil;
+                         auto context = std::make_shared<PyHandlerContext>(PyHandlerContext{&ctx});
+                         try {
+                             (*py_handler)(e, context);
+                             context->ctx = nullptr;
+                         } catch (py::error_already_set& err) {
+                             context->ctx = nullptr;
+                             throw handler_failure(err, *state, *permanent);
+                         }
+                     };
+                     py::gil_scoped_release release;
+                     self->processor = std::make_unique<Processor>(std::move(c), std::move(h));
+                 }
+                 state->processor = self->processor.get();
+                 return self;
+             }),
+             py::kw_only(), py::arg("name"), py::arg("broker_url"), py::arg("group_id"),
+             py::arg("topics"), py::arg("handler"), py::arg("batch"), py::arg("store"),
+             py::arg("dead_letter_topic"), py::arg("max_attempts"), py::arg("initial_delay"),
+             py::arg("multiplier"), py::arg("max_delay"), py::arg("jitter"),
+             py::arg("non_retryable"), py::arg("max_payload_bytes"), py::arg("key_header"),
+             py::arg("key_function"), py::arg("batch_size"), py::arg("concurrency"),
+             py::arg("commit_interval"), py::arg("blocked_backoff_max"),
+             py::arg("flood_max_failure_ratio"), py::arg("flood_window"),
+             py::arg("flood_min_events"), py::arg("flood_pause"), py::arg("retention"),
+             py::arg("purge_interval"), py::arg("retry_topic_delays"),
+             py::arg("consumer_properties"), py::arg("producer_properties"))
         .def("run_once", &run_once, py::arg("timeout") = 0.1)
         .def("stop", [](PyProcessor& p) { p.processor->stop(); })
         .def_property_readonly("stopping",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from . import errors, stores
 from ._core import (
+    BatchContext,
     BatchResult,
     DeliveryReport,
     Event,
@@ -32,6 +33,7 @@ from .processor import FloodGuard, Processor, ProcessorCounters, RetryPolicy
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchContext",
     "BatchResult",
     "Broker",
     "Consumer",

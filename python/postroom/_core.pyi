@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'set_default_log_level']
+__all__: list[str] = ['BatchContext', 'BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -333,11 +333,11 @@ class HandlerContext:
     """
     def execute(self, sql: str, params: collections.abc.Iterable[typing.Any] = ()) -> list[tuple[typing.Any, ...]]:
         """
-        Runs SQL in the store's transaction (SQL stores), so the handler's writes and the dedupe mark commit or roll back together. Returns the rows.
+        Runs SQL in the store's transaction (SQL stores), so the handler's writes and the dedupe marks commit or roll back together. Returns the rows.
         """
     def redis_command(self, *args: str | bytes | int | float) -> None:
         """
-        Queues a Redis command (Redis store) to run when the event commits, in the same MULTI/EXEC as the dedupe mark: the effect and the mark apply together, once. Arguments are str, bytes or numbers. Returns nothing: the command runs later.
+        Queues a Redis command (Redis store) to run when the events commit, in the same MULTI/EXEC as the dedupe marks: the effect and the marks apply together, once. Arguments are str, bytes or numbers. Returns nothing: the command runs later.
         """
     @property
     def attempt(self) -> int:
@@ -345,8 +345,26 @@ class HandlerContext:
     @property
     def message(self) -> Message:
         ...
+class BatchContext:
+    """
+    What a batch handler gets besides the events; valid only while the handler runs.
+    """
+    def execute(self, sql: str, params: collections.abc.Iterable[typing.Any] = ()) -> list[tuple[typing.Any, ...]]:
+        """
+        Runs SQL in the store's transaction (SQL stores), so the handler's writes and the dedupe marks commit or roll back together. Returns the rows.
+        """
+    def redis_command(self, *args: str | bytes | int | float) -> None:
+        """
+        Queues a Redis command (Redis store) to run when the events commit, in the same MULTI/EXEC as the dedupe marks: the effect and the marks apply together, once. Arguments are str, bytes or numbers. Returns nothing: the command runs later.
+        """
+    @property
+    def attempt(self) -> int:
+        ...
+    @property
+    def messages(self) -> list[Message]:
+        ...
 class Processor:
-    def __init__(self, *, name: str, broker_url: str, group_id: str, topics: collections.abc.Sequence[str], handler: collections.abc.Callable[..., typing.Any], store: IdempotencyStore, dead_letter_topic: str, max_attempts: typing.SupportsInt | typing.SupportsIndex, initial_delay: typing.SupportsFloat | typing.SupportsIndex, multiplier: typing.SupportsFloat | typing.SupportsIndex, max_delay: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, non_retryable: tuple[type[BaseException], ...], max_payload_bytes: typing.SupportsInt | typing.SupportsIndex, key_header: str, key_function: typing.Any, batch_size: typing.SupportsInt | typing.SupportsIndex, concurrency: typing.SupportsInt | typing.SupportsIndex, commit_interval: typing.SupportsFloat | typing.SupportsIndex, blocked_backoff_max: typing.SupportsFloat | typing.SupportsIndex, flood_max_failure_ratio: typing.SupportsFloat | typing.SupportsIndex, flood_window: typing.SupportsInt | typing.SupportsIndex, flood_min_events: typing.SupportsInt | typing.SupportsIndex, flood_pause: typing.SupportsFloat | typing.SupportsIndex, retention: typing.SupportsFloat | typing.SupportsIndex, purge_interval: typing.SupportsFloat | typing.SupportsIndex, retry_topic_delays: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], consumer_properties: dict[str, str], producer_properties: dict[str, str]) -> None:
+    def __init__(self, *, name: str, broker_url: str, group_id: str, topics: collections.abc.Sequence[str], handler: collections.abc.Callable[..., typing.Any], batch: bool, store: IdempotencyStore, dead_letter_topic: str, max_attempts: typing.SupportsInt | typing.SupportsIndex, initial_delay: typing.SupportsFloat | typing.SupportsIndex, multiplier: typing.SupportsFloat | typing.SupportsIndex, max_delay: typing.SupportsFloat | typing.SupportsIndex, jitter: typing.SupportsFloat | typing.SupportsIndex, non_retryable: tuple[type[BaseException], ...], max_payload_bytes: typing.SupportsInt | typing.SupportsIndex, key_header: str, key_function: typing.Any, batch_size: typing.SupportsInt | typing.SupportsIndex, concurrency: typing.SupportsInt | typing.SupportsIndex, commit_interval: typing.SupportsFloat | typing.SupportsIndex, blocked_backoff_max: typing.SupportsFloat | typing.SupportsIndex, flood_max_failure_ratio: typing.SupportsFloat | typing.SupportsIndex, flood_window: typing.SupportsInt | typing.SupportsIndex, flood_min_events: typing.SupportsInt | typing.SupportsIndex, flood_pause: typing.SupportsFloat | typing.SupportsIndex, retention: typing.SupportsFloat | typing.SupportsIndex, purge_interval: typing.SupportsFloat | typing.SupportsIndex, retry_topic_delays: collections.abc.Sequence[typing.SupportsFloat | typing.SupportsIndex], consumer_properties: dict[str, str], producer_properties: dict[str, str]) -> None:
         ...
     def close(self) -> None:
         ...

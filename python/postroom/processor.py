@@ -9,12 +9,13 @@ from types import TracebackType
 from typing import Any
 
 from . import _core
-from ._core import Event, HandlerContext, Message
+from ._core import BatchContext, Event, HandlerContext, Message
 from ._signals import stop_on_signals
 from .kafka import Broker
 from .stores import IdempotencyStore, MemoryStore
 
 Handler = Callable[[Event, HandlerContext], Any]
+BatchHandler = Callable[[list[Event], BatchContext], Any]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,14 @@ class Processor:
     - ``flood_guard`` (off unless given): when most recent events fail for good, pause and
       retry instead of dead-lettering everything.
 
+    - ``batch_handler(events, context)`` instead of ``handler``: one call with the fresh
+      events of a polled batch (duplicates left out), in order, in the batch's store
+      transaction, so an effect can be written once per batch (a bulk INSERT, one INCRBY);
+      ``context.messages`` are the events' messages. If it raises, nothing of the batch
+      commits and its events are handled one at a time (each a list of one) with the retry
+      policy and the dead-letter topic; that failed call does not count against the events'
+      attempts.
+
     Events are handled in arrival order, a polled batch in one store transaction with a
     savepoint per event, so per-key order holds. With ``concurrency=N`` (N > 1), N threads
     each handle a share of the partitions (in order within each), so a slow or retrying
@@ -102,7 +111,8 @@ class Processor:
     """
 
     def __init__(self, broker: Broker | str, *, name: str, topics: str | Iterable[str],
-                 handler: Handler, group: str | None = None,
+                 handler: Handler | None = None, batch_handler: BatchHandler | None = None,
+                 group: str | None = None,
                  store: IdempotencyStore | None = None, retry: RetryPolicy | None = None,
                  dead_letter_topic: str | None = None, key_header: str | None = None,
                  key: Callable[[Event, Message], str] | None = None,
@@ -112,6 +122,16 @@ class Processor:
                  purge_interval: float = 600.0, retry_topics: Iterable[float] = (),
                  consumer_properties: Mapping[str, str] | None = None,
                  producer_properties: Mapping[str, str] | None = None) -> None:
+        call: Callable[..., Any]
+        if handler is not None and batch_handler is None:
+            call, batch = handler, False
+        elif batch_handler is not None and handler is None:
+            call, batch = batch_handler, True
+        else:
+            from .errors import UsageError
+
+            raise UsageError("give a Processor either handler= (one event per call) or "
+                             "batch_handler= (a batch per call)")
         if isinstance(broker, str):
             from .kafka import connect
 
@@ -124,7 +144,7 @@ class Processor:
         guard = flood_guard or FloodGuard(max_failure_ratio=0.0)
         self._p = _core.Processor(
             name=name, broker_url=broker.url, group_id=group or "", topics=names,
-            handler=handler, store=self.store, dead_letter_topic=dead_letter_topic or "",
+            handler=call, batch=batch, store=self.store, dead_letter_topic=dead_letter_topic or "",
             max_attempts=self.retry.max_attempts, initial_delay=self.retry.initial_delay,
             multiplier=self.retry.multiplier, max_delay=self.retry.max_delay,
             jitter=self.retry.jitter, non_retryable=tuple(self.retry.non_retryable),
@@ -202,4 +222,5 @@ class Processor:
         self._p.close()
 
 
-__all__ = ["FloodGuard", "Handler", "Processor", "ProcessorCounters", "RetryPolicy"]
+__all__ = ["BatchHandler", "FloodGuard", "Handler", "Processor", "ProcessorCounters",
+           "RetryPolicy"]

@@ -3,6 +3,7 @@ and the real one."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -467,3 +468,108 @@ def test_retention_purges_old_marks() -> None:
         assert processor.counters.purged_marks == 1
     assert not store.contains("p", "first"), "older than the retention: forgotten"
     assert store.contains("p2", "first")
+
+
+def test_batch_handler_gets_the_fresh_events_of_a_batch_at_once(broker: postroom.Broker,
+                                                                topics: str,
+                                                                tmp_path: Path) -> None:
+    """One call per polled batch, duplicates left out, the effect written once per batch in
+    the batch's store transaction."""
+    store = SQLiteStore(tmp_path / "effects.db")
+    send_events(broker, topics, [f"e{i}" for i in range(40)])
+    send_events(broker, topics, [f"e{i}" for i in range(10)])  # duplicates
+    calls: list[list[str]] = []
+
+    def apply_all(events: list[postroom.Event], context: postroom.BatchContext) -> None:
+        assert [m.event().id for m in context.messages] == [e.id for e in events]
+        assert context.attempt == 1
+        calls.append([e.id for e in events])
+        context.execute("CREATE TABLE IF NOT EXISTS ledger (event_id TEXT)")
+        context.execute("INSERT INTO ledger SELECT value FROM json_each(?)",
+                        (json.dumps([e.id for e in events]),))
+
+    with postroom.Processor(broker, name=unique("p"), topics=topics, store=store,
+                            batch_handler=apply_all) as processor:
+        run_until_finished(processor, 50)
+        assert (processor.counters.processed, processor.counters.duplicates) == (40, 10)
+    assert [i for call in calls for i in call] == [f"e{i}" for i in range(40)], \
+        "each event once, in order"
+    assert len(calls) < 40 and max(len(c) for c in calls) > 1
+
+    import sqlite3
+
+    rows = sqlite3.connect(tmp_path / "effects.db").execute(
+        "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM ledger").fetchone()
+    assert rows == (40, 40)
+
+
+def test_a_failing_batch_is_handled_one_event_at_a_time(broker: postroom.Broker,
+                                                        topics: str) -> None:
+    """The batch call fails on a poison event: the batch is handled again one event per
+    call; the poison ends in the dead-letter topic, the others are applied once."""
+    send_events(broker, topics, [f"e{i}" for i in range(6)])
+    applied: list[str] = []
+    calls: list[list[str]] = []
+
+    def apply_all(events: list[postroom.Event], context: postroom.BatchContext) -> None:
+        calls.append([e.id for e in events])
+        if any(e.id == "e3" for e in events):
+            raise ValueError("e3 cannot be applied")
+        applied.extend(e.id for e in events)
+
+    with postroom.Processor(broker, name=unique("p"), topics=topics, batch_handler=apply_all,
+                            retry=FAST) as processor:
+        run_until_finished(processor, 6)
+        counters = processor.counters
+    assert (counters.processed, counters.dead_lettered) == (5, 1)
+    assert sorted(applied) == ["e0", "e1", "e2", "e4", "e5"]
+    with_poison = [c for c in calls if "e3" in c]
+    assert len(with_poison[0]) > 1, "the batch was tried whole first"
+    assert with_poison[1:] == [["e3"]] * FAST.max_attempts, "then e3 alone, each attempt"
+    (dead,) = dead_letters(broker, topics, 1)
+    assert dead.event().id == "e3"
+    headers = dict(dead.headers)
+    assert headers["postroom-dlt-error-type"] == b"ValueError"
+    assert b"e3 cannot be applied" in headers["postroom-dlt-error-stack"]
+
+
+@pytest.mark.unit
+def test_a_processor_takes_exactly_one_kind_of_handler() -> None:
+    broker = postroom.connect("embedded://one-kind-of-handler")
+    broker.create_topic("t", 1)
+    with pytest.raises(errors.UsageError, match="either handler= .* or batch_handler="):
+        postroom.Processor(broker, name="p", topics="t")
+    with pytest.raises(errors.UsageError, match="either handler="):
+        postroom.Processor(broker, name="p", topics="t", handler=lambda e, c: None,
+                           batch_handler=lambda es, c: None)
+
+
+@pytest.mark.redis
+def test_batch_handler_with_the_redis_store_writes_one_effect_per_batch(
+        broker: postroom.Broker, topics: str) -> None:
+    """INCRBY once per batch, queued into the MULTI/EXEC of the batch's dedupe marks: the
+    total counts each event once, redeliveries included."""
+    import redis
+
+    from postroom.stores import RedisStore
+
+    from .conftest import require_env
+
+    url = require_env("POSTROOM_REDIS_URL")
+    prefix = unique("pytest") + ":"
+    send_events(broker, topics, [f"r{i}" for i in range(30)])
+    send_events(broker, topics, [f"r{i}" for i in range(5)])  # duplicates
+    commands = 0
+
+    def apply_all(events: list[postroom.Event], context: postroom.BatchContext) -> None:
+        nonlocal commands
+        commands += 1
+        context.redis_command("INCRBY", prefix + "total", len(events))
+
+    with postroom.Processor(broker, name="redis-batch", group=unique("g"), topics=topics,
+                            store=RedisStore(url, retention=3600, prefix=prefix),
+                            batch_handler=apply_all) as processor:
+        run_until_finished(processor, 35)
+        assert processor.counters.duplicates == 5
+    assert redis.Redis.from_url(url).get(prefix + "total") == b"30"
+    assert commands < 30
