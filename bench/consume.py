@@ -167,6 +167,27 @@ def postroom_case(broker: postroom.Broker, topic: str, store: Any, events: int,
     return applied
 
 
+def postroom_batch_case(broker: postroom.Broker, topic: str, store: Any, events: int,
+                        effect: Callable[[list[postroom.Event], postroom.BatchContext], None]
+                        ) -> int:
+    """The same with a batch handler: one call (and one effect) per polled batch."""
+    applied = 0
+
+    def apply_all(batch: list[postroom.Event], context: postroom.BatchContext) -> None:
+        nonlocal applied
+        effect(batch, context)
+        applied += len(batch)
+
+    processor = postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=topic,
+                                   batch_handler=apply_all, store=store, commit_interval=1.0)
+    try:
+        while processor.counters.finished < events:
+            processor.run_once(0.5)
+    finally:
+        processor.close()
+    return applied
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
@@ -194,6 +215,17 @@ def main() -> None:
     def pg_effect(event: postroom.Event, context: postroom.HandlerContext) -> None:
         context.execute(f"INSERT INTO {pg_table}_effects VALUES ($1)", (event.id,))
 
+    batch_effects_key = effects_key + ":batch"
+
+    def redis_batch_effect(batch: list[postroom.Event], context: postroom.BatchContext) -> None:
+        # One INCRBY for the batch, in the MULTI/EXEC of the batch's dedupe marks.
+        context.redis_command("INCRBY", batch_effects_key, len(batch))
+
+    def pg_batch_effect(batch: list[postroom.Event], context: postroom.BatchContext) -> None:
+        context.execute(f"INSERT INTO {pg_table}_effects "
+                        "SELECT jsonb_array_elements_text($1::jsonb)",
+                        (json.dumps([e.id for e in batch]),))
+
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {pg_table}_effects (event_id text)")
     n = args.events
@@ -208,7 +240,12 @@ def main() -> None:
                     redis_effect)),
     ]
     check_redis_effects(r, effects_key, n)
-    drop_keys(r, "bench:py1:*", "bench:py2:*", "bench:pr:*", effects_key)
+    results.append(measure("postroom.redis_store.batch_handler", n,
+                           lambda: postroom_batch_case(broker, topic, RedisStore(
+                               redis_url, prefix="bench:pr:" + uuid.uuid4().hex[:6] + ":"), n,
+                               redis_batch_effect)))
+    check_redis_effects(r, batch_effects_key, n)
+    drop_keys(r, "bench:py1:*", "bench:py2:*", "bench:pr:*", effects_key, batch_effects_key)
     results += [
         measure("python.postgres", n, lambda: python_postgres(bootstrap, topic, pg_url, n)),
         measure("postroom.postgres_store", n,
@@ -218,9 +255,14 @@ def main() -> None:
         measure("postroom.postgres_store.concurrency3", n,
                 lambda: postroom_case(broker, topic, PostgresStore(pg_url, table=pg_table + "_c3"),
                                       n, pg_effect, concurrency=3)),
+        measure("postroom.postgres_store.batch_handler", n,
+                lambda: postroom_batch_case(broker, topic,
+                                            PostgresStore(pg_url, table=pg_table + "_b"), n,
+                                            pg_batch_effect)),
     ]
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f"DROP TABLE IF EXISTS {pg_table}_effects, {pg_table}, {pg_table}_c3")
+        conn.execute(f"DROP TABLE IF EXISTS {pg_table}_effects, {pg_table}, {pg_table}_c3, "
+                     f"{pg_table}_b")
     broker.delete_topic(topic)
 
     rate = {x["case"]: x["events_per_s"] for x in results}
@@ -233,6 +275,14 @@ def main() -> None:
          "target": 2.0},
         {"name": "postroom postgres / python psycopg per message",
          "value": round(rate["postroom.postgres_store"] / rate["python.postgres"], 2),
+         "target": 5.0},
+        {"name": "postroom redis, batch handler / python redis pipelined",
+         "value": round(rate["postroom.redis_store.batch_handler"]
+                        / rate["python.redis.pipelined"], 2),
+         "target": 2.0},
+        {"name": "postroom postgres, batch handler / python psycopg per message",
+         "value": round(rate["postroom.postgres_store.batch_handler"] / rate["python.postgres"],
+                        2),
          "target": 5.0},
         {"name": "postroom postgres, concurrency=3 / python psycopg per message",
          "value": round(rate["postroom.postgres_store.concurrency3"] / rate["python.postgres"],
