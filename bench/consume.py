@@ -156,15 +156,19 @@ def postroom_case(broker: postroom.Broker, topic: str, store: Any, events: int,
         with lock:
             applied += 1
 
-    processor = postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=topic,
-                                   handler=handler, store=store, commit_interval=1.0,
-                                   concurrency=concurrency)
+    drain(postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=topic,
+                             handler=handler, store=store, commit_interval=1.0,
+                             concurrency=concurrency), events)
+    return applied
+
+
+def drain(processor: postroom.Processor, events: int) -> None:
+    """Runs ``processor`` until ``events`` events finished, then closes it."""
     try:
         while processor.counters.finished < events:
             processor.run_once(0.5)
     finally:
         processor.close()
-    return applied
 
 
 def postroom_batch_case(broker: postroom.Broker, topic: str, store: Any, events: int,
@@ -178,13 +182,8 @@ def postroom_batch_case(broker: postroom.Broker, topic: str, store: Any, events:
         effect(batch, context)
         applied += len(batch)
 
-    processor = postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=topic,
-                                   batch_handler=apply_all, store=store, commit_interval=1.0)
-    try:
-        while processor.counters.finished < events:
-            processor.run_once(0.5)
-    finally:
-        processor.close()
+    drain(postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=topic,
+                             batch_handler=apply_all, store=store, commit_interval=1.0), events)
     return applied
 
 

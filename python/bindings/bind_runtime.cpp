@@ -183,6 +183,42 @@ HandlerFailure handler_failure(py::error_already_set& err, PyProcessorState& sta
                           format_traceback(err), retryable);
 }
 
+// Calls a Python handler with `argument` and a context that is valid only during the call;
+// its exception becomes the runtime's HandlerFailure.
+template <typename PyContext, typename CoreContext>
+void call_python(const py::object& handler, const py::object& argument, CoreContext& ctx,
+                 PyProcessorState& state, const py::object& permanent) {
+    auto context = std::make_shared<PyContext>(PyContext{&ctx});
+    try {
+        handler(argument, context);
+        context->ctx = nullptr;
+    } catch (py::error_already_set& err) {
+        context->ctx = nullptr;
+        throw handler_failure(err, state, permanent);
+    }
+}
+
+// What both handler contexts offer: the attempt, and SQL or Redis commands in the store's
+// transaction.
+template <typename Context>
+void bind_store_calls(py::class_<Context, std::shared_ptr<Context>>& cls) {
+    cls.def_property_readonly("attempt",
+                              [](const Context& c) {
+                                  c.check();
+                                  return c.ctx->attempt;
+                              })
+        .def(
+            "execute",
+            [](const Context& c, const std::string& sql, const py::iterable& params) {
+                return execute_in(c.transaction(), sql, params);
+            },
+            py::arg("sql"), py::arg("params") = py::tuple(), execute_doc)
+        .def(
+            "redis_command",
+            [](const Context& c, const py::args& args) { enqueue_in(c.transaction(), args); },
+            redis_command_doc);
+}
+
 py::dict counters_dict(const Counters& c) {
     py::dict d;
     d["processed"] = c.processed;
@@ -256,60 +292,26 @@ void bind_runtime(py::module_& m) {
         py::arg("url"));
     m.def("is_valid_table_name", &is_valid_table_name, py::arg("name"));
 
-    py::class_<PyHandlerContext, std::shared_ptr<PyHandlerContext>>(
+    py::class_<PyHandlerContext, std::shared_ptr<PyHandlerContext>> handler_context(
         m, "HandlerContext",
-        "What a handler gets besides the event; valid only while the handler runs.")
-        .def_property_readonly("message",
-                               [](const PyHandlerContext& c) {
-                                   c.check();
-                                   return c.ctx->message;
-                               })
-        .def_property_readonly("attempt",
-                               [](const PyHandlerContext& c) {
-                                   c.check();
-                                   return c.ctx->attempt;
-                               })
-        .def(
-            "execute",
-            [](const PyHandlerContext& c, const std::string& sql, const py::iterable& params) {
-                return execute_in(c.transaction(), sql, params);
-            },
-            py::arg("sql"), py::arg("params") = py::tuple(), execute_doc)
-        .def(
-            "redis_command",
-            [](const PyHandlerContext& c, const py::args& args) {
-                enqueue_in(c.transaction(), args);
-            },
-            redis_command_doc);
+        "What a handler gets besides the event; valid only while the handler runs.");
+    handler_context.def_property_readonly("message", [](const PyHandlerContext& c) {
+        c.check();
+        return c.ctx->message;
+    });
+    bind_store_calls(handler_context);
 
-    py::class_<PyBatchContext, std::shared_ptr<PyBatchContext>>(
+    py::class_<PyBatchContext, std::shared_ptr<PyBatchContext>> batch_context(
         m, "BatchContext",
-        "What a batch handler gets besides the events; valid only while the handler runs.")
-        .def_property_readonly("messages",
-                               [](const PyBatchContext& c) {
-                                   c.check();
-                                   std::vector<Message> out;
-                                   out.reserve(c.ctx->messages.size());
-                                   for (const auto* msg : c.ctx->messages) out.push_back(*msg);
-                                   return out;
-                               })
-        .def_property_readonly("attempt",
-                               [](const PyBatchContext& c) {
-                                   c.check();
-                                   return c.ctx->attempt;
-                               })
-        .def(
-            "execute",
-            [](const PyBatchContext& c, const std::string& sql, const py::iterable& params) {
-                return execute_in(c.transaction(), sql, params);
-            },
-            py::arg("sql"), py::arg("params") = py::tuple(), execute_doc)
-        .def(
-            "redis_command",
-            [](const PyBatchContext& c, const py::args& args) {
-                enqueue_in(c.transaction(), args);
-            },
-            redis_command_doc);
+        "What a batch handler gets besides the events; valid only while the handler runs.");
+    batch_context.def_property_readonly("messages", [](const PyBatchContext& c) {
+        c.check();
+        std::vector<Message> out;
+        out.reserve(c.ctx->messages.size());
+        for (const auto* msg : c.ctx->messages) out.push_back(*msg);
+        return out;
+    });
+    bind_store_calls(batch_context);
 
     py::class_<PyProcessor>(m, "Processor")
         .def(py::init([](const std::string& name, const std::string& broker_url,
@@ -380,40 +382,27 @@ void bind_runtime(py::module_& m) {
                  };
                  auto self = std::make_unique<PyProcessor>();
                  self->state = state;
-                 if (batch) {
-                     BatchHandler h = [state, py_handler, permanent](
-                                          const std::vector<const Event*>& events,
-                                          BatchHandlerContext& ctx) {
-                         CallbackGil gil;
-                         py::list py_events;
-                         for (const auto* e : events) py_events.append(*e);
-                         auto context = std::make_shared<PyBatchContext>(PyBatchContext{&ctx});
-                         try {
-                             (*py_handler)(py_events, context);
-                             context->ctx = nullptr;
-                         } catch (py::error_already_set& err) {
-                             context->ctx = nullptr;
-                             throw handler_failure(err, *state, *permanent);
-                         }
-                     };
+                 auto start = [&](auto h) {
                      py::gil_scoped_release release;
                      self->processor = std::make_unique<Processor>(std::move(c), std::move(h));
-                 } else {
-                     Handler h = [state, py_handler, permanent](const Event& e,
-                                                                HandlerContext& ctx) {
-                         CallbackGil gil;
-                         auto context = std::make_shared<PyHandlerContext>(PyHandlerContext{&ctx});
-                         try {
-                             (*py_handler)(e, context);
-                             context->ctx = nullptr;
-                         } catch (py::error_already_set& err) {
-                             context->ctx = nullptr;
-                             throw handler_failure(err, *state, *permanent);
-                         }
-                     };
-                     py::gil_scoped_release release;
-                     self->processor = std::make_unique<Processor>(std::move(c), std::move(h));
-                 }
+                 };
+                 if (batch)
+                     start(BatchHandler(
+                         [state, py_handler, permanent](const std::vector<const Event*>& events,
+                                                        BatchHandlerContext& ctx) {
+                             CallbackGil gil;
+                             py::list py_events;
+                             for (const auto* e : events) py_events.append(*e);
+                             call_python<PyBatchContext>(*py_handler, py_events, ctx, *state,
+                                                         *permanent);
+                         }));
+                 else
+                     start(Handler(
+                         [state, py_handler, permanent](const Event& e, HandlerContext& ctx) {
+                             CallbackGil gil;
+                             call_python<PyHandlerContext>(*py_handler, py::cast(e), ctx, *state,
+                                                           *permanent);
+                         }));
                  state->processor = self->processor.get();
                  return self;
              }),
