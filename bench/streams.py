@@ -125,7 +125,8 @@ def postroom_read(broker: RedisBroker, stream: str, n: int, size: int) -> int:
 
 def redis_py_idempotent(r: redis.Redis, stream: str, n: int, size: int, counter: str) -> int:
     """What a careful hand-written consumer does: claim each event id with SET NX, apply the
-    effect and the done marks in one MULTI/EXEC, then XACK; all pipelined per batch."""
+    effect (one INCRBY for the batch) and the done marks in one MULTI/EXEC, then XACK; all
+    pipelined per batch."""
     group = "bench-" + uuid.uuid4().hex[:8]
     prefix = "bench:py:" + uuid.uuid4().hex[:6] + ":"
     r.xgroup_create(stream, group, id="0")
@@ -144,7 +145,7 @@ def redis_py_idempotent(r: redis.Redis, stream: str, n: int, size: int, counter:
             for event_id, fresh in zip(ids, claimed):
                 if fresh:
                     apply.set(prefix + event_id, "done", px=7 * 24 * 3600 * 1000)
-                    apply.incr(counter)
+            apply.incrby(counter, sum(1 for fresh in claimed if fresh))
             apply.execute()
             r.xack(stream, group, *[entry_id for entry_id, _ in entries])
             read += len(entries)
@@ -159,6 +160,19 @@ def postroom_idempotent(broker: RedisBroker, stream: str, n: int, size: int,
     store = RedisStore(redis_url, prefix="bench:pr:" + uuid.uuid4().hex[:6] + ":")
     with postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=stream,
                             handler=handler, store=store, batch_size=size) as processor:
+        processor.run(max_events=n, handle_signals=False)
+    return int(redis.Redis.from_url(redis_url).get(counter) or 0)
+
+
+def postroom_idempotent_batch(broker: RedisBroker, stream: str, n: int, size: int,
+                              redis_url: str, counter: str) -> int:
+    def apply_all(events: list[postroom.Event], context: postroom.BatchContext) -> None:
+        context.redis_command("INCRBY", counter, len(events))  # one per batch, with the marks
+
+    store = RedisStore(redis_url, prefix="bench:pr:" + uuid.uuid4().hex[:6] + ":")
+    with postroom.Processor(broker, name="bench-" + uuid.uuid4().hex[:8], topics=stream,
+                            batch_handler=apply_all, store=store,
+                            batch_size=size) as processor:
         processor.run(max_events=n, handle_signals=False)
     return int(redis.Redis.from_url(redis_url).get(counter) or 0)
 
@@ -202,13 +216,17 @@ def main() -> None:
             producer.send_batch([postroom.Event(type="bench", source="/bench", data=VALUE)
                                  for _ in range(k)], topic=events)
     py_counter, pr_counter = f"bench:py:{tag}:effects", f"bench:pr:{tag}:effects"
+    batch_counter = f"bench:pr:{tag}:batch-effects"
     results += [
         measure("idempotent.redis_py.pipelined", m,
                 lambda: redis_py_idempotent(r, events, m, size, py_counter)),
         measure("idempotent.postroom.processor", m,
                 lambda: postroom_idempotent(broker, events, m, 500, redis_url, pr_counter)),
+        measure("idempotent.postroom.batch_handler", m,
+                lambda: postroom_idempotent_batch(broker, events, m, 500, redis_url,
+                                                  batch_counter)),
     ]
-    r.delete(py_counter, pr_counter, events, *streams.values())
+    r.delete(py_counter, pr_counter, batch_counter, events, *streams.values())
     drop_keys(r, "bench:py:*", "bench:pr:*")
 
     rate = {x["case"]: x["entries_per_s"] for x in results}
@@ -227,6 +245,10 @@ def main() -> None:
          "target": None},
         {"name": "idempotent consume: postroom Processor / redis-py pipelined",
          "value": round(rate["idempotent.postroom.processor"]
+                        / rate["idempotent.redis_py.pipelined"], 2),
+         "target": None},
+        {"name": "idempotent consume: postroom batch handler / redis-py pipelined",
+         "value": round(rate["idempotent.postroom.batch_handler"]
                         / rate["idempotent.redis_py.pipelined"], 2),
          "target": None},
     ]
