@@ -465,6 +465,12 @@ struct Outbox::Impl {
         if (!f.sent.empty()) runtime::detail::crash_point("outbox-after-ack");
     }
 
+    // A batch in flight that will not be marked: its rows stay pending and are published
+    // again. Waits briefly for its deliveries, so the producer is not left busy with them.
+    void let_go(const Flight& f) {
+        if (f.delivery) the_producer().wait(*f.delivery, seconds(5));
+    }
+
     // Marks a settled batch in `tx` (which holds the lease).
     void mark(stores::Transaction& tx, const Flight& f) {
         if (dialect == Dialect::postgres)
@@ -556,7 +562,7 @@ struct Outbox::Impl {
             } else {
                 f.sent.clear();
                 f.failed.clear();
-                if (f.delivery) the_producer().wait(*f.delivery, seconds(5));
+                let_go(f);
             }
             // Mark this batch (if the lease is still ours; otherwise the new leader publishes
             // its rows again) while the next one is read.
@@ -578,8 +584,7 @@ struct Outbox::Impl {
                     "another relay took over before this batch was marked; it publishes the "
                     "batch again (consumers dedupe on the event id)");
                 leader = false;
-                for (std::size_t i = 1; i < flights.size(); ++i)
-                    if (flights[i].delivery) the_producer().wait(*flights[i].delivery, seconds(5));
+                for (std::size_t i = 1; i < flights.size(); ++i) let_go(flights[i]);
                 return done;
             }
             runtime::detail::crash_point("outbox-after-mark");

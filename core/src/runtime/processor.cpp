@@ -449,10 +449,11 @@ struct Processor::Impl {
                         if (claimed[k]) unused.push_back(keys[k]);
                     tx->unclaim(config.name, unused);
                 };
-                if (batch_handler) {
+                if (batch_handler && segment.size() > 1) {
                     // One call with the batch's fresh events. If it fails, nothing of the
                     // batch commits and its events are handled one at a time, each with
-                    // its own retries and dead letter.
+                    // its own retries and dead letter. (A segment of one goes through the
+                    // loop below: call_handler() gives a batch handler a batch of one.)
                     std::vector<const Event*> events;
                     std::vector<const Message*> messages;
                     for (std::size_t k = 0; k < segment.size(); ++k)
@@ -469,44 +470,38 @@ struct Processor::Impl {
                         !guarded([&] { batch_handler(events, ctx); }, failure, retryable)) {
                         count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                         tx.reset();  // rolls back the claims and whatever the handler wrote
-                        if (segment.size() == 1) {
-                            // A batch of one: that was the event's first attempt.
-                            r.failed = true;
-                            r.failure = std::move(failure);
-                            r.retryable = retryable;
-                            return r;
-                        }
                         log(4, "batch-failed", first,
                             failure.error_type + ": " + failure.error_message +
                                 "; handling the batch's " + std::to_string(segment.size()) +
                                 " events one at a time");
-                        r = SegmentResult{};
                         r.split = true;
                         return r;
                     }
                     applied = static_cast<int64_t>(events.size());
                     r.done = segment.size();
-                }
-                for (; !batch_handler && r.done < segment.size(); ++r.done) {
-                    if (abandoning()) {
-                        // Stopping: commit what was handled, leave the rest for redelivery.
+                } else {
+                    for (; r.done < segment.size(); ++r.done) {
+                        if (abandoning()) {
+                            // Stopping: commit what was handled, leave the rest for
+                            // redelivery.
+                            give_back_from(r.done);
+                            break;
+                        }
+                        if (!claimed[r.done]) {
+                            ++duplicates;
+                            continue;
+                        }
+                        tx->savepoint();
+                        if (call_handler(segment[r.done], 1, *tx, r.failure, r.retryable)) {
+                            ++applied;
+                            continue;
+                        }
+                        // Undo this event's writes and give back the claims not used here.
+                        r.failed = true;
+                        tx->rollback_to_savepoint();
                         give_back_from(r.done);
                         break;
                     }
-                    if (!claimed[r.done]) {
-                        ++duplicates;
-                        continue;
-                    }
-                    tx->savepoint();
-                    if (call_handler(segment[r.done], 1, *tx, r.failure, r.retryable)) {
-                        ++applied;
-                        continue;
-                    }
-                    // Undo this event's writes and give back the claims not used here.
-                    r.failed = true;
-                    tx->rollback_to_savepoint();
-                    give_back_from(r.done);
-                    break;
                 }
                 count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                 if (applied > 0) detail::crash_point("after-handler");
