@@ -4,7 +4,8 @@
 - :class:`SQLiteStore` — the embedded default: one file; the handler's own SQL writes join
   the store's transaction (``context.execute(...)``, ``?`` placeholders), so effect and dedupe
   mark commit or roll back together.
-- :class:`RedisStore` — marks in Redis (``SET NX`` with a lease, then the retention as TTL).
+- :class:`RedisStore` — marks in Redis (``SET NX``, the retention as TTL; a lease while
+  the transaction runs).
   The mark cannot join the handler's own writes: a crash between the effect and the mark
   applies the effect again, so make such effects idempotent or use a SQL store.
 - :class:`PostgresStore` — the same on PostgreSQL (``INSERT ... ON CONFLICT DO NOTHING``;
@@ -62,8 +63,11 @@ class PostgresStore(_core.PostgresStore):
 
 class RedisStore(_core.RedisStore):
     """Marks in Redis (``redis://[:password@]host:port/db``) under ``prefix``, kept for
-    ``retention`` seconds (Redis expires them: the retention is the replay horizon). A
-    worker waits up to ``lease`` seconds for another worker's claim on the same event."""
+    ``retention`` seconds (Redis expires them: the retention is the replay horizon). One
+    write per event: the claim is the mark, and the commit marks the whole batch's
+    transaction committed. A worker waits up to ``lease`` seconds for another worker's
+    claim on the same event, then takes it over; a transaction that ran past its lease still
+    commits unless another worker took one of its claims."""
 
     def __init__(self, url: str, *, retention: float = 7 * 24 * 3600.0,
                  prefix: str = "postroom:processed:", lease: float = 60.0) -> None:

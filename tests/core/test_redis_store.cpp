@@ -80,6 +80,25 @@ std::string redis_get(const std::string& key) {
     return value;
 }
 
+// Runs one command with a plain hiredis connection, independent of the store.
+void redis_run(const std::vector<std::string>& args) {
+    auto parsed = postroom::parse_broker_url(redis_url());
+    redisContext* c = redisConnect(parsed.hosts.at(0).host.c_str(), parsed.hosts.at(0).port);
+    ASSERT_TRUE(c && !c->err) << "cannot connect to Redis";
+    if (parsed.redis_db != 0) freeReplyObject(redisCommand(c, "SELECT %d", parsed.redis_db));
+    std::vector<const char*> argv;
+    std::vector<size_t> lengths;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lengths.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lengths.data()));
+    EXPECT_TRUE(r && r->type != REDIS_REPLY_ERROR) << args.front();
+    if (r) freeReplyObject(r);
+    redisFree(c);
+}
+
 }  // namespace
 
 TEST(RedisStore, QueuedCommandsApplyWithTheMarksOrNotAtAll) {
@@ -128,4 +147,96 @@ TEST(RedisStore, ARefusedCommandAppliesNothing) {
     EXPECT_EQ(redis_get(prefix + "n"), "");
     EXPECT_FALSE(store.contains("p", "e1")) << "the mark is not applied either";
     EXPECT_THROW(store.begin()->execute("SELECT 1"), UsageError);
+}
+
+// A claim writes its mark once and points it at the transaction's record; commit turns only
+// the record into "committed" (one write per event, not two).
+TEST(RedisStore, AClaimWritesTheMarkOnceAndTheCommitOnlyTheTransactionRecord) {
+    auto prefix = unique_prefix();
+    RedisStore store(redis_url(), std::chrono::hours(1), prefix);
+    auto tx = store.begin();
+    ASSERT_EQ(tx->claim_batch("p", {"a", "b"}), (std::vector<bool>{true, true}));
+    const auto mark = redis_get(prefix + "p:a");
+    ASSERT_EQ(mark.rfind("tx:", 0), 0u) << mark;
+    EXPECT_EQ(redis_get(prefix + "p:b"), mark) << "one transaction, one mark value";
+    const auto record = prefix + "transaction:" + mark.substr(3);
+    EXPECT_EQ(redis_get(record), "open");
+    EXPECT_FALSE(store.contains("p", "a")) << "claimed is not applied";
+    tx->commit();
+    EXPECT_EQ(redis_get(prefix + "p:a"), mark) << "the mark is not written again";
+    EXPECT_EQ(redis_get(record).rfind("committed:", 0), 0u) << redis_get(record);
+    EXPECT_TRUE(store.contains("p", "a"));
+    EXPECT_TRUE(store.contains("p", "b"));
+}
+
+// Marks written by an earlier version ("done:<ms>") still count as applied.
+TEST(RedisStore, MarksOfTheEarlierFormatAreDuplicates) {
+    auto prefix = unique_prefix();
+    RedisStore store(redis_url(), std::chrono::hours(1), prefix);
+    redis_run({"SET", prefix + "p:old", "done:1700000000000", "EX", "60"});
+    EXPECT_TRUE(store.contains("p", "old"));
+    auto tx = store.begin();
+    EXPECT_EQ(tx->claim_batch("p", {"old", "new"}), (std::vector<bool>{false, true}));
+    tx->commit();
+    EXPECT_EQ(store.purge_older_than(std::chrono::seconds(3600)), 1u)
+        << "the old mark is from 2023";
+    EXPECT_FALSE(store.contains("p", "old"));
+    EXPECT_TRUE(store.contains("p", "new"));
+}
+
+// The lease only matters when someone else wants the claims: a slow transaction whose lease
+// ran out still commits if nobody took them; if another worker did, its commit is refused
+// (retriable) and only the other worker's effect applies.
+TEST(RedisStore, ACommitAfterTheLeaseRanOutAppliesOnlyIfNoWorkerTookTheClaims) {
+    auto prefix = unique_prefix();
+    RedisStore store(redis_url(), std::chrono::hours(1), prefix, 200ms);
+    const std::string counter = prefix + "effects";
+    {
+        auto slow = store.begin();
+        ASSERT_TRUE(slow->claim("p", "alone"));
+        slow->enqueue_command({"INCR", counter});
+        std::this_thread::sleep_for(400ms);
+        slow->commit();
+    }
+    EXPECT_TRUE(store.contains("p", "alone"));
+    EXPECT_EQ(redis_get(counter), "1");
+
+    auto slow = store.begin();
+    ASSERT_TRUE(slow->claim("p", "contested"));
+    slow->enqueue_command({"INCR", counter});
+    std::this_thread::sleep_for(400ms);
+    auto other = store.begin();
+    ASSERT_TRUE(other->claim("p", "contested")) << "the lease ran out: the claim is taken over";
+    other->enqueue_command({"INCR", counter});
+    try {
+        slow->commit();
+        FAIL() << "the slow transaction lost its claim";
+    } catch (const StorageError& e) {
+        EXPECT_EQ(e.retriable(), Retriable::yes);
+        EXPECT_NE(std::string(e.what()).find("lease"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(redis_get(counter), "1") << "nothing of the refused commit applied";
+    other->commit();
+    EXPECT_EQ(redis_get(counter), "2");
+    auto again = store.begin();
+    EXPECT_FALSE(again->claim("p", "contested"));
+    again->commit();
+}
+
+// A killed worker leaves its marks and its open record behind: once the record's lease runs
+// out, the marks are taken over, not treated as applied.
+TEST(RedisStore, ClaimsOfAnAbandonedTransactionAreTakenOverAfterTheLease) {
+    auto prefix = unique_prefix();
+    RedisStore store(redis_url(), std::chrono::hours(1), prefix, 300ms);
+    const std::string token = "0123456789abcdef0123456789abcdef";
+    redis_run({"SET", prefix + "transaction:" + token, "open", "PX", "300"});
+    for (const auto* k : {"p:x", "p:y"}) redis_run({"SET", prefix + k, "tx:" + token, "EX", "60"});
+    const auto started = std::chrono::steady_clock::now();
+    auto next = store.begin();
+    EXPECT_EQ(next->claim_batch("p", {"y", "z"}), (std::vector<bool>{true, true}));
+    EXPECT_GE(std::chrono::steady_clock::now() - started, 200ms)
+        << "a claim held by an open transaction waits for its lease";
+    next->commit();
+    EXPECT_TRUE(store.contains("p", "y"));
+    EXPECT_FALSE(store.contains("p", "x")) << "never committed";
 }

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <unordered_set>
@@ -23,15 +25,62 @@ int64_t now_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// 128 random bits as 32 hex digits: names one transaction's claims.
 std::string random_token() {
     thread_local std::mt19937_64 rng{std::random_device{}()};
-    return std::to_string(rng()) + std::to_string(rng());
+    char out[33];
+    std::snprintf(out, sizeof out, "%016llx%016llx", static_cast<unsigned long long>(rng()),
+                  static_cast<unsigned long long>(rng()));
+    return out;
 }
 
-// Compare-and-delete: releases a claim only if this transaction still holds it.
-constexpr const char* release_script =
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) "
-    "else return 0 end";
+bool starts_with(std::string_view s, std::string_view p) {
+    return s.substr(0, p.size()) == p;
+}
+
+// Claims keys a plain SET NX could not: a key whose transaction is gone (rolled back, or its
+// lease ran out) is taken over; one whose transaction committed is a duplicate (0); one whose
+// transaction is still open, or held by an earlier version's lease, is busy (2). Atomic, so
+// two claimers never both take a key over. KEYS: marks; ARGV: this transaction's mark value,
+// the retention (ms), the transaction records' key prefix.
+constexpr const char* claim_contested_script = R"lua(
+local out = {}
+for i, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  local r = 2
+  if not v or v == ARGV[1] then
+    r = 1
+  elseif string.sub(v, 1, 5) == 'done:' then
+    r = 0
+  elseif string.sub(v, 1, 3) == 'tx:' then
+    local t = redis.call('GET', ARGV[3] .. string.sub(v, 4))
+    if not t then r = 1 elseif string.sub(t, 1, 10) == 'committed:' then r = 0 end
+  end
+  if r == 1 then redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
+  out[i] = r
+end
+return out
+)lua";
+
+// Compare-and-delete of marks: gives back the keys this transaction still holds.
+constexpr const char* release_script = R"lua(
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('GET', k) == ARGV[1] then n = n + redis.call('DEL', k) end
+end
+return n
+)lua";
+
+// Takes the lease again for a transaction whose record expired, if no other transaction took
+// any of its claims meanwhile. KEYS: the record, then the marks; ARGV: the marks' value, the
+// lease (ms).
+constexpr const char* renew_script = R"lua(
+for i = 2, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then return 0 end
+end
+redis.call('SET', KEYS[1], 'open', 'PX', ARGV[2])
+return 1
+)lua";
 
 }  // namespace
 
@@ -68,46 +117,44 @@ struct RedisStore::Impl {
     std::string key(std::string_view scope, std::string_view k) const {
         return prefix + std::string(scope) + ":" + std::string(k);
     }
+    // The record of one transaction: "open" while it runs (the lease as TTL), then
+    // "committed:<ms>" (the retention as TTL); gone = rolled back or abandoned.
+    std::string record_prefix() const { return prefix + "transaction:"; }
+
+    // Whether a mark's value means "applied". The caller holds `mutex`.
+    bool applied(const redisReply* mark) {
+        if (mark->type != REDIS_REPLY_STRING) return false;
+        std::string_view value(mark->str, mark->len);
+        if (starts_with(value, "done:")) return true;  // written by an earlier version
+        if (!starts_with(value, "tx:")) return false;
+        auto record = command({"GET", record_prefix() + std::string(value.substr(3))});
+        return record->type == REDIS_REPLY_STRING &&
+               starts_with(std::string_view(record->str, record->len), "committed:");
+    }
 };
 
 namespace {
 
+// A claim writes the mark once, as "tx:<token>" with the retention as TTL, next to the
+// transaction's record ("open", with the lease as TTL). Commit turns only the record into
+// "committed:<ms>", in the MULTI/EXEC of the queued commands: one write per event, and the
+// marks, the record and the effects apply together or not at all.
 class RedisTransaction final : public Transaction {
 public:
     explicit RedisTransaction(std::shared_ptr<RedisStore::Impl> impl)
-        : impl_(std::move(impl)), token_("pending:" + random_token()) {}
+        : impl_(std::move(impl)),
+          token_(random_token()),
+          value_("tx:" + token_),
+          record_(impl_->record_prefix() + token_) {}
     ~RedisTransaction() override { rollback(); }
 
     bool claim(std::string_view scope, std::string_view k) override {
-        require_open();
-        auto key = impl_->key(scope, k);
-        auto give_up = std::chrono::steady_clock::now() + impl_->lease + std::chrono::seconds(1);
-        for (;;) {
-            {
-                std::lock_guard lock(impl_->mutex);
-                auto set = impl_->command(
-                    {"SET", key, token_, "NX", "PX", std::to_string(impl_->lease.count())});
-                if (set->type == REDIS_REPLY_STATUS) {
-                    claimed_.push_back(key);
-                    return true;
-                }
-                auto get = impl_->command({"GET", key});
-                if (get->type == REDIS_REPLY_STRING &&
-                    std::string_view(get->str, get->len).rfind("done:", 0) == 0)
-                    return false;
-            }
-            // Another transaction holds the claim: wait for its outcome (or its lease).
-            if (std::chrono::steady_clock::now() > give_up)
-                throw StorageError("claim of '" + key +
-                                       "' is held by another worker longer "
-                                       "than the lease; retry later",
-                                   Retriable::yes);
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        }
+        return claim_batch(scope, {std::string(k)}).front();
     }
 
-    // One pipeline of SET NX for the whole batch; keys held by another worker then wait
-    // for its outcome one by one, like claim().
+    // One pipeline: the transaction's record (on the first claim), then SET NX per distinct
+    // key. Keys already set are settled by one script; busy ones are polled until their
+    // holder commits, rolls back or its lease runs out.
     std::vector<bool> claim_batch(std::string_view scope,
                                   const std::vector<std::string>& keys) override {
         require_open();
@@ -117,44 +164,79 @@ public:
         for (std::size_t i = 0; i < keys.size(); ++i)
             if (seen.insert(keys[i]).second) first.push_back(i);
         std::vector<std::vector<std::string>> commands;
+        if (!opened_) commands.push_back({"SET", record_, "open", "PX", lease_ms()});
+        const std::size_t skip = commands.size();
+        const auto retention = std::to_string(impl_->retention.count());
         for (auto i : first)
-            commands.push_back({"SET", impl_->key(scope, keys[i]), token_, "NX", "PX",
-                                std::to_string(impl_->lease.count())});
+            commands.push_back({"SET", impl_->key(scope, keys[i]), value_, "NX", "PX", retention});
         std::vector<std::size_t> contested;
         {
             std::lock_guard lock(impl_->mutex);
             auto replies = impl_->pipeline(commands);
+            for (std::size_t n = 0; n < replies.size(); ++n)
+                if (replies[n]->type == REDIS_REPLY_ERROR)
+                    throw StorageError(impl_->where() + ": " + commands[n].front() +
+                                           " failed: " + redis::detail::text(replies[n].get()),
+                                       Retriable::no);
+            opened_ = true;
             for (std::size_t n = 0; n < first.size(); ++n) {
-                const auto* r = replies[n].get();
-                if (r->type == REDIS_REPLY_ERROR)
-                    throw StorageError(
-                        impl_->where() + ": SET NX failed: " + std::string(r->str, r->len),
-                        Retriable::no);
-                if (r->type == REDIS_REPLY_STATUS) {
+                if (replies[skip + n]->type == REDIS_REPLY_STATUS) {
                     claimed[first[n]] = true;
-                    claimed_.push_back(commands[n][1]);
+                    hold(std::move(commands[skip + n][1]));
                 } else {
                     contested.push_back(first[n]);
                 }
             }
         }
-        for (auto i : contested) claimed[i] = claim(scope, keys[i]);
+        const auto give_up =
+            std::chrono::steady_clock::now() + impl_->lease + std::chrono::seconds(1);
+        while (!contested.empty()) {
+            std::vector<std::string> args{"EVAL", claim_contested_script,
+                                          std::to_string(contested.size())};
+            for (auto i : contested) args.push_back(impl_->key(scope, keys[i]));
+            args.insert(args.end(), {value_, retention, impl_->record_prefix()});
+            std::vector<std::size_t> busy;
+            {
+                std::lock_guard lock(impl_->mutex);
+                auto r = impl_->command(args);
+                for (std::size_t n = 0; n < contested.size(); ++n) {
+                    auto outcome = r->element[n]->integer;
+                    if (outcome == 1) {
+                        claimed[contested[n]] = true;
+                        hold(std::move(args[3 + n]));
+                    } else if (outcome == 2) {
+                        busy.push_back(contested[n]);
+                    }
+                }
+            }
+            contested = std::move(busy);
+            if (contested.empty()) break;
+            // Another transaction holds these: wait for its outcome (or its lease).
+            if (std::chrono::steady_clock::now() > give_up)
+                throw StorageError("claim of '" + impl_->key(scope, keys[contested.front()]) +
+                                       "' is held by another worker longer than the lease; "
+                                       "retry later",
+                                   Retriable::yes);
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
         return claimed;
     }
 
     void unclaim(std::string_view scope, const std::vector<std::string>& keys) override {
         require_open();
-        std::vector<std::vector<std::string>> commands;
+        std::vector<std::string> args{"EVAL", release_script, "0"};
         for (const auto& k : keys) {
             auto key = impl_->key(scope, k);
             auto it = std::find(claimed_.begin(), claimed_.end(), key);
             if (it == claimed_.end()) continue;
             claimed_.erase(it);
-            commands.push_back({"EVAL", release_script, "1", key, token_});
+            args.push_back(std::move(key));
         }
-        if (commands.empty()) return;
+        if (args.size() == 3) return;
+        args[2] = std::to_string(args.size() - 3);
+        args.push_back(value_);
         std::lock_guard lock(impl_->mutex);
-        impl_->pipeline(commands);
+        impl_->command(args);
     }
 
     void savepoint() override { savepoint_ = queued_.size(); }
@@ -166,18 +248,27 @@ public:
         queued_.push_back(std::move(command));
     }
 
-    // The marks and the queued commands in one MULTI/EXEC: all of them apply, or none.
+    // The record turns "committed" and the queued commands run in one MULTI/EXEC: all of
+    // them apply, or none. WATCH on the record refuses the commit if the lease ran out first
+    // (another worker may have taken the claims over).
     void commit() override {
         require_open();
         open_ = false;
+        std::lock_guard lock(impl_->mutex);
+        if (opened_ && claimed_.empty() && queued_.empty()) {
+            // Every claim was a duplicate (or given back): nothing to commit.
+            impl_->pipeline({{"DEL", record_}});
+            return;
+        }
+        if (opened_) watch_open_record();
         std::vector<std::vector<std::string>> commands;
         commands.push_back({"MULTI"});
-        const std::string value = "done:" + std::to_string(now_ms());
-        for (const auto& key : claimed_)
-            commands.push_back({"SET", key, value, "PX", std::to_string(impl_->retention.count())});
+        if (opened_)
+            commands.push_back({"SET", record_, "committed:" + std::to_string(now_ms()), "PX",
+                                std::to_string(impl_->retention.count())});
+        const std::size_t first_queued = commands.size();
         for (auto& c : queued_) commands.push_back(std::move(c));
         commands.push_back({"EXEC"});
-        std::lock_guard lock(impl_->mutex);
         auto replies = impl_->pipeline(commands);
         const auto* exec = replies.back().get();
         if (exec->type == REDIS_REPLY_ERROR) {
@@ -189,11 +280,18 @@ public:
                           "': " + std::string(replies[i]->str, replies[i]->len) + ")";
                     break;
                 }
+            release_all();
             throw StorageError(
                 impl_->where() + ": the transaction was refused" + why + "; nothing was applied",
                 Retriable::no);
         }
-        for (std::size_t i = 0; exec->type == REDIS_REPLY_ARRAY && i < exec->elements; ++i)
+        if (exec->type == REDIS_REPLY_NIL)
+            throw StorageError(impl_->where() +
+                                   ": the claims' lease ran out during the commit; nothing "
+                                   "was applied",
+                               Retriable::yes);
+        for (std::size_t i = first_queued - 1;
+             exec->type == REDIS_REPLY_ARRAY && i < exec->elements; ++i)
             if (exec->element[i]->type == REDIS_REPLY_ERROR)
                 throw StorageError(impl_->where() + ": '" + commands[i + 1].front() +
                                        "' failed inside the transaction: " +
@@ -209,10 +307,9 @@ public:
         open_ = false;
         try {
             std::lock_guard lock(impl_->mutex);
-            for (const auto& key : claimed_)
-                impl_->command({"EVAL", release_script, "1", key, token_});
+            release_all();
         } catch (...) {
-            // The claim expires with its lease.
+            // The record expires with its lease, and the claims can be taken over then.
         }
         claimed_.clear();
     }
@@ -221,12 +318,49 @@ private:
     void require_open() const {
         if (!open_) throw UsageError("the store transaction is already committed or rolled back");
     }
+    std::string lease_ms() const { return std::to_string(impl_->lease.count()); }
+    // WATCHes the record, open: if the lease ran out but no other transaction took any claim
+    // meanwhile, it is taken again; otherwise the commit is refused (the caller holds the mutex).
+    void watch_open_record() {
+        for (int round = 0; round < 2; ++round) {
+            auto check = impl_->pipeline({{"WATCH", record_}, {"GET", record_}});
+            const auto* record = check[1].get();
+            if (record->type == REDIS_REPLY_STRING &&
+                std::string_view(record->str, record->len) == "open")
+                return;
+            impl_->pipeline({{"UNWATCH"}});
+            std::vector<std::string> renew{"EVAL", renew_script,
+                                           std::to_string(claimed_.size() + 1), record_};
+            renew.insert(renew.end(), claimed_.begin(), claimed_.end());
+            renew.insert(renew.end(), {value_, lease_ms()});
+            if (impl_->command(renew)->integer != 1) break;
+        }
+        throw StorageError(impl_->where() + ": the claims outlived their lease (" +
+                               std::to_string(impl_->lease.count()) +
+                               " ms) and another worker took some of them over; nothing was "
+                               "applied (give the store a longer lease than a batch takes)",
+                           Retriable::yes);
+    }
+    void hold(std::string key) {
+        if (std::find(claimed_.begin(), claimed_.end(), key) == claimed_.end())
+            claimed_.push_back(std::move(key));
+    }
+    // Drops the record and gives back the marks (the caller holds the mutex): the claims
+    // are free at once, not only when the lease runs out.
+    void release_all() {
+        if (!opened_) return;
+        std::vector<std::string> release{"EVAL", release_script, std::to_string(claimed_.size())};
+        release.insert(release.end(), claimed_.begin(), claimed_.end());
+        release.push_back(value_);
+        impl_->pipeline({std::move(release), {"DEL", record_}});
+    }
     std::shared_ptr<RedisStore::Impl> impl_;
-    std::string token_;
+    std::string token_, value_, record_;
     std::vector<std::string> claimed_;
     std::vector<std::vector<std::string>> queued_;  // enqueue_command(), run at commit
     std::size_t savepoint_ = 0;
     bool open_ = true;
+    bool opened_ = false;  // the record was written
 };
 
 }  // namespace
@@ -250,31 +384,57 @@ std::unique_ptr<Transaction> RedisStore::begin() {
 
 bool RedisStore::contains(std::string_view scope, std::string_view key) {
     std::lock_guard lock(impl_->mutex);
-    auto r = impl_->command({"GET", impl_->key(scope, key)});
-    return r->type == REDIS_REPLY_STRING && std::string_view(r->str, r->len).rfind("done:", 0) == 0;
+    auto mark = impl_->command({"GET", impl_->key(scope, key)});
+    return impl_->applied(mark.get());
 }
 
+// A page of keys at a time: their values in one MGET, the records they name in another, the
+// deletions in one pipeline. Marks of transactions committed before the limit go; records
+// expire by themselves (their TTL is the retention).
 std::size_t RedisStore::purge_older_than(std::chrono::seconds age) {
     const int64_t limit =
         now_ms() - std::chrono::duration_cast<std::chrono::milliseconds>(age).count();
+    auto committed_at = [](const redisReply* r, std::string_view tag) -> std::optional<int64_t> {
+        if (r->type != REDIS_REPLY_STRING) return std::nullopt;
+        std::string_view value(r->str, r->len);
+        if (!starts_with(value, tag)) return std::nullopt;
+        int64_t at = 0;
+        std::from_chars(value.data() + tag.size(), value.data() + value.size(), at);
+        return at;
+    };
     std::lock_guard lock(impl_->mutex);
     std::size_t purged = 0;
     std::string cursor = "0";
     do {
-        auto r = impl_->command({"SCAN", cursor, "MATCH", impl_->prefix + "*", "COUNT", "500"});
-        cursor.assign(r->element[0]->str, r->element[0]->len);
-        const auto* keys = r->element[1];
-        for (size_t i = 0; i < keys->elements; ++i) {
-            std::string key(keys->element[i]->str, keys->element[i]->len);
-            auto v = impl_->command({"GET", key});
-            if (v->type != REDIS_REPLY_STRING) continue;
-            std::string_view value(v->str, v->len);
-            if (value.rfind("done:", 0) != 0) continue;
-            int64_t at = 0;
-            std::from_chars(value.data() + 5, value.data() + value.size(), at);
-            if (at < limit)
-                purged += static_cast<std::size_t>(impl_->command({"DEL", key})->integer);
+        auto page = impl_->command({"SCAN", cursor, "MATCH", impl_->prefix + "*", "COUNT", "500"});
+        cursor.assign(page->element[0]->str, page->element[0]->len);
+        const auto* found = page->element[1];
+        if (found->elements == 0) continue;
+        std::vector<std::string> mget{"MGET"};
+        for (std::size_t i = 0; i < found->elements; ++i)
+            mget.emplace_back(found->element[i]->str, found->element[i]->len);
+        auto values = impl_->command(mget);
+        std::vector<std::string> records{"MGET"};
+        std::vector<std::size_t> record_of(found->elements, 0);  // 0: no record
+        for (std::size_t i = 0; i < values->elements; ++i) {
+            const auto* v = values->element[i];
+            if (v->type == REDIS_REPLY_STRING &&
+                starts_with(std::string_view(v->str, v->len), "tx:")) {
+                records.push_back(impl_->record_prefix() + std::string(v->str + 3, v->len - 3));
+                record_of[i] = records.size() - 1;
+            }
         }
+        ReplyHandle states;
+        if (records.size() > 1) states = impl_->command(records);
+        std::vector<std::vector<std::string>> deletions;
+        for (std::size_t i = 0; i < values->elements; ++i) {
+            auto at = record_of[i] ? committed_at(states->element[record_of[i] - 1], "committed:")
+                                   : committed_at(values->element[i], "done:");
+            if (at && *at < limit) deletions.push_back({"DEL", mget[i + 1]});
+        }
+        if (deletions.empty()) continue;
+        for (const auto& r : impl_->pipeline(deletions))
+            if (r->type == REDIS_REPLY_INTEGER) purged += static_cast<std::size_t>(r->integer);
     } while (cursor != "0");
     return purged;
 }

@@ -134,13 +134,16 @@ private:
     std::shared_ptr<Impl> impl_;
 };
 
-// Redis: a claim is SET key NX with a lease while the handler runs (pipelined per batch), then
-// "done:<ms>" with the retention as TTL (Redis forgets the mark itself: the retention is the
-// replay horizon). A second worker claiming the same key waits for the first's outcome, up to
-// the lease. Effects that are Redis commands join the mark: enqueue_command() runs them at
-// commit in the same MULTI/EXEC as the marks. Any other effect is committed by the handler
-// before the mark — a crash between the two applies it again, so make such effects idempotent
-// or use a SQL store. Transactions have no SQL (execute throws).
+// Redis: a claim is SET key NX, written once as "tx:<token>" with the retention as TTL
+// (pipelined per batch; Redis forgets the mark itself: the retention is the replay horizon).
+// The token names the transaction's record, "open" with the lease as TTL while it runs and
+// "committed:<ms>" after; a mark counts as applied when its record is committed. A second
+// worker claiming the same key waits for the first's outcome, up to the lease; after it, the
+// claim is taken over. A commit whose lease ran out still applies if nobody took a claim
+// over, and is refused (retriable) if someone did. Effects that are Redis commands join the
+// record: enqueue_command() runs them at commit in the same MULTI/EXEC. Any other effect is
+// committed by the handler before the mark — a crash between the two applies it again, so
+// make such effects idempotent or use a SQL store. Transactions have no SQL (execute throws).
 class RedisStore final : public IdempotencyStore {
 public:
     // `url` is redis://[:password@]host:port/db.
