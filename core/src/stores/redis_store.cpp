@@ -181,8 +181,9 @@ public:
             opened_ = true;
             for (std::size_t n = 0; n < first.size(); ++n) {
                 if (replies[skip + n]->type == REDIS_REPLY_STATUS) {
+                    // The key did not exist, so this transaction did not hold it yet.
                     claimed[first[n]] = true;
-                    hold(std::move(commands[skip + n][1]));
+                    claimed_.push_back(std::move(commands[skip + n][1]));
                 } else {
                     contested.push_back(first[n]);
                 }
