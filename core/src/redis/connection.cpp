@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include <cstdio>
+
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 
@@ -12,16 +14,21 @@ timeval to_timeval(std::chrono::milliseconds ms) {
                    static_cast<suseconds_t>((ms.count() % 1000) * 1000)};
 }
 
-void append(redisContext* c, const Command& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lengths;
-    argv.reserve(args.size());
-    lengths.reserve(args.size());
+// Appends `args` to `out` in the Redis protocol (RESP): an array of bulk strings.
+void format(std::string& out, const Command& args) {
+    char number[24];
+    auto line = [&](char tag, std::size_t n) {
+        out += tag;
+        out.append(number,
+                   static_cast<std::size_t>(std::snprintf(number, sizeof number, "%zu", n)));
+        out += "\r\n";
+    };
+    line('*', args.size());
     for (const auto& a : args) {
-        argv.push_back(a.data());
-        lengths.push_back(a.size());
+        line('$', a.size());
+        out += a;
+        out += "\r\n";
     }
-    redisAppendCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data());
 }
 
 bool is_auth_refusal(const std::string& message) {
@@ -89,7 +96,17 @@ ReplyHandle Connection::command(const Command& args) {
 
 std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& commands) {
     if (!context_) connect();
-    for (const auto& args : commands) append(context_.get(), args);
+    // The whole pipeline formatted in one buffer, handed to hiredis in one append.
+    std::size_t size = 0;
+    for (const auto& args : commands) {
+        size += 16;
+        for (const auto& a : args) size += a.size() + 16;
+    }
+    std::string wire;
+    wire.reserve(size);
+    for (const auto& args : commands) format(wire, args);
+    if (redisAppendFormattedCommand(context_.get(), wire.data(), wire.size()) != REDIS_OK)
+        fail(commands.front().front());
     std::vector<ReplyHandle> replies;
     replies.reserve(commands.size());
     for (const auto& args : commands) {
