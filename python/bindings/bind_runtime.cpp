@@ -230,6 +230,7 @@ py::dict counters_dict(const Counters& c) {
     d["in_flight"] = c.in_flight;
     d["blocked_waits"] = c.blocked_waits;
     d["flood_pauses"] = c.flood_pauses;
+    d["lane_pauses"] = c.lane_pauses;
     d["purged_marks"] = c.purged_marks;
     py::dict lag;
     for (const auto& [tp, n] : c.lag) lag[py::make_tuple(tp.topic, tp.partition)] = n;

@@ -62,6 +62,7 @@ class ProcessorCounters:
     blocked_waits: int = 0
     flood_pauses: int = 0
     purged_marks: int = 0
+    lane_pauses: int = 0
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
 
     @property

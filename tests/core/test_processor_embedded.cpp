@@ -539,6 +539,8 @@ TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
     // The other partitions finished while partition 0 was still retrying its first event.
     for (int partition = 1; partition < 4; ++partition)
         EXPECT_LT(last_applied[partition], last_applied[0]) << partition;
+    EXPECT_GT(p.counters().lane_pauses, 0)
+        << "the retrying lane's partitions were paused while the others went on";
     // Everything is committed: a new member of the group gets nothing.
     auto again = config();
     again.topics = {"multi"};
@@ -547,6 +549,34 @@ TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
     Processor q(again, [&](const Event&, HandlerContext&) { ++redelivered; });
     for (int i = 0; i < 20; ++i) q.run_once(100ms);
     EXPECT_EQ(redelivered.load(), 0);
+}
+
+// Pausing a partition makes librdkafka drop what it prefetched, so lanes that keep up are not
+// paused when their queues fill: the poller waits for room instead (and the queues stay
+// within their bound plus one poll).
+TEST_F(EmbeddedProcessor, LanesThatKeepUpAreWaitedForNotPaused) {
+    broker->create_topic("steady", 2);
+    std::vector<OutgoingMessage> out;
+    for (int i = 0; i < 2000; ++i) {
+        auto m = to_message(event(i), "steady", std::string("k") + std::to_string(i % 8));
+        m.partition = i % 2;
+        out.push_back(std::move(m));
+    }
+    send(out);
+    auto c = config();
+    c.topics = {"steady"};
+    c.dead_letter_topic = "orders.dlq";
+    c.concurrency = 2;
+    c.batch_size = 50;
+    c.lane_queue_messages = 100;
+    std::atomic<int> handled{0};
+    Processor p(c, [&](const Event&, HandlerContext&) {
+        std::this_thread::sleep_for(50us);
+        ++handled;
+    });
+    run_until(p, [&] { return p.counters().processed == 2000; });
+    EXPECT_EQ(handled.load(), 2000);
+    EXPECT_EQ(p.counters().lane_pauses, 0);
 }
 
 TEST_F(EmbeddedProcessor, BatchHandlerGetsTheFreshEventsOfABatchInOneCallAndOneTransaction) {

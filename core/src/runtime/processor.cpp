@@ -99,6 +99,10 @@ struct Processor::Impl {
     };
     std::vector<std::unique_ptr<Lane>> lanes;
     std::set<TopicPartition> held_back;  // paused because their lane's queue is full
+    // Lanes signal `room` whenever they take work from their queue.
+    std::mutex room_mutex;
+    std::condition_variable room;
+    std::vector<Lane*> fed_lanes;  // the lanes the last non-empty poll gave messages to
     std::atomic<std::size_t> finished_by_lanes{0};
     static inline thread_local Lane* current_lane = nullptr;
 
@@ -661,6 +665,8 @@ struct Processor::Impl {
                 }
                 lane.busy = true;
             }
+            { std::lock_guard lock(room_mutex); }
+            room.notify_all();
             std::vector<const Message*> batch;
             batch.reserve(work.size());
             for (const auto& m : work) batch.push_back(&m);
@@ -720,10 +726,32 @@ struct Processor::Impl {
         }
     }
 
-    // Hands polled messages to their lanes; pauses the partitions of a lane whose queue is
-    // full (resume_drained() lets them go on at half). Pausing is not free — librdkafka drops
-    // what it prefetched and fetches again on resume — hence a deep queue, resumed early.
-    void dispatch(std::vector<Message>& batch, const std::vector<const Message*>& due) {
+    bool full(Lane& lane) {
+        std::lock_guard lock(lane.mutex);
+        return lane.queue.size() >= config.lane_queue_messages ||
+               lane.queued_bytes >= config.lane_queue_bytes;
+    }
+
+    // When the last poll fed only lanes whose queues are full, polling more only fills them
+    // further: waits up to `timeout` for one of them to take work. Returns false if none did
+    // (slow handlers).
+    bool wait_for_room(milliseconds timeout) {
+        auto all_full = [&] {
+            return std::all_of(fed_lanes.begin(), fed_lanes.end(),
+                               [&](Lane* l) { return full(*l); });
+        };
+        std::unique_lock lock(room_mutex);
+        return room.wait_for(lock, timeout, [&] { return !all_full() || stop_requested.load(); });
+    }
+
+    // Hands polled messages to their lanes. Pausing is not free — librdkafka drops what it
+    // prefetched and fetches again on resume — so full lanes' partitions are paused only when
+    // polling goes on for others (this poll also fed a lane with room), or when the lanes
+    // stayed full through run_once's wait (`lanes_stuck`: slow handlers; the group still
+    // needs polls). Otherwise the next run_once waits for room before it polls.
+    // resume_drained() lets paused partitions go on at half.
+    void dispatch(std::vector<Message>& batch, const std::vector<const Message*>& due,
+                  bool lanes_stuck) {
         // Per lane, all at once: a lane woken by the first message would take it alone.
         std::set<const Message*> take(due.begin(), due.end());
         std::map<Lane*, std::vector<Message*>> per_lane;
@@ -737,6 +765,14 @@ struct Processor::Impl {
             }
             lane->wake.notify_all();
         }
+        if (per_lane.empty()) return;
+        fed_lanes.clear();
+        bool feeds_a_lane_with_room = false;
+        for (auto& [lane, messages] : per_lane) {
+            fed_lanes.push_back(lane);
+            feeds_a_lane_with_room = feeds_a_lane_with_room || !full(*lane);
+        }
+        if (!feeds_a_lane_with_room && !lanes_stuck) return;  // run_once waits for room
         std::vector<TopicPartition> pause;
         for (auto& lane : lanes) {
             std::lock_guard lock(lane->mutex);
@@ -747,6 +783,7 @@ struct Processor::Impl {
                         pause.push_back(m.topic_partition());
             }
         }
+        count([&](Counters& c) { c.lane_pauses += static_cast<int64_t>(pause.size()); });
         consumer->pause(pause);
     }
 
@@ -895,13 +932,17 @@ std::size_t Processor::run_once(milliseconds timeout) {
         impl.resume_drained();
         if (!impl.held_back.empty()) timeout = std::min(timeout, milliseconds(5));
     }
-    auto batch = impl.consumer->poll_batch(impl.config.batch_size, timeout);
+    const auto deadline = Clock::now() + timeout;
+    const bool lanes_stuck = !impl.fed_lanes.empty() && !impl.wait_for_room(timeout);
+    auto batch = impl.consumer->poll_batch(
+        impl.config.batch_size, std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(
+                                                              deadline - Clock::now())));
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
     std::size_t finished = 0;
     if (impl.lanes.empty()) {
         finished = impl.handle_batch(impl.due_now(batch));
     } else {
-        impl.dispatch(batch, impl.due_now(batch));
+        impl.dispatch(batch, impl.due_now(batch), lanes_stuck);
         finished = impl.finished_by_lanes.exchange(0);
     }
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();

@@ -159,6 +159,7 @@ struct Counters {
     int64_t blocked_waits = 0;      // backoffs because the store or dead-letter topic failed
     int64_t flood_pauses = 0;       // pauses of the flood guard
     int64_t purged_marks = 0;       // dedupe marks removed by the retention
+    int64_t lane_pauses = 0;        // partitions paused because their lane's queue was full
     std::map<TopicPartition, int64_t> lag;  // per assigned partition: high watermark - position
 };
 
