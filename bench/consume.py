@@ -242,6 +242,15 @@ def main() -> None:
         check_redis_effects(r, effects_key, n)
         return applied
 
+    def postroom_redis_lanes() -> int:
+        # Three lanes (one per partition): one lane's Redis round trips overlap another's
+        # handlers, and the poll overlaps both.
+        applied = postroom_case(broker, topic, RedisStore(
+            redis_url, prefix="bench:pr:" + uuid.uuid4().hex[:6] + ":"), n, redis_effect,
+            concurrency=3)
+        check_redis_effects(r, effects_key, n)
+        return applied
+
     def postroom_redis_batches() -> int:
         applied = postroom_batch_case(broker, topic, RedisStore(
             redis_url, prefix="bench:pr:" + uuid.uuid4().hex[:6] + ":"), n, redis_batch_effect)
@@ -254,6 +263,7 @@ def main() -> None:
     redis_cases: dict[str, Callable[[], int]] = {
         "python.redis.pipelined": lambda: python_redis_pipelined(bootstrap, topic, redis_url, n),
         "postroom.redis_store": postroom_redis,
+        "postroom.redis_store.concurrency3": postroom_redis_lanes,
         "postroom.redis_store.batch_handler": postroom_redis_batches,
     }
     rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in redis_cases}
@@ -304,6 +314,10 @@ def main() -> None:
         {"name": "postroom postgres / python psycopg per message",
          "value": round(rate["postroom.postgres_store"] / rate["python.postgres"], 2),
          "target": 5.0},
+        {"name": "postroom redis, concurrency=3 / python redis pipelined",
+         "value": round(rate["postroom.redis_store.concurrency3"]
+                        / rate["python.redis.pipelined"], 2),
+         "paired": paired("postroom.redis_store.concurrency3"), "target": 2.0},
         {"name": "postroom redis, batch handler / python redis pipelined",
          "value": round(rate["postroom.redis_store.batch_handler"]
                         / rate["python.redis.pipelined"], 2),

@@ -73,6 +73,30 @@ struct EmbeddedProcessor : ::testing::Test {
         send(out);
     }
 
+    // `n` events to a new `topic` of `partitions` partitions, spread round-robin; 8 keys.
+    void send_across(const std::string& topic, int partitions, int n) {
+        broker->create_topic(topic, partitions);
+        std::vector<OutgoingMessage> out;
+        for (int i = 0; i < n; ++i) {
+            auto m = to_message(event(i), topic, std::string("k") + std::to_string(i % 8));
+            m.partition = i % partitions;
+            out.push_back(std::move(m));
+        }
+        send(out);
+    }
+
+    // A processor of `topic` on `concurrency` lanes, each queue bounded at `lane_queue`.
+    ProcessorConfig lanes_config(const std::string& topic, std::size_t concurrency,
+                                 std::size_t batch_size, std::size_t lane_queue) {
+        auto c = config();
+        c.topics = {topic};
+        c.dead_letter_topic = "orders.dlq";
+        c.concurrency = concurrency;
+        c.batch_size = batch_size;
+        c.lane_queue_messages = lane_queue;
+        return c;
+    }
+
     // Runs until `done()` or the deadline.
     template <typename Done>
     void run_until(Processor& p, Done done, std::chrono::seconds limit = 30s) {
@@ -487,20 +511,9 @@ TEST_F(EmbeddedProcessor, RetryTopicConfigurationErrorsAreClear) {
 }
 
 TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
-    broker->create_topic("multi", 4);
-    std::vector<OutgoingMessage> out;
-    for (int i = 0; i < 200; ++i) {
-        auto m = to_message(event(i), "multi", std::string("k") + std::to_string(i % 8));
-        m.partition = i % 4;
-        out.push_back(std::move(m));
-    }
-    send(out);
-    auto c = config();
-    c.topics = {"multi"};
-    c.dead_letter_topic = "orders.dlq";
-    c.concurrency = 4;
-    c.batch_size = 10;
-    c.lane_queue_messages = 20;  // small, so the lanes' queues fill and pause their partitions
+    send_across("multi", 4, 200);
+    // Small queues, so the retrying lane's queue fills and its partitions are paused.
+    auto c = lanes_config("multi", 4, 10, 20);
     c.retry.max_attempts = 4;
     c.retry.initial_delay = 300ms;
     c.retry.multiplier = 1.0;
@@ -555,20 +568,8 @@ TEST_F(EmbeddedProcessor, LanesLetPartitionsProgressWhileOneRetries) {
 // paused when their queues fill: the poller waits for room instead (and the queues stay
 // within their bound plus one poll).
 TEST_F(EmbeddedProcessor, LanesThatKeepUpAreWaitedForNotPaused) {
-    broker->create_topic("steady", 2);
-    std::vector<OutgoingMessage> out;
-    for (int i = 0; i < 2000; ++i) {
-        auto m = to_message(event(i), "steady", std::string("k") + std::to_string(i % 8));
-        m.partition = i % 2;
-        out.push_back(std::move(m));
-    }
-    send(out);
-    auto c = config();
-    c.topics = {"steady"};
-    c.dead_letter_topic = "orders.dlq";
-    c.concurrency = 2;
-    c.batch_size = 50;
-    c.lane_queue_messages = 100;
+    send_across("steady", 2, 2000);
+    auto c = lanes_config("steady", 2, 50, 100);
     std::atomic<int> handled{0};
     Processor p(c, [&](const Event&, HandlerContext&) {
         std::this_thread::sleep_for(50us);

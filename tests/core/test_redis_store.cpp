@@ -99,6 +99,19 @@ void redis_run(const std::vector<std::string>& args) {
     redisFree(c);
 }
 
+// Runs `commit` and expects it to fail with a StorageError that is `retriable` and names
+// `mentions`.
+template <typename Commit>
+void expect_refused(Commit&& commit, Retriable retriable, std::string_view mentions) {
+    try {
+        commit();
+        ADD_FAILURE() << "the commit must be refused";
+    } catch (const StorageError& e) {
+        EXPECT_EQ(e.retriable(), retriable);
+        EXPECT_NE(std::string(e.what()).find(mentions), std::string::npos) << e.what();
+    }
+}
+
 }  // namespace
 
 TEST(RedisStore, QueuedCommandsApplyWithTheMarksOrNotAtAll) {
@@ -137,13 +150,7 @@ TEST(RedisStore, ARefusedCommandAppliesNothing) {
     ASSERT_TRUE(tx->claim("p", "e1"));
     tx->enqueue_command({"INCRBY", prefix + "n", "1"});
     tx->enqueue_command({"NO-SUCH-COMMAND", "x"});
-    try {
-        tx->commit();
-        FAIL() << "a refused command must fail the commit";
-    } catch (const StorageError& e) {
-        EXPECT_EQ(e.retriable(), Retriable::no);
-        EXPECT_NE(std::string(e.what()).find("NO-SUCH-COMMAND"), std::string::npos) << e.what();
-    }
+    expect_refused([&] { tx->commit(); }, Retriable::no, "NO-SUCH-COMMAND");
     EXPECT_EQ(redis_get(prefix + "n"), "");
     EXPECT_FALSE(store.contains("p", "e1")) << "the mark is not applied either";
     EXPECT_THROW(store.begin()->execute("SELECT 1"), UsageError);
@@ -208,13 +215,7 @@ TEST(RedisStore, ACommitAfterTheLeaseRanOutAppliesOnlyIfNoWorkerTookTheClaims) {
     auto other = store.begin();
     ASSERT_TRUE(other->claim("p", "contested")) << "the lease ran out: the claim is taken over";
     other->enqueue_command({"INCR", counter});
-    try {
-        slow->commit();
-        FAIL() << "the slow transaction lost its claim";
-    } catch (const StorageError& e) {
-        EXPECT_EQ(e.retriable(), Retriable::yes);
-        EXPECT_NE(std::string(e.what()).find("lease"), std::string::npos) << e.what();
-    }
+    expect_refused([&] { slow->commit(); }, Retriable::yes, "lease");  // it lost its claim
     EXPECT_EQ(redis_get(counter), "1") << "nothing of the refused commit applied";
     other->commit();
     EXPECT_EQ(redis_get(counter), "2");
