@@ -169,7 +169,7 @@ class RedisBroker(Broker):
 
 
 class RedisProducer(Producer):
-    """Adds entries to streams. A batch goes out in one pipeline and every add is reported.
+    """Adds entries to streams. A batch goes out in one script call and every add is reported.
 
     XADD is not idempotent: when a connection drops before the reply, the add may or may not
     have happened, and a retry may add the entry twice; consumers dedupe on the event id.
@@ -213,7 +213,8 @@ class RedisProducer(Producer):
     def send_batch(self, items: Iterable[Any], *, topic: str, key: Bytes | None = None,
                    mode: EventMode = "binary", wait: bool = True,
                    raise_on_error: bool = True) -> BatchResult:
-        """Adds many entries in one pipeline; items as for Kafka's send_batch."""
+        """Adds many entries, one script call per 1,000 (one round trip each); items as
+        for Kafka's send_batch."""
         self._check()
         result = self._r.send_batch(topic, items, key=key, mode=mode)
         if raise_on_error:

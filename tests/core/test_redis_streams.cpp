@@ -215,6 +215,29 @@ TEST_F(RedisStreams, ApproximateTrimmingKeepsTheStreamBounded) {
     EXPECT_GE(admin.length(stream), 100);
 }
 
+// A batch goes to Redis in one command; an entry Redis refuses (its key holds a string, not
+// a stream) gets its own error and the others are added, in order, with their ids.
+TEST_F(RedisStreams, ABatchReportsEachEntryAndARefusedOneDoesNotStopTheOthers) {
+    const auto occupied = stream + "-string";
+    raw({"SET", occupied, "not a stream"});
+    StreamProducer p({streams_url(), std::nullopt, 5s});
+    std::vector<OutgoingMessage> batch{{stream, "k", "first", {}, std::nullopt},
+                                       {occupied, "k", "refused", {}, std::nullopt},
+                                       {stream, "k", "third", {}, std::nullopt}};
+    auto results = p.add_batch(batch);
+    raw({"DEL", occupied});
+    ASSERT_EQ(results.size(), 3u);
+    EXPECT_TRUE(results[0].ok()) << results[0].error;
+    EXPECT_NE(results[1].error.find("WRONGTYPE"), std::string::npos) << results[1].error;
+    EXPECT_TRUE(results[2].ok()) << results[2].error;
+    EXPECT_LT(results[0].id, results[2].id);
+    auto c = consumer("reader");
+    auto got = take(*c, 2);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].value, "first");
+    EXPECT_EQ(got[1].value, "third");
+}
+
 TEST_F(RedisStreams, TheRuntimeDeadLettersAnEntryDeliveredMoreOftenThanTheAttemptLimit) {
     Event e("poison-1", "urn:test", "t");
     {

@@ -38,26 +38,34 @@ bool starts_with(std::string_view s, std::string_view p) {
     return s.substr(0, p.size()) == p;
 }
 
-// Claims keys a plain SET NX could not: a key whose transaction is gone (rolled back, or its
-// lease ran out) is taken over; one whose transaction committed is a duplicate (0); one whose
-// transaction is still open, or held by an earlier version's lease, is busy (2). Atomic, so
-// two claimers never both take a key over. KEYS: marks; ARGV: this transaction's mark value,
-// the retention (ms), the transaction records' key prefix.
-constexpr const char* claim_contested_script = R"lua(
+// Claims marks in one command, so Redis runs it in one turn of its event loop (one fsync
+// with appendfsync always; a pipeline of SET NX spans a turn per 16 KB read). A free key is
+// claimed (1); a key whose transaction is gone (rolled back, or its lease ran out) is taken
+// over (1); one whose transaction committed is a duplicate (0); one whose transaction is
+// still open, or held by an earlier version's lease, is busy (2); one this transaction
+// already holds stays so (3). Atomic, so two claimers
+// never both take a key. KEYS: the transaction's record, then the marks; ARGV: the marks'
+// value, the retention (ms), the records' key prefix, the lease (ms), "1" to open the record.
+constexpr const char* claim_script = R"lua(
+if ARGV[5] == '1' then redis.call('SET', KEYS[1], 'open', 'PX', ARGV[4]) end
 local out = {}
-for i, k in ipairs(KEYS) do
-  local v = redis.call('GET', k)
-  local r = 2
-  if not v or v == ARGV[1] then
-    r = 1
-  elseif string.sub(v, 1, 5) == 'done:' then
-    r = 0
-  elseif string.sub(v, 1, 3) == 'tx:' then
-    local t = redis.call('GET', ARGV[3] .. string.sub(v, 4))
-    if not t then r = 1 elseif string.sub(t, 1, 10) == 'committed:' then r = 0 end
+for i = 2, #KEYS do
+  local k = KEYS[i]
+  local r = 1
+  if not redis.call('SET', k, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    local v = redis.call('GET', k)
+    r = 2
+    if v == ARGV[1] then
+      r = 3
+    elseif string.sub(v, 1, 5) == 'done:' then
+      r = 0
+    elseif string.sub(v, 1, 3) == 'tx:' then
+      local t = redis.call('GET', ARGV[3] .. string.sub(v, 4))
+      if not t then r = 1 elseif string.sub(t, 1, 10) == 'committed:' then r = 0 end
+    end
+    if r == 1 then redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
   end
-  if r == 1 then redis.call('SET', k, ARGV[1], 'PX', ARGV[2]) end
-  out[i] = r
+  out[i - 1] = r
 end
 return out
 )lua";
@@ -152,69 +160,49 @@ public:
         return claim_batch(scope, {std::string(k)}).front();
     }
 
-    // One pipeline: the transaction's record (on the first claim), then SET NX per distinct
-    // key. Keys already set are settled by one script; busy ones are polled until their
-    // holder commits, rolls back or its lease runs out.
+    // One script call for the batch's distinct keys (and the transaction's record, on the
+    // first claim). Busy keys are asked for again until their holder commits, rolls back or
+    // its lease runs out.
     std::vector<bool> claim_batch(std::string_view scope,
                                   const std::vector<std::string>& keys) override {
         require_open();
         std::vector<bool> claimed(keys.size(), false);
-        std::vector<std::size_t> first;  // index of each distinct key's first occurrence
+        std::vector<std::size_t> pending;  // index of each distinct key's first occurrence
         std::unordered_set<std::string_view> seen;
         for (std::size_t i = 0; i < keys.size(); ++i)
-            if (seen.insert(keys[i]).second) first.push_back(i);
-        std::vector<std::vector<std::string>> commands;
-        if (!opened_) commands.push_back({"SET", record_, "open", "PX", lease_ms()});
-        const std::size_t skip = commands.size();
+            if (seen.insert(keys[i]).second) pending.push_back(i);
         const auto retention = std::to_string(impl_->retention.count());
-        for (auto i : first)
-            commands.push_back({"SET", impl_->key(scope, keys[i]), value_, "NX", "PX", retention});
-        std::vector<std::size_t> contested;
-        {
-            std::lock_guard lock(impl_->mutex);
-            auto replies = impl_->pipeline(commands);
-            for (std::size_t n = 0; n < replies.size(); ++n)
-                if (replies[n]->type == REDIS_REPLY_ERROR)
-                    throw StorageError(impl_->where() + ": " + commands[n].front() +
-                                           " failed: " + redis::detail::text(replies[n].get()),
-                                       Retriable::no);
-            opened_ = true;
-            for (std::size_t n = 0; n < first.size(); ++n) {
-                if (replies[skip + n]->type == REDIS_REPLY_STATUS) {
-                    // The key did not exist, so this transaction did not hold it yet.
-                    claimed[first[n]] = true;
-                    claimed_.push_back(std::move(commands[skip + n][1]));
-                } else {
-                    contested.push_back(first[n]);
-                }
-            }
-        }
         const auto give_up =
             std::chrono::steady_clock::now() + impl_->lease + std::chrono::seconds(1);
-        while (!contested.empty()) {
-            std::vector<std::string> args{"EVAL", claim_contested_script,
-                                          std::to_string(contested.size())};
-            for (auto i : contested) args.push_back(impl_->key(scope, keys[i]));
-            args.insert(args.end(), {value_, retention, impl_->record_prefix()});
+        while (!pending.empty()) {
+            std::vector<std::string> args{"EVAL", claim_script, std::to_string(pending.size() + 1),
+                                          record_};
+            args.reserve(pending.size() + 9);
+            for (auto i : pending) args.push_back(impl_->key(scope, keys[i]));
+            args.insert(args.end(), {value_, retention, impl_->record_prefix(), lease_ms(),
+                                     opened_ ? "0" : "1"});
             std::vector<std::size_t> busy;
             {
                 std::lock_guard lock(impl_->mutex);
                 auto r = impl_->command(args);
-                for (std::size_t n = 0; n < contested.size(); ++n) {
+                opened_ = true;
+                for (std::size_t n = 0; n < pending.size(); ++n) {
                     auto outcome = r->element[n]->integer;
                     if (outcome == 1) {
-                        claimed[contested[n]] = true;
-                        hold(std::move(args[3 + n]));
+                        claimed[pending[n]] = true;
+                        claimed_.push_back(std::move(args[4 + n]));
+                    } else if (outcome == 3) {
+                        claimed[pending[n]] = true;
                     } else if (outcome == 2) {
-                        busy.push_back(contested[n]);
+                        busy.push_back(pending[n]);
                     }
                 }
             }
-            contested = std::move(busy);
-            if (contested.empty()) break;
+            pending = std::move(busy);
+            if (pending.empty()) break;
             // Another transaction holds these: wait for its outcome (or its lease).
             if (std::chrono::steady_clock::now() > give_up)
-                throw StorageError("claim of '" + impl_->key(scope, keys[contested.front()]) +
+                throw StorageError("claim of '" + impl_->key(scope, keys[pending.front()]) +
                                        "' is held by another worker longer than the lease; "
                                        "retry later",
                                    Retriable::yes);
@@ -341,10 +329,6 @@ private:
                                " ms) and another worker took some of them over; nothing was "
                                "applied (give the store a longer lease than a batch takes)",
                            Retriable::yes);
-    }
-    void hold(std::string key) {
-        if (std::find(claimed_.begin(), claimed_.end(), key) == claimed_.end())
-            claimed_.push_back(std::move(key));
     }
     // Drops the record and gives back the marks (the caller holds the mutex): the claims
     // are free at once, not only when the lease runs out.
