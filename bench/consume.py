@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ import redis
 from confluent_kafka import Consumer
 from rich.console import Console
 from rich.table import Table
-from service_env import drop_keys, env
+from service_env import drop_keys, env, median_result, paired_ratio, run_rounds
 
 import postroom
 from postroom.stores import PostgresStore, RedisStore
@@ -266,23 +265,13 @@ def main() -> None:
         "postroom.redis_store.concurrency3": postroom_redis_lanes,
         "postroom.redis_store.batch_handler": postroom_redis_batches,
     }
-    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in redis_cases}
-    for round_no in range(args.repeat):
-        for name in list(redis_cases)[:: 1 if round_no % 2 == 0 else -1]:
-            rounds[name].append(measure(name, n, redis_cases[name]))
-            drop_keys(r, "bench:py2:*", "bench:pr:*")
-    for name, runs in rounds.items():
-        rates = [x["events_per_s"] for x in runs]
-        results.append({"case": name, "events": n, "runs": rates,
-                        "seconds": round(statistics.median(x["seconds"] for x in runs), 3),
-                        "events_per_s": round(statistics.median(rates)),
-                        "cpu_s_per_1000": round(statistics.median(x["cpu_s_per_1000"]
-                                                                  for x in runs), 4)})
+    rounds = run_rounds({name: (lambda name=name, run=run: measure(name, n, run))
+                         for name, run in redis_cases.items()}, args.repeat,
+                        lambda: drop_keys(r, "bench:py2:*", "bench:pr:*"))
+    results += [median_result(runs, "events_per_s") for runs in rounds.values()]
 
     def paired(case: str) -> float:
-        return round(float(statistics.median(
-            pr["events_per_s"] / py["events_per_s"]
-            for py, pr in zip(rounds["python.redis.pipelined"], rounds[case]))), 2)
+        return paired_ratio(rounds["python.redis.pipelined"], rounds[case], "events_per_s")
 
     results += [
         measure("python.postgres", n, lambda: python_postgres(bootstrap, topic, pg_url, n)),

@@ -9,7 +9,8 @@ postroom cases) or one at a time (the per-call cases, over at most --per-call en
 they are slow). Reports entries/s and ratios; writes JSON.
 
     eval "$(scripts/services.sh env)"
-    .venv/bin/python bench/streams.py [--entries 200000] [--json bench/results/streams.json]
+    .venv/bin/python bench/streams.py [--entries 200000] [--repeat 3]
+        [--json bench/results/streams.json]
 
 Never fails on speed: exit 0 unless a case breaks (an entry missing or applied twice).
 """
@@ -30,7 +31,7 @@ import redis
 from redis.utils import HIREDIS_AVAILABLE
 from rich.console import Console
 from rich.table import Table
-from service_env import drop_keys, env
+from service_env import drop_keys, env, median_result, paired_ratio, run_rounds
 
 import postroom
 from postroom.redis import RedisBroker
@@ -66,19 +67,22 @@ def redis_py_add_per_call(r: redis.Redis, stream: str, n: int) -> int:
 
 
 def redis_py_add_pipelined(r: redis.Redis, stream: str, n: int, size: int) -> int:
+    """Returns how many entries the stream gained (rounds add to the same stream)."""
+    before = int(r.xlen(stream))
     for k in batches(n, size):
         pipe = r.pipeline(transaction=False)
         for _ in range(k):
             pipe.xadd(stream, {"data": VALUE})
         pipe.execute()
-    return int(r.xlen(stream))
+    return int(r.xlen(stream)) - before
 
 
 def postroom_add(broker: RedisBroker, stream: str, n: int, size: int) -> int:
+    before = broker.length(stream)
     with broker.producer() as producer:
         for k in batches(n, size):
             producer.send_batch([VALUE] * k, topic=stream)
-    return broker.length(stream)
+    return broker.length(stream) - before
 
 
 # -- read and acknowledge -------------------------------------------------------------------
@@ -183,6 +187,8 @@ def main() -> None:
     parser.add_argument("--per-call", type=int, default=20_000,
                         help="entries for the one-at-a-time cases")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the batch cases (alternating order)")
     parser.add_argument("--json", default="bench/results/streams.json")
     args = parser.parse_args()
     redis_url = env("POSTROOM_REDIS_URL")
@@ -195,19 +201,34 @@ def main() -> None:
     n, small, size = args.entries, min(args.per_call, args.entries), args.batch
     streams = {name: f"bench-{name}-{tag}" for name in ("pc", "pipe", "pr")}
     console.print(f"Redis Streams: {n:,} entries of 100 bytes, batches of {size} "
-                  f"(per-call cases: {small:,}); redis-py {redis.__version__} with hiredis")
+                  f"(per-call cases: {small:,}); redis-py {redis.__version__} with hiredis; "
+                  f"{args.repeat} rounds of the batch cases, the order alternating")
     results = [
         measure("add.redis_py.per_call", small,
                 lambda: redis_py_add_per_call(r, streams["pc"], small)),
-        measure("add.redis_py.pipelined", n,
-                lambda: redis_py_add_pipelined(r, streams["pipe"], n, size)),
-        measure("add.postroom.batch", n, lambda: postroom_add(broker, streams["pr"], n, size)),
         measure("read.redis_py.per_call", small,
                 lambda: redis_py_read_per_call(r, streams["pc"], small)),
-        measure("read.redis_py.pipelined", n,
-                lambda: redis_py_read_pipelined(r, streams["pipe"], n, size)),
-        measure("read.postroom.batch", n, lambda: postroom_read(broker, streams["pr"], n, size)),
     ]
+    # The batch cases move by a third between runs on this machine: rounds in alternating
+    # order, each adding to fresh streams and reading them back; medians, and the median of
+    # the per-round ratios ("paired").
+    add_rounds = run_rounds({
+        "add.redis_py.pipelined": lambda: measure(
+            "add.redis_py.pipelined", n,
+            lambda: redis_py_add_pipelined(r, streams["pipe"], n, size)),
+        "add.postroom.batch": lambda: measure(
+            "add.postroom.batch", n, lambda: postroom_add(broker, streams["pr"], n, size)),
+    }, args.repeat)
+    # Each read case reads the first n entries of its stream in a new group.
+    read_rounds = run_rounds({
+        "read.redis_py.pipelined": lambda: measure(
+            "read.redis_py.pipelined", n,
+            lambda: redis_py_read_pipelined(r, streams["pipe"], n, size)),
+        "read.postroom.batch": lambda: measure(
+            "read.postroom.batch", n, lambda: postroom_read(broker, streams["pr"], n, size)),
+    }, args.repeat)
+    rounds = {**add_rounds, **read_rounds}
+    results += [median_result(runs, "entries_per_s") for runs in rounds.values()]
     # Idempotent consume: CloudEvents (the id is the dedupe key), same stream for both.
     events = f"bench-events-{tag}"
     m = min(n, 50_000)
@@ -233,9 +254,13 @@ def main() -> None:
     ratios = [
         {"name": "batch add: postroom / redis-py pipelined",
          "value": round(rate["add.postroom.batch"] / rate["add.redis_py.pipelined"], 2),
+         "paired": paired_ratio(rounds["add.redis_py.pipelined"], rounds["add.postroom.batch"],
+                                "entries_per_s"),
          "target": 2.0},
         {"name": "batch read+ack: postroom / redis-py pipelined",
          "value": round(rate["read.postroom.batch"] / rate["read.redis_py.pipelined"], 2),
+         "paired": paired_ratio(rounds["read.redis_py.pipelined"],
+                                rounds["read.postroom.batch"], "entries_per_s"),
          "target": 2.0},
         {"name": "add: postroom batch / redis-py per call",
          "value": round(rate["add.postroom.batch"] / rate["add.redis_py.per_call"], 2),
@@ -264,10 +289,12 @@ def main() -> None:
     for ratio in ratios:
         verdict = ("" if ratio["target"] is None else
                    f" (target {ratio['target']}x, {'met' if ratio['met'] else 'not met'})")
-        console.print(f"{ratio['name']}: {ratio['value']}x{verdict}")
+        pair = f", paired {ratio['paired']}x" if "paired" in ratio else ""
+        console.print(f"{ratio['name']}: {ratio['value']}x{pair}{verdict}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "streams", "entries": n, "batch": size,
+                               "repeat": args.repeat,
                                "results": results, "ratios": ratios,
                                "machine": {"cpus": os.cpu_count(),
                                            "python": platform.python_version(),

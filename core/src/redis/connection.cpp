@@ -1,6 +1,6 @@
 #include "connection.hpp"
 
-#include <cstdio>
+#include <charconv>
 
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
@@ -19,8 +19,7 @@ void format(std::string& out, const Command& args) {
     char number[24];
     auto line = [&](char tag, std::size_t n) {
         out += tag;
-        out.append(number,
-                   static_cast<std::size_t>(std::snprintf(number, sizeof number, "%zu", n)));
+        out.append(number, std::to_chars(number, number + sizeof number, n).ptr);
         out += "\r\n";
     };
     line('*', args.size());

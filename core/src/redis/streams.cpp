@@ -177,23 +177,25 @@ struct StreamProducer::Impl {
     Connection connection;
     bool closed = false;
 
-    Command xadd(const OutgoingMessage& m) const {
+    // Appends one entry to the arguments of add_script: the count of its XADD arguments,
+    // then the arguments (stream, trimming, "*", fields).
+    void append_xadd(Command& out, const OutgoingMessage& m) const {
         if (m.topic.empty()) throw UsageError("a message needs a stream name (its topic)");
         if (m.partition && *m.partition != 0)
             throw UsageError("stream '" + m.topic + "' has no partition " +
                              std::to_string(*m.partition) + ": a Redis stream is partition 0");
-        Command c{"XADD", m.topic};
-        if (config.maxlen) {
-            c.insert(c.end(), {"MAXLEN", "~", std::to_string(*config.maxlen)});
-        }
-        c.emplace_back("*");
+        const std::size_t count = out.size();
+        out.emplace_back();
+        out.push_back(m.topic);
+        if (config.maxlen) out.insert(out.end(), {"MAXLEN", "~", std::to_string(*config.maxlen)});
+        out.emplace_back("*");
         auto fields = to_fields(m);
         if (fields.empty()) fields.emplace_back(nothing_field, "");
         for (auto& [k, v] : fields) {
-            c.push_back(std::move(k));
-            c.push_back(std::move(v));
+            out.push_back(std::move(k));
+            out.push_back(std::move(v));
         }
-        return c;
+        out[count] = std::to_string(out.size() - count - 1);
     }
 };
 
@@ -214,31 +216,27 @@ std::string StreamProducer::add(const OutgoingMessage& message) {
 }
 
 std::vector<AddResult> StreamProducer::add_batch(const std::vector<OutgoingMessage>& messages) {
-    std::vector<Command> commands;
-    commands.reserve(messages.size());
-    for (const auto& m : messages) commands.push_back(impl_->xadd(m));
+    // One script call per chunk instead of a pipeline of XADDs: Redis runs it in one turn of
+    // its event loop, so with appendfsync always a chunk costs one fsync, not one per 16 KB
+    // of commands read. Chunks keep the commands' memory bounded.
+    constexpr std::size_t chunk = 1000;
+    std::vector<Command> calls;
+    for (std::size_t i = 0; i < messages.size(); i += chunk) {
+        Command eval{"EVAL", add_script, "0"};
+        const auto end = std::min(messages.size(), i + chunk);
+        eval.reserve(3 + (end - i) * 5);
+        for (std::size_t k = i; k < end; ++k) impl_->append_xadd(eval, messages[k]);
+        calls.push_back(std::move(eval));
+    }
     std::lock_guard lock(impl_->mutex);
     if (impl_->closed) throw UsageError("the producer is closed");
     std::vector<AddResult> out;
     out.reserve(messages.size());
-    constexpr std::size_t chunk = 1000;  // bounded pipelines keep memory flat
-    for (std::size_t i = 0; i < commands.size(); i += chunk) {
-        std::vector<Command> part(
-            std::make_move_iterator(commands.begin() + static_cast<std::ptrdiff_t>(i)),
-            std::make_move_iterator(commands.begin() + static_cast<std::ptrdiff_t>(
-                                                           std::min(commands.size(), i + chunk))));
-        // One script call per chunk instead of a pipeline of XADDs: Redis runs it in one turn
-        // of its event loop, so with appendfsync always the chunk costs one fsync, not one
-        // per 16 KB of commands read.
-        Command eval{"EVAL", add_script, "0"};
-        for (auto& c : part) {
-            eval.push_back(std::to_string(c.size() - 1));
-            eval.insert(eval.end(), std::make_move_iterator(c.begin() + 1),
-                        std::make_move_iterator(c.end()));
-        }
-        auto reply = impl_->connection.command(eval);
+    for (std::size_t c = 0; c < calls.size(); ++c) {
+        const std::size_t entries = std::min(chunk, messages.size() - c * chunk);
+        auto reply = impl_->connection.command(calls[c]);
         if (detail::is_error(reply.get())) {
-            for (std::size_t k = 0; k < part.size(); ++k) out.push_back({"", text(reply.get())});
+            for (std::size_t k = 0; k < entries; ++k) out.push_back({"", text(reply.get())});
             continue;
         }
         for (std::size_t k = 0; k < reply->elements; ++k) {
