@@ -54,6 +54,13 @@ def measure(name: str, entries: int, run: Callable[[], int]) -> dict[str, Any]:
     return result
 
 
+def timed(cases: dict[str, Callable[[], int]],
+          entries: int) -> dict[str, Callable[[], dict[str, Any]]]:
+    """Each case as a call that measures it moving ``entries`` entries."""
+    return {name: (lambda name=name, run=run: measure(name, entries, run))
+            for name, run in cases.items()}
+
+
 def batches(n: int, size: int) -> list[int]:
     return [min(size, n - i) for i in range(0, n, size)]
 
@@ -212,21 +219,15 @@ def main() -> None:
     # The batch cases move by a third between runs on this machine: rounds in alternating
     # order, each adding to fresh streams and reading them back; medians, and the median of
     # the per-round ratios ("paired").
-    add_rounds = run_rounds({
-        "add.redis_py.pipelined": lambda: measure(
-            "add.redis_py.pipelined", n,
-            lambda: redis_py_add_pipelined(r, streams["pipe"], n, size)),
-        "add.postroom.batch": lambda: measure(
-            "add.postroom.batch", n, lambda: postroom_add(broker, streams["pr"], n, size)),
-    }, args.repeat)
+    add_rounds = run_rounds(timed({
+        "add.redis_py.pipelined": lambda: redis_py_add_pipelined(r, streams["pipe"], n, size),
+        "add.postroom.batch": lambda: postroom_add(broker, streams["pr"], n, size),
+    }, n), args.repeat)
     # Each read case reads the first n entries of its stream in a new group.
-    read_rounds = run_rounds({
-        "read.redis_py.pipelined": lambda: measure(
-            "read.redis_py.pipelined", n,
-            lambda: redis_py_read_pipelined(r, streams["pipe"], n, size)),
-        "read.postroom.batch": lambda: measure(
-            "read.postroom.batch", n, lambda: postroom_read(broker, streams["pr"], n, size)),
-    }, args.repeat)
+    read_rounds = run_rounds(timed({
+        "read.redis_py.pipelined": lambda: redis_py_read_pipelined(r, streams["pipe"], n, size),
+        "read.postroom.batch": lambda: postroom_read(broker, streams["pr"], n, size),
+    }, n), args.repeat)
     rounds = {**add_rounds, **read_rounds}
     results += [median_result(runs, "entries_per_s") for runs in rounds.values()]
     # Idempotent consume: CloudEvents (the id is the dedupe key), same stream for both.

@@ -1,6 +1,7 @@
 // The Redis idempotency store against the real server (POSTROOM_REDIS_URL).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <random>
@@ -240,4 +241,25 @@ TEST(RedisStore, ClaimsOfAnAbandonedTransactionAreTakenOverAfterTheLease) {
     next->commit();
     EXPECT_TRUE(store.contains("p", "y"));
     EXPECT_FALSE(store.contains("p", "x")) << "never committed";
+}
+
+// A batch larger than one script call (1,000 keys) is claimed in several, in one transaction.
+TEST(RedisStore, ABatchOfManyKeysIsClaimedAcrossScriptCalls) {
+    RedisStore store(redis_url(), std::chrono::hours(1), unique_prefix());
+    std::vector<std::string> keys;
+    for (int i = 0; i < 2500; ++i) keys.push_back("e" + std::to_string(i));
+    keys.push_back("e7");  // repeated: claimed once
+    {
+        auto tx = store.begin();
+        auto claimed = tx->claim_batch("p", keys);
+        EXPECT_EQ(std::count(claimed.begin(), claimed.end(), true), 2500);
+        EXPECT_FALSE(claimed.back());
+        tx->commit();
+    }
+    EXPECT_TRUE(store.contains("p", "e0"));
+    EXPECT_TRUE(store.contains("p", "e2499"));
+    auto again = store.begin();
+    auto claimed = again->claim_batch("p", keys);
+    EXPECT_EQ(std::count(claimed.begin(), claimed.end(), true), 0) << "all applied already";
+    again->commit();
 }

@@ -174,27 +174,31 @@ public:
         const auto retention = std::to_string(impl_->retention.count());
         const auto give_up =
             std::chrono::steady_clock::now() + impl_->lease + std::chrono::seconds(1);
+        // At most this many keys per script call: a script holds the server while it runs.
+        constexpr std::size_t keys_per_call = 1000;
         while (!pending.empty()) {
-            std::vector<std::string> args{"EVAL", claim_script, std::to_string(pending.size() + 1),
-                                          record_};
-            args.reserve(pending.size() + 9);
-            for (auto i : pending) args.push_back(impl_->key(scope, keys[i]));
-            args.insert(args.end(), {value_, retention, impl_->record_prefix(), lease_ms(),
-                                     opened_ ? "0" : "1"});
             std::vector<std::size_t> busy;
-            {
+            for (std::size_t from = 0; from < pending.size(); from += keys_per_call) {
+                const auto to = std::min(pending.size(), from + keys_per_call);
+                std::vector<std::string> args{"EVAL", claim_script, std::to_string(to - from + 1),
+                                              record_};
+                args.reserve(to - from + 9);
+                for (auto k = from; k < to; ++k)
+                    args.push_back(impl_->key(scope, keys[pending[k]]));
+                args.insert(args.end(), {value_, retention, impl_->record_prefix(), lease_ms(),
+                                         opened_ ? "0" : "1"});
                 std::lock_guard lock(impl_->mutex);
                 auto r = impl_->command(args);
                 opened_ = true;
-                for (std::size_t n = 0; n < pending.size(); ++n) {
-                    auto outcome = r->element[n]->integer;
+                for (auto k = from; k < to; ++k) {
+                    auto outcome = r->element[k - from]->integer;
                     if (outcome == 1) {
-                        claimed[pending[n]] = true;
-                        claimed_.push_back(std::move(args[4 + n]));
+                        claimed[pending[k]] = true;
+                        claimed_.push_back(std::move(args[4 + k - from]));
                     } else if (outcome == 3) {
-                        claimed[pending[n]] = true;
+                        claimed[pending[k]] = true;
                     } else if (outcome == 2) {
-                        busy.push_back(pending[n]);
+                        busy.push_back(pending[k]);
                     }
                 }
             }
