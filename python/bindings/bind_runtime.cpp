@@ -43,9 +43,11 @@ py::object from_sql(const SqlValue& v) {
         v);
 }
 
-// What a Python handler sees as `context`; usable only during its call.
-struct PyHandlerContext {
-    HandlerContext* ctx;
+// What a Python handler (Ctx = HandlerContext) or batch handler (BatchHandlerContext) sees
+// as `context`; usable only during its call.
+template <typename Ctx>
+struct PyContext {
+    Ctx* ctx;
     void check() const {
         if (!ctx) throw UsageError("the handler context is only valid while the handler runs");
     }
@@ -54,18 +56,8 @@ struct PyHandlerContext {
         return ctx->transaction;
     }
 };
-
-// What a Python batch handler sees as `context`; usable only during its call.
-struct PyBatchContext {
-    BatchHandlerContext* ctx;
-    void check() const {
-        if (!ctx) throw UsageError("the handler context is only valid while the handler runs");
-    }
-    stores::Transaction* transaction() const {
-        check();
-        return ctx->transaction;
-    }
-};
+using PyHandlerContext = PyContext<HandlerContext>;
+using PyBatchContext = PyContext<BatchHandlerContext>;
 
 // context.execute(sql, params): SQL in the store's transaction; the rows.
 py::list execute_in(stores::Transaction* tx, const std::string& sql, const py::iterable& params) {

@@ -73,6 +73,18 @@ struct EmbeddedProcessor : ::testing::Test {
         send(out);
     }
 
+    // A new SQLite store in the temporary directory, with one table made by `create_sql`.
+    std::shared_ptr<stores::SqliteStore> fresh_sqlite_store(const std::string& suffix,
+                                                            const std::string& create_sql) {
+        auto path = std::filesystem::temp_directory_path() / (name + suffix + ".db");
+        std::filesystem::remove(path);
+        auto store = std::make_shared<stores::SqliteStore>(path.string());
+        auto tx = store->begin();
+        tx->execute(create_sql);
+        tx->commit();
+        return store;
+    }
+
     // `n` events to a new `topic` of `partitions` partitions, spread round-robin; 8 keys.
     void send_across(const std::string& topic, int partitions, int n) {
         broker->create_topic(topic, partitions);
@@ -315,14 +327,7 @@ TEST_F(EmbeddedProcessor, UnwritableDeadLetterTopicBlocksWithoutLossOrHotLoop) {
 }
 
 TEST_F(EmbeddedProcessor, SqliteStoreAppliesEachEffectOnceEvenWhenAnAttemptFailsAfterWriting) {
-    auto path = std::filesystem::temp_directory_path() / (name + ".db");
-    std::filesystem::remove(path);
-    auto store = std::make_shared<stores::SqliteStore>(path.string());
-    {
-        auto tx = store->begin();
-        tx->execute("CREATE TABLE effects (event_id TEXT, amount INTEGER)");
-        tx->commit();
-    }
+    auto store = fresh_sqlite_store("", "CREATE TABLE effects (event_id TEXT, amount INTEGER)");
     send_events(0, 5);
     send_events(0, 5);  // duplicates
     auto c = config();
@@ -581,14 +586,7 @@ TEST_F(EmbeddedProcessor, LanesThatKeepUpAreWaitedForNotPaused) {
 }
 
 TEST_F(EmbeddedProcessor, BatchHandlerGetsTheFreshEventsOfABatchInOneCallAndOneTransaction) {
-    auto path = std::filesystem::temp_directory_path() / (name + "-batch.db");
-    std::filesystem::remove(path);
-    auto store = std::make_shared<stores::SqliteStore>(path.string());
-    {
-        auto tx = store->begin();
-        tx->execute("CREATE TABLE effects (event_id TEXT)");
-        tx->commit();
-    }
+    auto store = fresh_sqlite_store("-batch", "CREATE TABLE effects (event_id TEXT)");
     send_events(0, 30);
     send_events(10, 20);  // duplicates, after the originals
     auto c = config();
@@ -621,14 +619,7 @@ TEST_F(EmbeddedProcessor, BatchHandlerGetsTheFreshEventsOfABatchInOneCallAndOneT
 }
 
 TEST_F(EmbeddedProcessor, AFailedBatchIsHandledOneEventAtATimeAndOnlyThePoisonIsDeadLettered) {
-    auto path = std::filesystem::temp_directory_path() / (name + "-poison.db");
-    std::filesystem::remove(path);
-    auto store = std::make_shared<stores::SqliteStore>(path.string());
-    {
-        auto tx = store->begin();
-        tx->execute("CREATE TABLE effects (event_id TEXT)");
-        tx->commit();
-    }
+    auto store = fresh_sqlite_store("-poison", "CREATE TABLE effects (event_id TEXT)");
     send_events(0, 10);
     auto c = config();
     c.store = store;

@@ -775,13 +775,11 @@ struct Processor::Impl {
         if (!feeds_a_lane_with_room && !lanes_stuck) return;  // run_once waits for room
         std::vector<TopicPartition> pause;
         for (auto& lane : lanes) {
+            if (!full(*lane)) continue;
             std::lock_guard lock(lane->mutex);
-            if (lane->queue.size() >= config.lane_queue_messages ||
-                lane->queued_bytes >= config.lane_queue_bytes) {
-                for (const auto& m : lane->queue)
-                    if (held_back.insert(m.topic_partition()).second)
-                        pause.push_back(m.topic_partition());
-            }
+            for (const auto& m : lane->queue)
+                if (held_back.insert(m.topic_partition()).second)
+                    pause.push_back(m.topic_partition());
         }
         count([&](Counters& c) { c.lane_pauses += static_cast<int64_t>(pause.size()); });
         consumer->pause(pause);
