@@ -89,6 +89,8 @@ class Processor:
       events). The retry topics must exist; the processor consumes them too.
     - Offsets are committed only for finished events. SIGINT/SIGTERM stop ``run()``
       cleanly: the event in progress is not committed and comes back on restart.
+    - With the Redis store, a batch's commit is sent and its outcome read in the next
+      ``run_once`` (or ``close()``), after that call's poll: the events finish then.
 
     - ``retention`` (seconds, 0 = keep): dedupe marks older than this are purged at start and
       every ``purge_interval``; it is the replay horizon — an event redelivered after its
@@ -188,7 +190,8 @@ class Processor:
         return bool(self._p.stopping)
 
     def run_once(self, timeout: float = 0.1) -> int:
-        """Polls once and handles what arrived; returns how many events finished."""
+        """Polls once and handles what arrived; returns how many events finished (with the
+        Redis store, this includes the previous batch, whose commit it confirms)."""
         return int(self._p.run_once(timeout))
 
     def run(self, *, max_events: int | None = None, idle_timeout: float | None = None,
@@ -203,7 +206,8 @@ class Processor:
                 n = self.run_once(0.1)
                 finished += n
                 now = time.monotonic()
-                if n:
+                # Events whose commit is still in the background (Redis) are activity too.
+                if n or self._p.counters()["in_flight"]:
                     last_activity = now
                 elif last_activity is None and self._p.counters()["lag"]:
                     last_activity = now  # partitions assigned: the idle clock starts

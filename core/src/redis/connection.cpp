@@ -59,7 +59,7 @@ Connection::Connection(Address address, std::chrono::milliseconds timeout)
 
 void Connection::fail(const std::string& what) {
     std::string why = context_ && context_->err ? context_->errstr : "no reply";
-    context_.reset();
+    drop();
     throw TransportError(what + " on " + address_.where() + ": " + why +
                              "; is Redis running and reachable? (postroom reconnects on the "
                              "next attempt)",
@@ -75,7 +75,7 @@ void Connection::connect() {
         auto r = command(c);
         if (is_error(r.get())) {
             auto message = text(r.get());
-            context_.reset();
+            drop();
             if (is_auth_refusal(message))
                 throw ConfigurationError(address_.where() + ": " + message +
                                          "; check the password in the URL "
@@ -93,7 +93,7 @@ ReplyHandle Connection::command(const Command& args) {
     return std::move(replies.front());
 }
 
-std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& commands) {
+void Connection::append(const std::vector<Command>& commands) {
     if (!context_) connect();
     // The whole pipeline formatted in one buffer, handed to hiredis in one append.
     std::size_t size = 0;
@@ -106,21 +106,90 @@ std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& comman
     for (const auto& args : commands) format(wire, args);
     if (redisAppendFormattedCommand(context_.get(), wire.data(), wire.size()) != REDIS_OK)
         fail(commands.front().front());
+}
+
+namespace {
+
+// Reads the next `n` replies into `replies`; false if the connection failed.
+bool read_replies(redisContext* context, std::size_t n, std::vector<ReplyHandle>& replies) {
+    replies.reserve(replies.size() + n);
+    for (std::size_t i = 0; i < n; ++i) {
+        void* raw = nullptr;
+        if (redisGetReply(context, &raw) != REDIS_OK || !raw) return false;
+        replies.emplace_back(static_cast<redisReply*>(raw));
+    }
+    return true;
+}
+
+}  // namespace
+
+std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& commands) {
+    append(commands);
+    read_sent(nullptr);
     std::vector<ReplyHandle> replies;
     replies.reserve(commands.size());
     for (const auto& args : commands) {
-        void* raw = nullptr;
-        if (redisGetReply(context_.get(), &raw) != REDIS_OK || !raw) fail(args.front());
-        replies.emplace_back(static_cast<redisReply*>(raw));
+        if (!read_replies(context_.get(), 1, replies)) fail(args.front());
         if (is_error(replies.back().get()) && is_auth_refusal(text(replies.back().get()))) {
-            context_.reset();  // the rest of the pipeline's replies are not read
+            drop();  // the rest of the pipeline's replies are not read
             throw ConfigurationError(address_.where() + ": " + text(replies.back().get()) +
                                      "; check the password in the URL "
                                      "(redis://:password@host:port/db)");
         }
     }
-    // A server that is starting (LOADING its data) or busy (a long script) answers every
-    // command with an error for a while: that is an outage to ride out, not a refusal.
+    check_outage(replies);
+    return replies;
+}
+
+std::shared_ptr<SentCommands> Connection::send(const std::vector<Command>& commands) {
+    append(commands);
+    // hiredis writes its buffer only when a reply is asked for: write it now.
+    for (int done = 0; !done;)
+        if (redisBufferWrite(context_.get(), &done) != REDIS_OK) fail(commands.front().front());
+    auto sent = std::make_shared<SentCommands>();
+    sent->count = commands.size();
+    unread_.push_back(sent);
+    return sent;
+}
+
+std::vector<ReplyHandle> Connection::collect(SentCommands& sent) {
+    if (sent.replies.size() < sent.count && sent.lost.empty()) {
+        try {
+            read_sent(&sent);
+        } catch (const TransportError&) {
+            // The connection failed: `sent` is marked lost, reported below.
+        }
+    }
+    if (!sent.lost.empty())
+        throw TransportError(address_.where() +
+                                 ": the connection was lost before the replies "
+                                 "came (" +
+                                 sent.lost + "); whether the commands ran is unknown",
+                             Retriable::yes);
+    check_outage(sent.replies);
+    return std::move(sent.replies);
+}
+
+void Connection::read_sent(const SentCommands* last) {
+    while (!unread_.empty()) {
+        auto sent = unread_.front();
+        if (!read_replies(context_.get(), sent->count - sent->replies.size(), sent->replies))
+            fail("reading the replies of commands sent earlier");
+        unread_.pop_front();
+        if (sent.get() == last) return;
+    }
+}
+
+void Connection::drop() noexcept {
+    const std::string why = context_ && context_->err ? context_->errstr : "connection closed";
+    for (auto& sent : unread_) sent->lost = why;
+    unread_.clear();
+    context_.reset();
+}
+
+// A server that is starting (LOADING its data) or busy (a long script) answers every command
+// with an error for a while: that is an outage to ride out, not a refusal.
+void Connection::check_outage(const std::vector<ReplyHandle>& replies) const {
     for (const auto& r : replies)
         if (is_error(r.get())) {
             auto message = text(r.get());
@@ -130,7 +199,6 @@ std::vector<ReplyHandle> Connection::pipeline(const std::vector<Command>& comman
                     address_.where() + ": " + message + " (postroom retries after a pause)",
                     Retriable::yes);
         }
-    return replies;
 }
 
 void Connection::set_read_timeout(std::chrono::milliseconds timeout) {

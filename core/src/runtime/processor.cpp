@@ -418,16 +418,74 @@ struct Processor::Impl {
     // How a batch transaction ended.
     struct SegmentResult {
         bool abandoned = false;
-        bool split = false;    // the store refused the batch's commit: handle events alone
-        std::size_t done = 0;  // events [0, done) are finished
-        bool failed = false;   // event `done` failed its first attempt with:
+        bool deferred = false;  // committing in the background: see `deferred`
+        bool split = false;     // the store refused the batch's commit: handle events alone
+        std::size_t done = 0;   // events [0, done) are finished
+        bool failed = false;    // event `done` failed its first attempt with:
         Failure failure;
         bool retryable = true;
     };
 
+    // A batch's last segment whose store commit was started but whose outcome is not known
+    // yet (a store that commits in the background: Redis). Its messages finish once it is:
+    // in the next run_once, after its poll, so that the wait overlaps the poll. Meanwhile
+    // the next claim on the store's connection runs after this commit.
+    struct DeferredCommit {
+        std::unique_ptr<stores::Transaction> tx;  // null: the commit failed, handle them again
+        bool blocked = false;                     // it failed for a retriable reason
+        std::vector<Message> owned;               // the polled batch the messages point into
+        std::vector<const Message*> messages;     // the segment's messages, in order
+        int64_t applied = 0, duplicates = 0;
+    };
+    std::optional<DeferredCommit> deferred;
+
+    // Waits for the deferred commit's outcome and finishes its messages; returns how many
+    // finished. If the commit failed, the events are handled again (their claims tell what
+    // applied): now, or with `now` false (inside a rebalance, or closing) at the next
+    // run_once. Messages of partitions in `gone` (being revoked) are left to their next owner.
+    std::size_t settle(bool now, const std::vector<TopicPartition>& gone = {}) {
+        if (!deferred) return 0;
+        auto& d = *deferred;
+        if (d.tx) {
+            count([&](Counters& c) { c.in_flight -= static_cast<int64_t>(d.messages.size()); });
+            try {
+                d.tx->finish_commit();
+            } catch (const Error& e) {
+                d.tx.reset();
+                log(3, e.retriable() == Retriable::yes ? "store-blocked" : "batch-refused",
+                    *d.messages.front(),
+                    std::string(e.what()) + "; handling the batch's events again");
+                d.blocked = e.retriable() == Retriable::yes;
+                if (d.blocked) count([](Counters& c) { ++c.blocked_waits; });
+            }
+            if (d.tx) {
+                count([&](Counters& c) {
+                    c.processed += d.applied;
+                    c.duplicates += d.duplicates;
+                });
+                for (int64_t n = 0; n < d.applied; ++n) record_outcome(false);
+                if (d.applied > 0) detail::crash_point("after-store-commit");
+                for (const auto* m : d.messages) consumer->mark_done(*m);
+                const auto n = d.messages.size();
+                deferred.reset();
+                return n;
+            }
+        }
+        std::erase_if(d.messages, [&](const Message* m) {
+            return std::find(gone.begin(), gone.end(), m->topic_partition()) != gone.end();
+        });
+        if (d.messages.empty()) deferred.reset();
+        if (!now || !deferred || stop_requested.load()) return 0;
+        auto again = std::move(d);
+        deferred.reset();
+        if (again.blocked && !wait_for(blocked_backoff(0))) return 0;
+        return handle_batch(again.messages);
+    }
+
     // Handles consecutive events in one store transaction: one batched claim, a savepoint per
-    // event, one commit. Stops at the first handler failure; what came before commits.
-    SegmentResult handle_segment(const std::vector<Prepared>& segment) {
+    // event, one commit. Stops at the first handler failure; what came before commits. With
+    // `may_defer`, a commit the store runs in the background is left in `deferred`.
+    SegmentResult handle_segment(const std::vector<Prepared>& segment, bool may_defer = false) {
         std::vector<std::string> keys;
         keys.reserve(segment.size());
         for (const auto& p : segment) keys.push_back(p.key);
@@ -509,7 +567,21 @@ struct Processor::Impl {
                 }
                 count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                 if (applied > 0) detail::crash_point("after-handler");
-                tx->commit();
+                if (!may_defer || r.done < segment.size() || r.failed) {
+                    tx->commit();
+                } else if (tx->start_commit()) {
+                    DeferredCommit d;
+                    d.tx = std::move(tx);
+                    d.applied = applied;
+                    d.duplicates = duplicates;
+                    for (const auto& p : segment) d.messages.push_back(p.message);
+                    // Not finished until the outcome is known: in flight meanwhile.
+                    count(
+                        [&](Counters& c) { c.in_flight += static_cast<int64_t>(segment.size()); });
+                    deferred = std::move(d);
+                    r.deferred = true;
+                    return r;
+                }
             } catch (const Error& e) {
                 count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                 tx.reset();  // rolls back: the handlers run again on the next round
@@ -589,7 +661,9 @@ struct Processor::Impl {
         consumer->resume(due);
     }
 
-    std::size_t handle_batch(const std::vector<const Message*>& batch) {
+    // With `may_defer`, a last segment committing in the background is left in `deferred`
+    // and not counted as finished.
+    std::size_t handle_batch(const std::vector<const Message*>& batch, bool may_defer = false) {
         std::size_t i = 0;
         auto finish = [&](std::size_t n) {
             for (std::size_t k = 0; k < n; ++k) consumer->mark_done(*batch[i + k]);
@@ -613,7 +687,8 @@ struct Processor::Impl {
                 finish(1);
                 continue;
             }
-            auto r = handle_segment(segment);
+            auto r = handle_segment(segment, may_defer && !has_bad);
+            if (r.deferred) break;
             if (r.abandoned) break;
             if (r.split) {
                 for (const auto& p : segment) {
@@ -887,7 +962,9 @@ void Processor::Impl::open(ProcessorConfig given) {
     };
     listener.on_revoked = [impl](const std::vector<TopicPartition>& tps) {
         for (const auto& tp : tps) impl->waiting.erase(tp);
-        impl->release_partitions(tps);  // before their offsets are committed
+        // Both before the revoked partitions' offsets are committed.
+        impl->settle(false, tps);
+        impl->release_partitions(tps);
     };
     listener.on_lost = listener.on_revoked;
     consumer->subscribe(subscribed, std::move(listener));
@@ -923,7 +1000,7 @@ Processor& Processor::operator=(Processor&&) noexcept = default;
 std::size_t Processor::run_once(milliseconds timeout) {
     auto& impl = *impl_;
     if (impl.closed) throw UsageError("the processor is closed");
-    if (impl.stop_requested.load()) return 0;
+    if (impl.stop_requested.load()) return impl.settle(false);
     if (!impl.waiting.empty()) impl.resume_due();
     if (!impl.held_back.empty()) {
         // Lanes are draining: look again soon rather than sleeping on paused partitions.
@@ -932,16 +1009,28 @@ std::size_t Processor::run_once(milliseconds timeout) {
     }
     const auto deadline = Clock::now() + timeout;
     const bool lanes_stuck = !impl.fed_lanes.empty() && !impl.wait_for_room(timeout);
-    auto batch = impl.consumer->poll_batch(
-        impl.config.batch_size, std::max(milliseconds(0), std::chrono::duration_cast<milliseconds>(
-                                                              deadline - Clock::now())));
+    auto left = [&] {
+        return std::max(milliseconds(0),
+                        std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
+    };
+    // A commit left in the background by the last batch: poll what is there without waiting,
+    // then settle it, so that its outcome does not wait for new messages (if it finished
+    // events and nothing new came, run_once returns at once).
+    const bool settling = impl.deferred.has_value();
+    auto batch =
+        impl.consumer->poll_batch(impl.config.batch_size, settling ? milliseconds(0) : left());
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
-    std::size_t finished = 0;
+    std::size_t finished = impl.settle(true);
+    if (settling && batch.empty() && finished == 0 && !impl.stop_requested.load())
+        batch = impl.consumer->poll_batch(impl.config.batch_size, left());
     if (impl.lanes.empty()) {
-        finished = impl.handle_batch(impl.due_now(batch));
+        // One commit in the background at a time (one still there failed while stopping).
+        const bool may_defer = !impl.deferred;
+        finished += impl.handle_batch(impl.due_now(batch), may_defer);
+        if (may_defer && impl.deferred) impl.deferred->owned = std::move(batch);
     } else {
         impl.dispatch(batch, impl.due_now(batch), lanes_stuck);
-        finished = impl.finished_by_lanes.exchange(0);
+        finished += impl.finished_by_lanes.exchange(0);
     }
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
@@ -965,6 +1054,7 @@ void Processor::close() {
     if (!impl_ || impl_->closed) return;
     impl_->closed = true;
     impl_->stop_requested.store(true);
+    impl_->settle(false);
     impl_->stop_lanes();       // they finish the event in hand; the rest is redelivered
     impl_->consumer->close();  // commits what is done, leaves the group
     if (impl_->forwarder) impl_->forwarder->close();

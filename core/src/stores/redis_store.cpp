@@ -9,6 +9,7 @@
 #include <random>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include "../redis/connection.hpp"
 #include "postroom/error.hpp"
@@ -245,13 +246,19 @@ public:
     // them apply, or none. WATCH on the record refuses the commit if the lease ran out first
     // (another worker may have taken the claims over).
     void commit() override {
+        if (start_commit()) finish_commit();
+    }
+
+    // Sends the MULTI/EXEC; its reply is read by finish_commit(). Whatever is sent on the
+    // store's connection afterwards (the next batch's claim) runs after it.
+    bool start_commit() override {
         require_open();
         open_ = false;
         std::lock_guard lock(impl_->mutex);
         if (opened_ && claimed_.empty() && queued_.empty()) {
             // Every claim was a duplicate (or given back): nothing to commit.
             impl_->pipeline({{"DEL", record_}});
-            return;
+            return false;
         }
         if (opened_) watch_open_record();
         std::vector<std::vector<std::string>> commands;
@@ -259,17 +266,35 @@ public:
         if (opened_)
             commands.push_back({"SET", record_, "committed:" + std::to_string(now_ms()), "PX",
                                 std::to_string(impl_->retention.count())});
-        const std::size_t first_queued = commands.size();
+        first_queued_ = commands.size();
         for (auto& c : queued_) commands.push_back(std::move(c));
         commands.push_back({"EXEC"});
-        auto replies = impl_->pipeline(commands);
+        for (const auto& c : commands) command_names_.push_back(c.front());
+        try {
+            sent_ = impl_->connection.send(commands);
+        } catch (const TransportError& e) {
+            throw StorageError(e.what(), Retriable::yes);
+        }
+        return true;
+    }
+
+    void finish_commit() override {
+        if (!sent_) return;
+        auto sent = std::exchange(sent_, nullptr);
+        std::lock_guard lock(impl_->mutex);
+        std::vector<ReplyHandle> replies;
+        try {
+            replies = impl_->connection.collect(*sent);
+        } catch (const TransportError& e) {
+            throw StorageError(e.what(), Retriable::yes);
+        }
         const auto* exec = replies.back().get();
         if (exec->type == REDIS_REPLY_ERROR) {
             // EXECABORT: a queued command was rejected, so nothing was applied.
             std::string why;
             for (std::size_t i = 1; i + 1 < replies.size(); ++i)
                 if (replies[i]->type == REDIS_REPLY_ERROR) {
-                    why = " ('" + commands[i].front() +
+                    why = " ('" + command_names_[i] +
                           "': " + std::string(replies[i]->str, replies[i]->len) + ")";
                     break;
                 }
@@ -283,10 +308,10 @@ public:
                                    ": the claims' lease ran out during the commit; nothing "
                                    "was applied",
                                Retriable::yes);
-        for (std::size_t i = first_queued - 1;
+        for (std::size_t i = first_queued_ - 1;
              exec->type == REDIS_REPLY_ARRAY && i < exec->elements; ++i)
             if (exec->element[i]->type == REDIS_REPLY_ERROR)
-                throw StorageError(impl_->where() + ": '" + commands[i + 1].front() +
+                throw StorageError(impl_->where() + ": '" + command_names_[i + 1] +
                                        "' failed inside the transaction: " +
                                        std::string(exec->element[i]->str, exec->element[i]->len) +
                                        "; the other commands and the dedupe marks were applied",
@@ -347,6 +372,10 @@ private:
     std::string token_, value_, record_;
     std::vector<std::string> claimed_;
     std::vector<std::vector<std::string>> queued_;  // enqueue_command(), run at commit
+    // The commit in flight: its commands' names (for errors), where the queued ones start.
+    std::shared_ptr<redis::detail::SentCommands> sent_;
+    std::vector<std::string> command_names_;
+    std::size_t first_queued_ = 0;
     std::size_t savepoint_ = 0;
     bool open_ = true;
     bool opened_ = false;  // the record was written

@@ -155,7 +155,7 @@ struct Counters {
     int64_t failed_attempts = 0;    // handler calls that failed
     int64_t dead_lettered = 0;      // written to the dead-letter topic and acknowledged
     int64_t retry_topic_sends = 0;  // written to a retry topic and acknowledged
-    int64_t in_flight = 0;          // being handled right now (0 or 1)
+    int64_t in_flight = 0;          // claimed, not finished: being handled, or committing
     int64_t blocked_waits = 0;      // backoffs because the store or dead-letter topic failed
     int64_t flood_pauses = 0;       // pauses of the flood guard
     int64_t purged_marks = 0;       // dedupe marks removed by the retention

@@ -50,6 +50,15 @@ public:
     virtual void savepoint() {}
     virtual void rollback_to_savepoint() {}
     virtual void commit() = 0;
+    // Starts the commit and, where the store can, returns before its outcome is known
+    // (Redis: the MULTI/EXEC is sent and its reply read later), so the caller can do other
+    // work meanwhile. Returns true if so: finish_commit() then waits for the outcome and
+    // throws what commit() would. Other stores commit here and return false.
+    virtual bool start_commit() {
+        commit();
+        return false;
+    }
+    virtual void finish_commit() {}
     virtual void rollback() noexcept = 0;
     // SQL stores run `sql` inside this transaction ('?' placeholders for SQLite, $1, $2, ...
     // for PostgreSQL); other stores throw UsageError.
