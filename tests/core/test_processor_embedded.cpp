@@ -291,6 +291,31 @@ TEST_F(EmbeddedProcessor, StopDuringRetryDoesNotCommitAheadAndTheEventComesBack)
         << "event-0 was committed, event-1 was not";
 }
 
+// While a batch's claim is in the store, the next batch is polled: the next run_once handles
+// it, and its offsets are not committed before that (closing leaves it to the group).
+TEST_F(EmbeddedProcessor, ABatchPolledAheadIsHandledNextAndNotCommittedBefore) {
+    send_events(0, 20);
+    auto c = config();
+    c.batch_size = 10;
+    c.store = std::make_shared<stores::MemoryStore>();
+    std::vector<std::string> seen;
+    {
+        Processor p(c, [&](const Event& e, HandlerContext&) { seen.push_back(e.id); });
+        run_until(p, [&] { return seen.size() >= 10; });
+        ASSERT_EQ(seen.size(), 10u) << "one batch handled";
+        int64_t lag = 0;
+        for (const auto& [tp, n] : p.counters().lag) lag += n;
+        EXPECT_EQ(lag, 0) << "the second batch was polled ahead";
+        p.close();
+    }
+    std::vector<std::string> later;
+    Processor again(c, [&](const Event& e, HandlerContext&) { later.push_back(e.id); });
+    run_until(again, [&] { return later.size() >= 10; });
+    ASSERT_EQ(later.size(), 10u) << "the batch polled ahead comes back";
+    EXPECT_EQ(later.front(), "event-10");
+    EXPECT_EQ(later.back(), "event-19");
+}
+
 TEST_F(EmbeddedProcessor, UnwritableDeadLetterTopicBlocksWithoutLossOrHotLoop) {
     send_events(0, 3);
     auto c = config();

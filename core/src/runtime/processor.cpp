@@ -439,6 +439,18 @@ struct Processor::Impl {
     };
     std::optional<DeferredCommit> deferred;
 
+    // The next batch, polled while the current batch's claim was in the store (no lanes):
+    // run_once handles it instead of polling. Its messages are taken (not finished), so the
+    // offsets commit holds back at them.
+    std::optional<std::vector<Message>> ahead;
+
+    // Polls the next batch without waiting, if none is there yet.
+    void poll_ahead() {
+        if (ahead || stop_requested.load()) return;
+        auto more = consumer->poll_batch(config.batch_size, milliseconds(0));
+        if (!more.empty()) ahead = std::move(more);
+    }
+
     // Waits for the deferred commit's outcome and finishes its messages; returns how many
     // finished. If the commit failed, the events are handled again (their claims tell what
     // applied): now, or with `now` false (inside a rebalance, or closing) at the next
@@ -484,8 +496,9 @@ struct Processor::Impl {
 
     // Handles consecutive events in one store transaction: one batched claim, a savepoint per
     // event, one commit. Stops at the first handler failure; what came before commits. With
-    // `may_defer`, a commit the store runs in the background is left in `deferred`.
-    SegmentResult handle_segment(const std::vector<Prepared>& segment, bool may_defer = false) {
+    // `overlap` (run_once without lanes), the next batch is polled while the claim is in the
+    // store, and a commit the store runs in the background is left in `deferred`.
+    SegmentResult handle_segment(const std::vector<Prepared>& segment, bool overlap = false) {
         std::vector<std::string> keys;
         keys.reserve(segment.size());
         for (const auto& p : segment) keys.push_back(p.key);
@@ -502,7 +515,13 @@ struct Processor::Impl {
             int64_t duplicates = 0, applied = 0, in_hand = 0;
             try {
                 tx = config.store->begin();
-                claimed = tx->claim_batch(config.name, keys);
+                if (overlap && store_round == 0 && !ahead) {
+                    tx->start_claim_batch(config.name, keys);
+                    poll_ahead();
+                    claimed = tx->finish_claim_batch();
+                } else {
+                    claimed = tx->claim_batch(config.name, keys);
+                }
                 in_hand = static_cast<int64_t>(std::count(claimed.begin(), claimed.end(), true));
                 count([&](Counters& c) { c.in_flight += in_hand; });
                 auto give_back_from = [&](std::size_t from) {
@@ -567,7 +586,7 @@ struct Processor::Impl {
                 }
                 count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
                 if (applied > 0) detail::crash_point("after-handler");
-                if (!may_defer || r.done < segment.size() || r.failed) {
+                if (!overlap || r.done < segment.size() || r.failed) {
                     tx->commit();
                 } else if (tx->start_commit()) {
                     DeferredCommit d;
@@ -661,9 +680,9 @@ struct Processor::Impl {
         consumer->resume(due);
     }
 
-    // With `may_defer`, a last segment committing in the background is left in `deferred`
-    // and not counted as finished.
-    std::size_t handle_batch(const std::vector<const Message*>& batch, bool may_defer = false) {
+    // With `overlap` (see handle_segment), a last segment committing in the background is
+    // left in `deferred` and not counted as finished.
+    std::size_t handle_batch(const std::vector<const Message*>& batch, bool overlap = false) {
         std::size_t i = 0;
         auto finish = [&](std::size_t n) {
             for (std::size_t k = 0; k < n; ++k) consumer->mark_done(*batch[i + k]);
@@ -687,7 +706,7 @@ struct Processor::Impl {
                 finish(1);
                 continue;
             }
-            auto r = handle_segment(segment, may_defer && !has_bad);
+            auto r = handle_segment(segment, overlap && !has_bad);
             if (r.deferred) break;
             if (r.abandoned) break;
             if (r.split) {
@@ -965,6 +984,10 @@ void Processor::Impl::open(ProcessorConfig given) {
         // Both before the revoked partitions' offsets are committed.
         impl->settle(false, tps);
         impl->release_partitions(tps);
+        if (impl->ahead)  // their next owner reads them
+            std::erase_if(*impl->ahead, [&](const Message& m) {
+                return std::find(tps.begin(), tps.end(), m.topic_partition()) != tps.end();
+            });
     };
     listener.on_lost = listener.on_revoked;
     consumer->subscribe(subscribed, std::move(listener));
@@ -1017,17 +1040,23 @@ std::size_t Processor::run_once(milliseconds timeout) {
     // then settle it, so that its outcome does not wait for new messages (if it finished
     // events and nothing new came, run_once returns at once).
     const bool settling = impl.deferred.has_value();
-    auto batch =
-        impl.consumer->poll_batch(impl.config.batch_size, settling ? milliseconds(0) : left());
+    std::vector<Message> batch;
+    if (impl.ahead) {
+        batch = std::move(*impl.ahead);
+        impl.ahead.reset();
+    } else {
+        batch =
+            impl.consumer->poll_batch(impl.config.batch_size, settling ? milliseconds(0) : left());
+    }
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
     std::size_t finished = impl.settle(true);
     if (settling && batch.empty() && finished == 0 && !impl.stop_requested.load())
         batch = impl.consumer->poll_batch(impl.config.batch_size, left());
     if (impl.lanes.empty()) {
         // One commit in the background at a time (one still there failed while stopping).
-        const bool may_defer = !impl.deferred;
-        finished += impl.handle_batch(impl.due_now(batch), may_defer);
-        if (may_defer && impl.deferred) impl.deferred->owned = std::move(batch);
+        const bool overlap = !impl.deferred;
+        finished += impl.handle_batch(impl.due_now(batch), overlap);
+        if (overlap && impl.deferred) impl.deferred->owned = std::move(batch);
     } else {
         impl.dispatch(batch, impl.due_now(batch), lanes_stuck);
         finished += impl.finished_by_lanes.exchange(0);

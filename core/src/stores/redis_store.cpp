@@ -166,53 +166,48 @@ public:
     // its lease runs out.
     std::vector<bool> claim_batch(std::string_view scope,
                                   const std::vector<std::string>& keys) override {
+        start_claim_batch(scope, keys);
+        return finish_claim_batch();
+    }
+
+    // Sends the script calls; finish_claim_batch() reads their replies.
+    void start_claim_batch(std::string_view scope, const std::vector<std::string>& keys) override {
         require_open();
-        std::vector<bool> claimed(keys.size(), false);
-        std::vector<std::size_t> pending;  // index of each distinct key's first occurrence
+        if (claim_) throw UsageError("a claim is already in flight in this transaction");
+        claim_.emplace();
+        claim_->scope = scope;
+        claim_->keys = keys;
+        claim_->claimed.assign(keys.size(), false);
         std::unordered_set<std::string_view> seen;
+        std::vector<std::size_t> distinct;  // index of each distinct key's first occurrence
         for (std::size_t i = 0; i < keys.size(); ++i)
-            if (seen.insert(keys[i]).second) pending.push_back(i);
-        const auto retention = std::to_string(impl_->retention.count());
+            if (seen.insert(keys[i]).second) distinct.push_back(i);
+        send_claims(distinct);
+    }
+
+    std::vector<bool> finish_claim_batch() override {
+        if (!claim_) throw UsageError("no claim in flight in this transaction");
         const auto give_up =
             std::chrono::steady_clock::now() + impl_->lease + std::chrono::seconds(1);
-        // At most this many keys per script call: a script holds the server while it runs.
-        constexpr std::size_t keys_per_call = 1000;
-        while (!pending.empty()) {
-            std::vector<std::size_t> busy;
-            for (std::size_t from = 0; from < pending.size(); from += keys_per_call) {
-                const auto to = std::min(pending.size(), from + keys_per_call);
-                std::vector<std::string> args{"EVAL", claim_script, std::to_string(to - from + 1),
-                                              record_};
-                args.reserve(to - from + 9);
-                for (auto k = from; k < to; ++k)
-                    args.push_back(impl_->key(scope, keys[pending[k]]));
-                args.insert(args.end(), {value_, retention, impl_->record_prefix(), lease_ms(),
-                                         opened_ ? "0" : "1"});
-                std::lock_guard lock(impl_->mutex);
-                auto r = impl_->command(args);
-                opened_ = true;
-                for (auto k = from; k < to; ++k) {
-                    auto outcome = r->element[k - from]->integer;
-                    if (outcome == 1) {
-                        claimed[pending[k]] = true;
-                        claimed_.push_back(std::move(args[4 + k - from]));
-                    } else if (outcome == 3) {
-                        claimed[pending[k]] = true;
-                    } else if (outcome == 2) {
-                        busy.push_back(pending[k]);
-                    }
-                }
+        try {
+            for (;;) {
+                auto busy = collect_claims();
+                if (busy.empty()) break;
+                // Another transaction holds these: wait for its outcome (or its lease).
+                if (std::chrono::steady_clock::now() > give_up)
+                    throw StorageError(
+                        "claim of '" + impl_->key(claim_->scope, claim_->keys[busy.front()]) +
+                            "' is held by another worker longer than the lease; retry later",
+                        Retriable::yes);
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                send_claims(busy);
             }
-            pending = std::move(busy);
-            if (pending.empty()) break;
-            // Another transaction holds these: wait for its outcome (or its lease).
-            if (std::chrono::steady_clock::now() > give_up)
-                throw StorageError("claim of '" + impl_->key(scope, keys[pending.front()]) +
-                                       "' is held by another worker longer than the lease; "
-                                       "retry later",
-                                   Retriable::yes);
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        } catch (...) {
+            claim_.reset();
+            throw;
         }
+        auto claimed = std::move(claim_->claimed);
+        claim_.reset();
         return claimed;
     }
 
@@ -333,6 +328,81 @@ public:
     }
 
 private:
+    // A claim in flight: the script calls sent, whose replies are not read yet.
+    struct ClaimCall {
+        std::shared_ptr<redis::detail::SentCommands> sent;
+        std::vector<std::size_t> indexes;  // into keys
+        std::vector<std::string> marks;    // their mark keys
+    };
+    struct Claim {
+        std::string scope;
+        std::vector<std::string> keys;
+        std::vector<bool> claimed;
+        std::vector<ClaimCall> calls;
+    };
+
+    // Sends one script call per 1,000 of keys[indexes] (a script holds the server while it
+    // runs).
+    void send_claims(const std::vector<std::size_t>& indexes) {
+        constexpr std::size_t keys_per_call = 1000;
+        const auto retention = std::to_string(impl_->retention.count());
+        std::lock_guard lock(impl_->mutex);
+        for (std::size_t from = 0; from < indexes.size(); from += keys_per_call) {
+            const auto to = std::min(indexes.size(), from + keys_per_call);
+            std::vector<std::string> args{"EVAL", claim_script, std::to_string(to - from + 1),
+                                          record_};
+            args.reserve(to - from + 9);
+            ClaimCall call;
+            for (auto k = from; k < to; ++k) {
+                args.push_back(impl_->key(claim_->scope, claim_->keys[indexes[k]]));
+                call.indexes.push_back(indexes[k]);
+            }
+            args.insert(args.end(), {value_, retention, impl_->record_prefix(), lease_ms(),
+                                     opened_ ? "0" : "1"});
+            opened_ = true;  // the first call opens the record; calls run in order
+            try {
+                call.sent = impl_->connection.send({args});
+            } catch (const TransportError& e) {
+                throw StorageError(e.what(), Retriable::yes);
+            }
+            call.marks.assign(std::make_move_iterator(args.begin() + 4),
+                              std::make_move_iterator(args.begin() + 4 + (to - from)));
+            claim_->calls.push_back(std::move(call));
+        }
+    }
+
+    // Reads the replies of the calls in flight; returns the indexes of busy keys.
+    std::vector<std::size_t> collect_claims() {
+        std::vector<std::size_t> busy;
+        auto calls = std::move(claim_->calls);
+        claim_->calls.clear();
+        std::lock_guard lock(impl_->mutex);
+        for (auto& call : calls) {
+            ReplyHandle r;
+            try {
+                r = std::move(impl_->connection.collect(*call.sent).front());
+            } catch (const TransportError& e) {
+                throw StorageError(e.what(), Retriable::yes);
+            }
+            if (r->type == REDIS_REPLY_ERROR)
+                throw StorageError(
+                    impl_->where() + ": EVAL failed: " + redis::detail::text(r.get()),
+                    Retriable::no);
+            for (std::size_t k = 0; k < call.indexes.size(); ++k) {
+                const auto outcome = r->element[k]->integer;
+                if (outcome == 1) {
+                    claim_->claimed[call.indexes[k]] = true;
+                    claimed_.push_back(std::move(call.marks[k]));
+                } else if (outcome == 3) {
+                    claim_->claimed[call.indexes[k]] = true;
+                } else if (outcome == 2) {
+                    busy.push_back(call.indexes[k]);
+                }
+            }
+        }
+        return busy;
+    }
+
     void require_open() const {
         if (!open_) throw UsageError("the store transaction is already committed or rolled back");
     }
@@ -369,6 +439,7 @@ private:
         impl_->pipeline({std::move(release), {"DEL", record_}});
     }
     std::shared_ptr<RedisStore::Impl> impl_;
+    std::optional<Claim> claim_;
     std::string token_, value_, record_;
     std::vector<std::string> claimed_;
     std::vector<std::vector<std::string>> queued_;  // enqueue_command(), run at commit

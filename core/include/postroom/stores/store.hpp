@@ -41,6 +41,11 @@ public:
     // a duplicate: already applied, or equal to an earlier key of `keys`.
     virtual std::vector<bool> claim_batch(std::string_view scope,
                                           const std::vector<std::string>& keys);
+    // claim_batch() in two steps, so the caller can work while the store does: start sends
+    // the claim where the store can (Redis), finish waits for it and returns what
+    // claim_batch() would. Other stores claim in finish. One claim in flight at a time.
+    virtual void start_claim_batch(std::string_view scope, const std::vector<std::string>& keys);
+    virtual std::vector<bool> finish_claim_batch();
     // Gives back claims this transaction made but will not use (events of a batch that were
     // not handled in it), so that a later transaction can claim them.
     virtual void unclaim(std::string_view scope, const std::vector<std::string>& keys) = 0;
@@ -67,6 +72,11 @@ public:
     // the same MULTI/EXEC as the dedupe marks, so the effect and the mark apply together;
     // other stores throw UsageError.
     virtual void enqueue_command(std::vector<std::string> command);
+
+private:
+    // A claim started by the default start_claim_batch(), made by finish_claim_batch().
+    std::string started_scope_;
+    std::vector<std::string> started_keys_;
 };
 
 class IdempotencyStore {
