@@ -18,7 +18,7 @@ struct Admin::Impl : ClientBase {
 
     int timeout_ms() const { return static_cast<int>(config.timeout.count()); }
 
-    MetadataHandle metadata(const char* topic) {
+    MetadataHandle metadata_once(const char* topic) {
         const rd_kafka_metadata_t* raw = nullptr;
         rd_kafka_topic_t* rkt = nullptr;
         if (topic) rkt = rd_kafka_topic_new(rk.get(), topic, nullptr);
@@ -26,6 +26,23 @@ struct Admin::Impl : ClientBase {
         if (rkt) rd_kafka_topic_destroy(rkt);
         if (err) throw_error(err, "metadata request to " + config.broker_url);
         return MetadataHandle(raw);
+    }
+
+    // Metadata of `topic` (null: all topics). Right after a topic is created its leader may
+    // not be elected yet (LEADER_NOT_AVAILABLE): a passing state, so ask again until no topic
+    // reports it, or the admin timeout.
+    MetadataHandle metadata(const char* topic) {
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms());
+        for (;;) {
+            auto md = metadata_once(topic);
+            bool settled = true;
+            for (int i = 0; i < md->topic_cnt; ++i) {
+                if (md->topics[i].err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) settled = false;
+            }
+            if (settled || std::chrono::steady_clock::now() >= deadline) return md;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
     }
 
     // Runs one admin request and waits for its result event.
@@ -101,6 +118,13 @@ void Admin::create_topic(const std::string& name, int partitions, int replicatio
         if (err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS && exist_ok) continue;
         if (err) throw_error(err, what, rd_kafka_topic_result_error_string(results[i]));
     }
+    // The controller answers once the topic is recorded; the broker's metadata may follow a
+    // moment later. Return once metadata shows it (or at the admin timeout), so that what
+    // comes next (listing it, producing to it) sees it.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(impl_->timeout_ms());
+    while (!describe_topic(name) && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }
 
 void Admin::delete_topic(const std::string& name) {
