@@ -23,6 +23,7 @@ import os
 import platform
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,23 @@ def redis_py_add_pipelined(r: redis.Redis, stream: str, n: int, size: int) -> in
 
 
 def postroom_add(broker: RedisBroker, stream: str, n: int, size: int) -> int:
+    """Batches sent without waiting, at most 4 in flight, each waited for in turn (as the
+    produce benchmark does on Kafka): the next batch is prepared while Redis adds one."""
     before = broker.length(stream)
     with broker.producer() as producer:
+        in_flight: deque[postroom.BatchResult] = deque()
         for k in batches(n, size):
-            producer.send_batch([VALUE] * k, topic=stream)
+            if len(in_flight) == 4:
+                finish(producer, in_flight.popleft())
+            in_flight.append(producer.send_batch([VALUE] * k, topic=stream, wait=False))
+        while in_flight:
+            finish(producer, in_flight.popleft())
     return broker.length(stream) - before
+
+
+def finish(producer: postroom.Producer, batch: postroom.BatchResult) -> None:
+    producer.wait(batch)
+    batch.raise_for_failures()
 
 
 # -- read and acknowledge -------------------------------------------------------------------

@@ -70,8 +70,12 @@ void bind_redis(py::module_& m) {
         .def(
             "send_batch",
             [](StreamProducer& p, const std::string& topic, const py::iterable& items,
-               const py::object& key, const std::string& mode) {
+               const py::object& key, const std::string& mode, bool wait) {
                 auto messages = to_batch(topic, items, key, to_mode(mode));
+                if (!wait) {
+                    py::gil_scoped_release release;
+                    return p.send_batch(std::move(messages));
+                }
                 std::vector<AddResult> results;
                 {
                     py::gil_scoped_release release;
@@ -83,7 +87,17 @@ void bind_redis(py::module_& m) {
                 return kafka::BatchDelivery::completed(std::move(messages), std::move(reports));
             },
             py::arg("topic"), py::arg("items"), py::kw_only(), py::arg("key") = py::none(),
-            py::arg("mode") = "binary")
+            py::arg("mode") = "binary", py::arg("wait") = true)
+        .def(
+            "wait",
+            [](StreamProducer& p, const std::shared_ptr<kafka::BatchDelivery>& batch) {
+                py::gil_scoped_release release;
+                p.wait(*batch);
+                return batch->done();
+            },
+            py::arg("batch"))
+        .def("flush", &StreamProducer::flush, py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("in_flight", &StreamProducer::in_flight)
         .def("close", &StreamProducer::close, py::call_guard<py::gil_scoped_release>());
 
     py::class_<StreamConsumer>(m, "RedisConsumer")

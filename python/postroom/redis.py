@@ -213,26 +213,35 @@ class RedisProducer(Producer):
     def send_batch(self, items: Iterable[Any], *, topic: str, key: Bytes | None = None,
                    mode: EventMode = "binary", wait: bool = True,
                    raise_on_error: bool = True) -> BatchResult:
-        """Adds many entries, one script call per 1,000 (one round trip each); items as
-        for Kafka's send_batch."""
+        """Adds many entries, one script call per 1,000; items as for Kafka's send_batch.
+
+        With ``wait=False`` the adds are sent and the call returns before Redis answers, so
+        the next batch can be prepared meanwhile; ``wait(batch)`` or ``flush()`` reads the
+        reports (batches are reported in the order they were sent)."""
         self._check()
-        result = self._r.send_batch(topic, items, key=key, mode=mode)
-        if raise_on_error:
+        result = self._r.send_batch(topic, items, key=key, mode=mode, wait=wait)
+        if wait and raise_on_error:
             result.raise_for_failures()
         return result
 
     def wait(self, batch: BatchResult, timeout: float | None = None) -> bool:
-        return True
+        """Reads the reports of a batch sent with ``wait=False`` (and of those sent before
+        it); True when every report arrived. A lost connection reports the entries whose
+        replies did not come as failed."""
+        return bool(self._r.wait(batch))
 
     def poll(self, timeout: float = 0.0) -> int:
         return 0
 
     def flush(self, timeout: float | None = None) -> bool:
+        """Reads the reports of every batch sent with ``wait=False``."""
+        self._r.flush()
         return True
 
     @property
     def in_flight(self) -> int:
-        return 0
+        """Entries sent with ``wait=False`` whose reports were not read yet."""
+        return int(self._r.in_flight)
 
     @property
     def idempotence_enabled(self) -> bool:

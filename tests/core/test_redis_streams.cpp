@@ -238,6 +238,46 @@ TEST_F(RedisStreams, ABatchReportsEachEntryAndARefusedOneDoesNotStopTheOthers) {
     EXPECT_EQ(got[1].value, "third");
 }
 
+// Batches sent without waiting: their reports come in order, when one is waited for (a
+// later batch's wait reports the earlier ones too), when a command sent afterwards reads
+// their replies first, or at close.
+TEST_F(RedisStreams, BatchesSentWithoutWaitingAreReportedInTheOrderSent) {
+    const auto occupied = stream + "-string";
+    raw({"SET", occupied, "not a stream"});
+    StreamProducer p({streams_url(), std::nullopt, 5s});
+    auto first = p.send_batch(
+        {{stream, "k", "a1", {}, std::nullopt}, {stream, "k", "a2", {}, std::nullopt}});
+    auto second = p.send_batch(
+        {{occupied, "k", "refused", {}, std::nullopt}, {stream, "k", "b2", {}, std::nullopt}});
+    EXPECT_EQ(p.in_flight(), 4u);
+    EXPECT_EQ(first->pending(), 2u) << "nothing is read before it is asked for";
+    p.wait(*second);
+    EXPECT_TRUE(first->done());
+    EXPECT_TRUE(second->done());
+    EXPECT_EQ(p.in_flight(), 0u);
+    EXPECT_EQ(first->failed(), 0u);
+    EXPECT_EQ(second->failed(), 1u);
+    EXPECT_NE(second->reports()[0].error_text.find("WRONGTYPE"), std::string::npos);
+    EXPECT_LT(first->reports()[1].id, second->reports()[1].id);
+    raw({"DEL", occupied});
+
+    auto third = p.send_batch({{stream, "k", "c1", {}, std::nullopt}});
+    const auto later = p.add({stream, "k", "after", {}, std::nullopt});  // reads c1's reply first
+    p.wait(*third);
+    ASSERT_TRUE(third->reports()[0].ok()) << third->reports()[0].error_text;
+    EXPECT_LT(third->reports()[0].id, later);
+    auto fourth = p.send_batch({{stream, "k", "d1", {}, std::nullopt}});
+    p.close();
+    EXPECT_TRUE(fourth->done()) << "closing reports what was in flight";
+    EXPECT_TRUE(fourth->reports()[0].ok());
+    auto c = consumer("reader");
+    auto got = take(*c, 6);
+    ASSERT_EQ(got.size(), 6u);
+    std::vector<std::string> values;
+    for (const auto& m : got) values.push_back(*m.value);
+    EXPECT_EQ(values, (std::vector<std::string>{"a1", "a2", "b2", "c1", "after", "d1"}));
+}
+
 TEST_F(RedisStreams, TheRuntimeDeadLettersAnEntryDeliveredMoreOftenThanTheAttemptLimit) {
     Event e("poison-1", "urn:test", "t");
     {

@@ -84,6 +84,23 @@ def test_batch_add_and_read_then_only_undone_entries_come_back(broker: RedisBrok
     assert broker.pending(stream, group) == []
 
 
+def test_batches_sent_without_waiting_are_reported_when_waited_for(broker: RedisBroker,
+                                                                   stream: str) -> None:
+    with broker.producer() as producer:
+        batches = [producer.send_batch([f"{b}-{i}".encode() for i in range(1500)], topic=stream,
+                                       wait=False) for b in range(3)]
+        assert producer.in_flight == 4500
+        assert producer.wait(batches[1]) is True
+        assert batches[0].done and batches[1].done and not batches[2].done
+        assert producer.in_flight == 1500
+        last = batches[2]
+    assert last.done, "closing reports what was in flight"
+    ids = [r.id for b in batches for r in b]
+    assert all(b.failed == 0 for b in batches)
+    assert ids == sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-"))), "in order"
+    assert broker.length(stream) == 4500
+
+
 def test_a_dead_members_entries_are_claimed_by_another(broker: RedisBroker, stream: str) -> None:
     with broker.producer() as producer:
         producer.send_batch([b"a", b"b"], topic=stream)

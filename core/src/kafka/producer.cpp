@@ -112,6 +112,21 @@ std::shared_ptr<BatchDelivery> BatchDelivery::completed(std::vector<OutgoingMess
     return batch;
 }
 
+std::shared_ptr<BatchDelivery> BatchDelivery::awaiting(std::vector<OutgoingMessage> messages) {
+    std::shared_ptr<BatchDelivery> batch(new BatchDelivery());
+    batch->reports_.resize(messages.size());
+    batch->messages_ = std::move(messages);
+    batch->impl_ = std::make_shared<BatchDelivery::Impl>();
+    batch->impl_->pending.store(batch->reports_.size());
+    return batch;
+}
+
+void BatchDelivery::report(std::size_t index, DeliveryReport report) {
+    const bool failure = !report.ok();
+    reports_.at(index) = std::move(report);
+    impl_->finish_one(failure);
+}
+
 std::string DeliveryReport::error_message() const {
     if (!error_text.empty()) return error_text;
     return ok() ? std::string() : rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(error_code));

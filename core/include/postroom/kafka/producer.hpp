@@ -56,6 +56,10 @@ public:
     // such as Redis Streams' pipelined XADD).
     static std::shared_ptr<BatchDelivery> completed(std::vector<OutgoingMessage> messages,
                                                     std::vector<DeliveryReport> reports);
+    // A batch whose reports another transport gives later, each once, with report() (Redis
+    // Streams' adds sent without waiting).
+    static std::shared_ptr<BatchDelivery> awaiting(std::vector<OutgoingMessage> messages);
+    void report(std::size_t index, DeliveryReport report);
 
     struct Impl;
 

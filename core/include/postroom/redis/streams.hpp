@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "postroom/kafka/producer.hpp"
 #include "postroom/message.hpp"
 #include "postroom/transport.hpp"
 
@@ -77,8 +78,19 @@ public:
     // All adds in one pipeline; per message its id or its error, in order. Throws only when
     // the connection fails (then any of them may have been added).
     std::vector<AddResult> add_batch(const std::vector<OutgoingMessage>& messages);
+    // Sends the adds and returns without waiting for Redis, so the caller can prepare the
+    // next batch meanwhile; the reports come with wait() (or a later call that reads replies:
+    // batches are reported in the order they were sent). A lost connection reports the
+    // entries whose replies did not come as failed: they may or may not have been added.
+    std::shared_ptr<kafka::BatchDelivery> send_batch(std::vector<OutgoingMessage> messages);
+    // Reads the replies of `batch` and of the batches sent before it.
+    void wait(const kafka::BatchDelivery& batch);
+    // Reads the replies of every batch sent.
+    void flush();
+    // Entries sent and not reported yet.
+    std::size_t in_flight() const;
     void send(const OutgoingMessage& message, std::chrono::milliseconds timeout) override;
-    void close() override;
+    void close() override;  // flush(), then close the connection
 
 private:
     struct Impl;
