@@ -156,13 +156,23 @@ TEST(RedisStore, QueuedCommandsApplyWithTheMarksOrNotAtAll) {
     EXPECT_FALSE(store.contains("p", "e2"));
 }
 
+namespace {
+
+// A transaction that claimed "e1" and queued a good command and one Redis rejects.
+std::unique_ptr<Transaction> refused_transaction(RedisStore& store, const std::string& prefix) {
+    auto tx = store.begin();
+    EXPECT_TRUE(tx->claim("p", "e1"));
+    tx->enqueue_command({"INCRBY", prefix + "n", "1"});
+    tx->enqueue_command({"NO-SUCH-COMMAND", "x"});
+    return tx;
+}
+
+}  // namespace
+
 TEST(RedisStore, ARefusedCommandAppliesNothing) {
     auto prefix = unique_prefix();
     RedisStore store(redis_url(), std::chrono::hours(1), prefix);
-    auto tx = store.begin();
-    ASSERT_TRUE(tx->claim("p", "e1"));
-    tx->enqueue_command({"INCRBY", prefix + "n", "1"});
-    tx->enqueue_command({"NO-SUCH-COMMAND", "x"});
+    auto tx = refused_transaction(store, prefix);
     expect_refused([&] { tx->commit(); }, Retriable::no, "NO-SUCH-COMMAND");
     EXPECT_EQ(redis_get(prefix + "n"), "");
     EXPECT_FALSE(store.contains("p", "e1")) << "the mark is not applied either";
@@ -299,10 +309,7 @@ TEST(RedisStore, ACommitStartedInTheBackgroundRunsBeforeWhatIsSentAfterIt) {
 TEST(RedisStore, ABackgroundCommitReportsARefusalWhenFinished) {
     auto prefix = unique_prefix();
     RedisStore store(redis_url(), std::chrono::hours(1), prefix);
-    auto tx = store.begin();
-    ASSERT_TRUE(tx->claim("p", "e1"));
-    tx->enqueue_command({"INCRBY", prefix + "n", "1"});
-    tx->enqueue_command({"NO-SUCH-COMMAND", "x"});
+    auto tx = refused_transaction(store, prefix);
     ASSERT_TRUE(tx->start_commit());
     expect_refused([&] { tx->finish_commit(); }, Retriable::no, "NO-SUCH-COMMAND");
     EXPECT_EQ(redis_get(prefix + "n"), "");
