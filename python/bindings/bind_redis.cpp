@@ -14,18 +14,6 @@ using namespace std::chrono;
 
 namespace {
 
-kafka::DeliveryReport report_of(const AddResult& r) {
-    kafka::DeliveryReport report;
-    report.partition = 0;
-    if (r.ok()) {
-        report.id = r.id;
-        report.persistence = kafka::Persistence::persisted;
-    } else {
-        report.error_text = r.error;
-    }
-    return report;
-}
-
 py::dict counters_dict(const StreamConsumerCounters& c) {
     py::dict d;
     d["claimed"] = c.claimed;
@@ -60,7 +48,7 @@ void bind_redis(py::module_& m) {
                     py::gil_scoped_release release;
                     results = p.add_batch(one);
                 }
-                auto report = report_of(results.front());
+                auto report = results.front().report();
                 report.raise(topic);
                 return report;
             },
@@ -83,7 +71,7 @@ void bind_redis(py::module_& m) {
                 }
                 std::vector<kafka::DeliveryReport> reports;
                 reports.reserve(results.size());
-                for (const auto& r : results) reports.push_back(report_of(r));
+                for (const auto& r : results) reports.push_back(r.report());
                 return kafka::BatchDelivery::completed(std::move(messages), std::move(reports));
             },
             py::arg("topic"), py::arg("items"), py::kw_only(), py::arg("key") = py::none(),

@@ -168,6 +168,18 @@ Message from_fields(std::string stream, std::string id, const Fields& fields) {
 
 // ---------------------------------------------------------------- producer
 
+kafka::DeliveryReport AddResult::report() const {
+    kafka::DeliveryReport out;
+    out.partition = 0;
+    if (ok()) {
+        out.id = id;
+        out.persistence = kafka::Persistence::persisted;
+    } else {
+        out.error_text = error;
+    }
+    return out;
+}
+
 struct StreamProducer::Impl {
     explicit Impl(StreamProducerConfig c)
         : config(std::move(c)),
@@ -241,18 +253,8 @@ struct StreamProducer::Impl {
                                {"", std::string(e.what()) + "; the entry may or may not have "
                                                             "been added"});
             }
-            for (std::size_t k = first; k < end; ++k) {
-                kafka::DeliveryReport report;
-                report.partition = 0;
-                const auto& r = results[k - first];
-                if (r.ok()) {
-                    report.id = r.id;
-                    report.persistence = kafka::Persistence::persisted;
-                } else {
-                    report.error_text = r.error;
-                }
-                delivery.report(k, std::move(report));
-            }
+            for (std::size_t k = first; k < end; ++k)
+                delivery.report(k, results[k - first].report());
         }
     }
 

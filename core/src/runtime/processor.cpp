@@ -451,6 +451,16 @@ struct Processor::Impl {
         if (!more.empty()) ahead = std::move(more);
     }
 
+    // Counts a segment whose store commit succeeded.
+    void committed(int64_t applied, int64_t duplicates) {
+        count([&](Counters& c) {
+            c.processed += applied;
+            c.duplicates += duplicates;
+        });
+        for (int64_t n = 0; n < applied; ++n) record_outcome(false);
+        if (applied > 0) detail::crash_point("after-store-commit");
+    }
+
     // Waits for the deferred commit's outcome and finishes its messages; returns how many
     // finished. If the commit failed, the events are handled again (their claims tell what
     // applied): now, or with `now` false (inside a rebalance, or closing) at the next
@@ -471,12 +481,7 @@ struct Processor::Impl {
                 if (d.blocked) count([](Counters& c) { ++c.blocked_waits; });
             }
             if (d.tx) {
-                count([&](Counters& c) {
-                    c.processed += d.applied;
-                    c.duplicates += d.duplicates;
-                });
-                for (int64_t n = 0; n < d.applied; ++n) record_outcome(false);
-                if (d.applied > 0) detail::crash_point("after-store-commit");
+                committed(d.applied, d.duplicates);
                 for (const auto* m : d.messages) consumer->mark_done(*m);
                 const auto n = d.messages.size();
                 deferred.reset();
@@ -620,12 +625,7 @@ struct Processor::Impl {
                 }
                 continue;
             }
-            count([&](Counters& c) {
-                c.processed += applied;
-                c.duplicates += duplicates;
-            });
-            for (int64_t n = 0; n < applied; ++n) record_outcome(false);
-            if (applied > 0) detail::crash_point("after-store-commit");
+            committed(applied, duplicates);
             return r;
         }
     }

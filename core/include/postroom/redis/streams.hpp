@@ -67,6 +67,8 @@ struct AddResult {
     std::string id;     // empty when failed
     std::string error;  // empty when added
     bool ok() const noexcept { return error.empty(); }
+    // As a delivery report (partition 0; the id, or the error text).
+    kafka::DeliveryReport report() const;
 };
 
 class StreamProducer final : public transport::Producer {
