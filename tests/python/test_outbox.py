@@ -269,11 +269,104 @@ def test_postgres_notify_wakes_the_relay_before_its_next_poll(broker: postroom.B
         conn.execute(f'DROP TABLE "{table}"')
 
 
+def stored_cursor(pg_url: str, table: str) -> int:
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        row = conn.execute("SELECT sent_through FROM postroom_outbox_relays "
+                           "WHERE outbox_table = %s", (table,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 @pytest.mark.postgres
-def test_postgres_table_of_an_earlier_version_gets_the_partial_pending_index(
+def test_postgres_rows_above_an_open_gap_are_not_published_again_after_a_restart(
         embedded: postroom.Broker, pg_url: str) -> None:
-    """Earlier versions indexed (status, seq); opening the outbox replaces that index with a
-    partial index of the pending rows, and the rows already there are relayed."""
+    """The relay's cursor stays below a seq held by a transaction still running; the rows it
+    published above it are marked sent, so a relay started meanwhile does not publish them
+    again. Once the transaction ends (committed or rolled back) the cursor passes it."""
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    topic = unique("outbox")
+    embedded.create_topic(topic, 1)
+    slow = psycopg.connect(pg_url)
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic, lease=0.3) as outbox:
+        outbox.add(slow, order_event(0), aggregate_type="order", aggregate_id="slow")
+        with psycopg.connect(pg_url) as fast:
+            for n in range(1, 4):
+                outbox.add(fast, order_event(n), aggregate_type="order", aggregate_id="fast")
+        assert outbox.relay_once() == 3
+        assert stored_cursor(pg_url, table) == 0, "held below the running transaction's seq"
+        status = outbox.status()
+        assert (status.pending, status.sent) == (0, 3)
+    time.sleep(0.4)  # the lease of the closed relay runs out
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic, lease=0.3) as again:
+        assert again.relay_once() == 0
+        assert again.counters.standby_waits == 0, "it led, and found nothing to publish"
+        rolled = psycopg.connect(pg_url)
+        again.add(rolled, order_event(9), aggregate_type="order", aggregate_id="fast")
+        slow.commit()
+        rolled.rollback()
+        rolled.close()
+        with psycopg.connect(pg_url) as fast:
+            again.add(fast, order_event(4), aggregate_type="order", aggregate_id="fast")
+        assert again.relay_once() == 2
+        assert stored_cursor(pg_url, table) == 6, "past the committed and the rolled-back seq"
+        status = again.status()
+        assert (status.pending, status.sent, status.failed) == (0, 5, 0)
+    slow.close()
+    got = read_all(embedded, topic, 10)
+    assert [int(m.event().json()["n"]) for m in got] == [1, 2, 3, 0, 4]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{table}"')
+
+
+@pytest.mark.postgres
+def test_postgres_failed_rows_requeued_behind_the_cursor_are_published(
+        embedded: postroom.Broker, pg_url: str) -> None:
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    topic, invoices = unique("outbox"), unique("invoices")
+    embedded.create_topic(topic, 1)
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as outbox:
+        with psycopg.connect(pg_url) as conn:
+            outbox.add(conn, order_event(1), aggregate_type="order", aggregate_id="a")
+            outbox.add(conn, order_event(2), aggregate_type="order", aggregate_id="a",
+                       topic=invoices)  # does not exist yet
+            outbox.add(conn, order_event(3), aggregate_type="order", aggregate_id="b")
+        assert outbox.relay_once() == 3
+        assert stored_cursor(pg_url, table) == 3, "the failed row is settled too"
+        status = outbox.status()
+        assert (status.pending, status.sent, status.failed) == (0, 2, 1)
+        embedded.create_topic(invoices, 1)
+        assert outbox.requeue_failed() == 1
+        assert outbox.status().pending == 1
+        assert outbox.relay_once() == 1
+        status = outbox.status()
+        assert (status.pending, status.sent, status.failed) == (0, 3, 0)
+    assert [m.event().json()["n"] for m in read_all(embedded, invoices, 2)] == [2]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{table}"')
+
+
+def pending_index_name(table: str) -> str:
+    """The name earlier versions gave the partial index of pending rows (FNV-1a of the table's
+    name, so it fits PostgreSQL's 63 bytes)."""
+    h = 1469598103934665603
+    for byte in table.encode():
+        h = ((h ^ byte) * 1099511628211) % 2**64
+    return f"postroom_outbox_pending_{h:016x}"
+
+
+@pytest.mark.postgres
+def test_postgres_table_of_an_earlier_version_moves_to_the_cursor(embedded: postroom.Broker,
+                                                                  pg_url: str) -> None:
+    """Earlier versions marked every row sent and indexed the pending rows; opening the outbox
+    drops those indexes, takes seq values through postroom_outbox_next_seq, and starts the
+    cursor below the first pending row: rows marked sent are not published again, pending
+    ones are, and the status counts both."""
     import psycopg
 
     table = unique("outbox").replace("-", "_")
@@ -285,18 +378,38 @@ def test_postgres_table_of_an_earlier_version_gets_the_partial_pending_index(
                             (table,)).fetchall()
         return {name: definition for name, definition in rows}
 
-    with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as outbox, \
+    def seq_default(conn: psycopg.Connection[tuple[str]]) -> str:
+        row = conn.execute("SELECT column_default FROM information_schema.columns WHERE "
+                           "table_name = %s AND column_name = 'seq'", (table,)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as earlier, \
             psycopg.connect(pg_url, autocommit=True) as conn:
-        (partial,) = [n for n, d in indexes(conn).items() if "WHERE" in d]
-        assert "(seq) WHERE (status = 'pending'::text)" in indexes(conn)[partial]
-        conn.execute(f'DROP INDEX "{partial}"')
+        assert "postroom_outbox_next_seq" in seq_default(conn)
+        # Back to what an earlier version left: a plain serial, its indexes, no cursor.
+        conn.execute(f'ALTER TABLE "{table}" ALTER COLUMN seq SET DEFAULT '
+                     f"nextval(pg_get_serial_sequence('\"{table}\"', 'seq'))")
         conn.execute(f'CREATE INDEX "{table}_pending" ON "{table}" (status, seq)')
+        conn.execute(f'CREATE INDEX "{pending_index_name(table)}" ON "{table}" (seq) '
+                     "WHERE status = 'pending'")
+        conn.execute("UPDATE postroom_outbox_relays SET sent_through = NULL "
+                     "WHERE outbox_table = %s", (table,))
         with psycopg.connect(pg_url) as writer:
-            outbox.add(writer, order_event(1), aggregate_type="order", aggregate_id="a")
+            for n in range(6):
+                earlier.add(writer, order_event(n), aggregate_type="order", aggregate_id="a")
+        conn.execute(f'UPDATE "{table}" SET status = \'sent\' WHERE seq <= 2')
     with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as outbox, \
             psycopg.connect(pg_url, autocommit=True) as conn:
+        assert "postroom_outbox_next_seq" in seq_default(conn)
         now = indexes(conn)
         assert f"{table}_pending" not in now, "the old (status, seq) index is dropped"
-        assert partial in now
-        assert outbox.relay_once() == 1
+        assert not [d for d in now.values() if "WHERE" in d], "no index of pending rows"
+        assert stored_cursor(pg_url, table) == 2
+        status = outbox.status()
+        assert (status.pending, status.sent) == (4, 2)
+        assert outbox.relay_once() == 4
+        status = outbox.status()
+        assert (status.pending, status.sent) == (0, 6)
         conn.execute(f'DROP TABLE "{table}"')
+    assert [m.event().json()["n"] for m in read_all(embedded, topic, 10)] == [2, 3, 4, 5]

@@ -4,6 +4,7 @@
 #include <librdkafka/rdkafka.h>
 #include <sys/select.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <deque>
@@ -203,36 +204,100 @@ struct Outbox::Impl {
             // rows only. Earlier versions indexed (status, seq) under "<table>_pending".
             if (!pg || config.table.size() + 8 <= 63)
                 tx.execute("DROP INDEX IF EXISTS " + quoted(config.table + "_pending"));
-            tx.execute("CREATE INDEX IF NOT EXISTS " + quoted(pending_index_name()) + " ON " +
-                       table() + " (seq) WHERE status = 'pending'");
+            if (!pg)
+                tx.execute("CREATE INDEX IF NOT EXISTS " + quoted(pending_index_name()) + " ON " +
+                           table() + " (seq) WHERE status = 'pending'");
             if (pg) {
                 // Wakes waiting relays at once (LISTEN on the table's name); they poll too.
                 tx.execute(
                     "CREATE OR REPLACE FUNCTION postroom_outbox_notify() RETURNS trigger "
                     "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify(TG_ARGV[0], ''); "
                     "RETURN NULL; END $$");
-                tx.execute("CREATE OR REPLACE TRIGGER postroom_outbox_notify AFTER INSERT ON " +
-                           table() +
-                           " FOR EACH STATEMENT EXECUTE FUNCTION postroom_outbox_notify('" +
-                           config.table + "')");
+                // Created once: replacing it would wait for every transaction writing the
+                // table (a relay restarted during a long transaction would hang here).
+                if (tx.execute("SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND "
+                               "tgname = 'postroom_outbox_notify'",
+                               {table()})
+                        .rows.empty())
+                    tx.execute("CREATE TRIGGER postroom_outbox_notify AFTER INSERT ON " + table() +
+                               " FOR EACH STATEMENT EXECUTE FUNCTION postroom_outbox_notify('" +
+                               config.table + "')");
             }
             tx.execute(std::string("CREATE TABLE IF NOT EXISTS ") + relays_table +
                        " (outbox_table text PRIMARY KEY, owner text NOT NULL DEFAULT '', "
-                       "expires_at bigint NOT NULL DEFAULT 0)");
+                       "expires_at bigint NOT NULL DEFAULT 0" +
+                       (pg ? ", sent_through bigint" : "") + ")");
             tx.execute(std::string("INSERT INTO ") + relays_table + " (outbox_table) VALUES (" +
                            p(1) + ") ON CONFLICT (outbox_table) DO NOTHING",
                        {config.table});
         });
+        if (pg) migrate_to_cursor();
     }
 
-    // Takes or renews the lease in `tx`; false when another relay holds it.
-    bool hold_lease(stores::Transaction& tx) {
+    // PostgreSQL: the relay follows a cursor over seq instead of marking each row sent (see
+    // select_batch_by_cursor). Once per table: seq values are taken only after the writing
+    // transaction has its transaction id (so a missing seq below a visible one belongs to a
+    // transaction the snapshot lists as running, or to none), the partial index of pending
+    // rows goes (rows stay 'pending' below the cursor), and the cursor starts below the first
+    // pending row — computed under a lock that waits for every transaction writing the table.
+    void migrate_to_cursor() {
+        in_transaction([&](stores::Transaction& tx) {
+            // Relays tables of earlier versions lack the column.
+            if (tx.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                           "current_schema() AND table_name = $1 AND column_name = "
+                           "'sent_through'",
+                           {std::string(relays_table)})
+                    .rows.empty())
+                tx.execute(std::string("ALTER TABLE ") + relays_table +
+                           " ADD COLUMN IF NOT EXISTS sent_through bigint");
+        });
+        in_transaction([&](stores::Transaction& tx) {
+            auto r = tx.execute(std::string("SELECT sent_through FROM ") + relays_table +
+                                    " WHERE outbox_table = $1",
+                                {config.table});
+            if (!r.rows.empty() && !std::holds_alternative<std::monostate>(r.rows[0][0])) return;
+            tx.execute(
+                "CREATE OR REPLACE FUNCTION postroom_outbox_next_seq(seq regclass) RETURNS bigint "
+                "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_current_xact_id(); "
+                "RETURN nextval(seq); END $$");
+            tx.execute("LOCK TABLE " + table() + " IN ACCESS EXCLUSIVE MODE");
+            r = tx.execute(std::string("SELECT sent_through FROM ") + relays_table +
+                               " WHERE outbox_table = $1 FOR UPDATE",
+                           {config.table});
+            if (!r.rows.empty() && !std::holds_alternative<std::monostate>(r.rows[0][0])) return;
+            auto sequence = tx.execute("SELECT pg_get_serial_sequence($1, 'seq')", {table()});
+            const auto name = sequence.rows.empty() ? std::nullopt : text_of(sequence.rows[0][0]);
+            if (!name)
+                throw ConfigurationError("outbox table '" + config.table +
+                                         "' has no sequence behind its seq column; it was not "
+                                         "created by postroom");
+            std::string literal;  // the sequence's name as an SQL string literal
+            for (char ch : *name) literal += ch == '\'' ? std::string("''") : std::string(1, ch);
+            tx.execute("ALTER TABLE " + table() +
+                       " ALTER COLUMN seq SET DEFAULT postroom_outbox_next_seq('" + literal +
+                       "'::regclass)");
+            tx.execute("DROP INDEX IF EXISTS " + quoted(pending_index_name()));
+            tx.execute(std::string("UPDATE ") + relays_table +
+                           " SET sent_through = (SELECT COALESCE(MIN(seq) - 1, "
+                           "(SELECT COALESCE(MAX(seq), 0) FROM " +
+                           table() + ")) FROM " + table() +
+                           " WHERE status = 'pending') WHERE outbox_table = $1",
+                       {config.table});
+        });
+    }
+
+    // Takes or renews the lease in `tx`; false when another relay holds it. With `through`
+    // (PostgreSQL), also stores the cursor.
+    bool hold_lease(stores::Transaction& tx, std::optional<int64_t> through = std::nullopt) {
         const int64_t now = epoch_ms();
         lease_until = Clock::now() + config.lease;  // at the latest: set below if we hold it
-        auto r = tx.execute(std::string("UPDATE ") + relays_table + " SET owner = " + p(1) +
-                                ", expires_at = " + p(2) + " WHERE outbox_table = " + p(3) +
-                                " AND (owner = " + p(4) + " OR expires_at < " + p(5) + ")",
-                            {owner, now + config.lease.count(), config.table, owner, now});
+        const std::string cursor =
+            through && by_cursor() ? ", sent_through = " + std::to_string(*through) : "";
+        auto r =
+            tx.execute(std::string("UPDATE ") + relays_table + " SET owner = " + p(1) +
+                           ", expires_at = " + p(2) + cursor + " WHERE outbox_table = " + p(3) +
+                           " AND (owner = " + p(4) + " OR expires_at < " + p(5) + ")",
+                       {owner, now + config.lease.count(), config.table, owner, now});
         if (r.changes != 1) lease_until = Clock::time_point{};
         return r.changes == 1;
     }
@@ -335,6 +400,13 @@ struct Outbox::Impl {
     std::size_t delete_sent_older_than(seconds age) {
         const int64_t before = epoch_ms() - duration_cast<milliseconds>(age).count();
         return in_transaction([&](stores::Transaction& tx) {
+            if (by_cursor())
+                return static_cast<std::size_t>(
+                    tx.execute("DELETE FROM " + table() +
+                                   " WHERE (status = 'sent' OR (status = 'pending' AND seq <= " +
+                                   stored_cursor(2) + ")) AND COALESCE(sent_at, created_at) < $1",
+                               {before, config.table})
+                        .changes);
             return static_cast<std::size_t>(
                 tx.execute(
                       "DELETE FROM " + table() + " WHERE status = 'sent' AND sent_at < " + p(1),
@@ -345,11 +417,136 @@ struct Outbox::Impl {
 
     using SeqRange = std::pair<int64_t, int64_t>;
 
+    // ---- PostgreSQL: the cursor ----
+    // Every seq up to `sent_through` is settled (published, failed or never committed); the
+    // relays table keeps it, renewed with the lease in each batch's marking transaction, so a
+    // row is written only when it is published above a seq still open (then it is marked
+    // sent, so a restart does not publish it again). Rows stay 'pending' below the cursor.
+    //
+    // Gap safety: a seq is taken after its transaction has an id (postroom_outbox_next_seq),
+    // so a seq missing below a row the read sees belongs to a transaction the read's snapshot
+    // lists as running, or to none (rolled back, deleted). Such a gap is read again once all
+    // of those transactions have ended; until then the cursor stays below it.
+    struct Snapshot {
+        uint64_t xmin = 0, xmax = 0;
+        std::vector<uint64_t> running;
+        bool ended(uint64_t x) const {
+            return x < xmin ||
+                   (x < xmax && std::find(running.begin(), running.end(), x) == running.end());
+        }
+        static Snapshot parse(const std::string& text) {  // "xmin:xmax:x1,x2,..."
+            Snapshot s;
+            const auto a = text.find(':'), b = text.find(':', a + 1);
+            if (a == std::string::npos || b == std::string::npos)
+                throw TransportError("unexpected snapshot from PostgreSQL: '" + text + "'",
+                                     Retriable::no);
+            s.xmin = std::stoull(text.substr(0, a));
+            s.xmax = std::stoull(text.substr(a + 1, b - a - 1));
+            for (std::size_t at = b + 1; at < text.size();) {
+                auto end = text.find(',', at);
+                if (end == std::string::npos) end = text.size();
+                s.running.push_back(std::stoull(text.substr(at, end - at)));
+                at = end + 1;
+            }
+            return s;
+        }
+    };
+    struct Gap {
+        int64_t lo, hi;
+        std::vector<uint64_t> waits_for;  // transactions running when the gap was seen
+        bool ready = false;               // they have all ended: read the range again
+    };
+    bool by_cursor() const { return dialect == Dialect::postgres; }
+    bool cursor_loaded = false;
+    int64_t sent_through = 0;
+    int64_t read_from = 0;  // every seq up to it was read (or is in `gaps`)
+    std::vector<Gap> gaps;
+
+    // The stored cursor as an SQL expression; the table's name is parameter `param`.
+    static std::string stored_cursor(int param = 1) {
+        return std::string("(SELECT COALESCE(MAX(sent_through), 0) FROM ") + relays_table +
+               " WHERE outbox_table = $" + std::to_string(param) + ")";
+    }
+
+    void load_cursor(stores::Transaction& tx) {
+        auto r = tx.execute(std::string("SELECT COALESCE(sent_through, 0) FROM ") + relays_table +
+                                " WHERE outbox_table = $1",
+                            {config.table});
+        sent_through = r.rows.empty() ? 0 : int_of(r.rows[0][0]);
+        read_from = sent_through;
+        gaps.clear();
+        cursor_loaded = true;
+    }
+
+    // The next rows after the cursor's read position, in seq order, and the rows of gaps
+    // whose transactions have ended. Rows already settled (marked sent or failed above the
+    // cursor) are passed over.
+    std::vector<Pending> select_batch_by_cursor(stores::Transaction& tx) {
+        tx.execute("SET LOCAL enable_sort = off");
+        if (!gaps.empty()) {
+            auto r = tx.execute("SELECT pg_current_snapshot()::text");
+            const auto now = Snapshot::parse(text_of(r.rows.at(0).at(0)).value_or(""));
+            for (auto& g : gaps)
+                g.ready = g.ready || std::all_of(g.waits_for.begin(), g.waits_for.end(),
+                                                 [&](uint64_t x) { return now.ended(x); });
+        }
+        std::vector<Pending> rows;
+        for (;;) {
+            int64_t from = read_from;
+            std::string ranges;
+            for (const auto& g : gaps)
+                if (g.ready) {
+                    from = std::min(from, g.lo - 1);
+                    ranges +=
+                        " OR seq BETWEEN " + std::to_string(g.lo) + " AND " + std::to_string(g.hi);
+                }
+            const std::size_t limit = config.batch_size - rows.size();
+            auto r = tx.execute(
+                "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic, "
+                "status, pg_current_snapshot()::text FROM " +
+                table() + " WHERE seq > " + std::to_string(from) + " AND (seq > " +
+                std::to_string(read_from) + ranges + ") ORDER BY seq LIMIT " +
+                std::to_string(limit));
+            const bool full = r.rows.size() == limit;
+            const int64_t last = r.rows.empty() ? read_from : int_of(r.rows.back()[0]);
+            // Ready gaps: the part the read covered is settled; the rest is read next time.
+            std::vector<Gap> open;
+            for (auto& g : gaps) {
+                if (!g.ready || !full) {
+                    if (!g.ready) open.push_back(std::move(g));
+                    continue;
+                }
+                if (g.hi > last) open.push_back({std::max(g.lo, last + 1), g.hi, {}, true});
+            }
+            gaps = std::move(open);
+            if (!r.rows.empty()) {
+                const auto snapshot = Snapshot::parse(text_of(r.rows[0][9]).value_or(""));
+                int64_t previous = read_from;
+                for (const auto& row : r.rows) {
+                    const int64_t seq = int_of(row[0]);
+                    if (seq <= read_from) {
+                        if (text_of(row[8]).value_or("") == "pending")
+                            rows.push_back(to_pending(row));
+                        continue;
+                    }
+                    // With no transaction running, a missing seq will never appear.
+                    if (seq > previous + 1 && !snapshot.running.empty())
+                        gaps.push_back({previous + 1, seq - 1, snapshot.running, false});
+                    previous = seq;
+                    if (text_of(row[8]).value_or("") == "pending") rows.push_back(to_pending(row));
+                }
+                read_from = std::max(read_from, previous);
+            }
+            if (!full || rows.size() >= config.batch_size) return rows;
+        }
+    }
+
     // The next pending rows in seq order, leaving out the seq ranges of the batches still in
     // flight (published, not yet marked). A row that commits late inside such a range waits
     // for the next read after its batch is marked: delayed, never skipped.
     std::vector<Pending> select_batch(stores::Transaction& tx,
                                       const std::vector<SeqRange>& in_flight) {
+        if (by_cursor()) return select_batch_by_cursor(tx);
         if (dialect == Dialect::postgres)
             // Read the partial index in seq order even while the table's statistics are
             // stale (a backlog just written): sorting the whole backlog for every batch
@@ -471,15 +668,18 @@ struct Outbox::Impl {
         if (f.delivery) the_producer().wait(*f.delivery, seconds(5));
     }
 
-    // Marks a settled batch in `tx` (which holds the lease).
-    void mark(stores::Transaction& tx, const Flight& f) {
+    // Marks a settled batch in `tx` (which holds the lease). With the cursor (PostgreSQL),
+    // only the sent rows above `through` are marked: the cursor settles the others.
+    void mark(stores::Transaction& tx, const Flight& f, int64_t through) {
         if (dialect == Dialect::postgres)
             // A mark lost in a database crash only publishes its rows once more (consumers
             // dedupe on the event id), so the relay does not wait for the WAL flush.
             tx.execute("SET LOCAL synchronous_commit = off");
-        if (!f.sent.empty()) {
-            std::string list;
-            for (auto s : f.sent) list += (list.empty() ? "" : ",") + std::to_string(s);
+        std::string list;
+        for (auto s : f.sent)
+            if (!by_cursor() || config.delete_sent || s > through)
+                list += (list.empty() ? "" : ",") + std::to_string(s);
+        if (!list.empty()) {
             if (config.delete_sent)
                 tx.execute("DELETE FROM " + table() + " WHERE seq IN (" + list + ")");
             else
@@ -515,10 +715,41 @@ struct Outbox::Impl {
     // stop(); every batch it published is settled and marked (or left pending) before it
     // returns.
     std::size_t relay_once() {
+        try {
+            return relay_round();
+        } catch (...) {
+            cursor_loaded = false;  // read again from the stored cursor
+            throw;
+        }
+    }
+
+    // The cursor once the front flight is marked: below the first seq still open (a row of a
+    // later flight, a row of this one neither sent nor failed, a gap).
+    int64_t cursor_after(const std::deque<Flight>& flights) const {
+        int64_t through = read_from;
+        for (const auto& g : gaps) through = std::min(through, g.lo - 1);
+        for (std::size_t i = 1; i < flights.size(); ++i)
+            if (!flights[i].rows.empty())
+                through = std::min(through, flights[i].rows.front().seq - 1);
+        const auto& f = flights.front();
+        std::vector<int64_t> settled = f.sent;
+        for (const auto& failed : f.failed) settled.push_back(failed.first);
+        std::sort(settled.begin(), settled.end());
+        for (const auto& row : f.rows)
+            if (!std::binary_search(settled.begin(), settled.end(), row.seq)) {
+                through = std::min(through, row.seq - 1);
+                break;
+            }
+        return std::max(through, sent_through);
+    }
+
+    std::size_t relay_round() {
         const auto round_ends = Clock::now() + round_time;
         std::vector<Pending> first;
+        const bool fresh = !leader || Clock::now() >= lease_until;
         const bool leading = in_transaction([&](stores::Transaction& tx) {
-            if (lease_needs_renewal() && !hold_lease(tx)) return false;
+            if ((fresh || lease_needs_renewal()) && !hold_lease(tx)) return false;
+            if (by_cursor() && (fresh || !cursor_loaded)) load_cursor(tx);
             first = select_batch(tx, {});
             return true;
         });
@@ -566,10 +797,11 @@ struct Outbox::Impl {
             }
             // Mark this batch (if the lease is still ours; otherwise the new leader publishes
             // its rows again) while the next one is read.
-            auto marking = std::async(std::launch::async, [this, &f] {
+            const int64_t through = by_cursor() ? cursor_after(flights) : 0;
+            auto marking = std::async(std::launch::async, [this, &f, through] {
                 return in_transaction([&](stores::Transaction& tx) {
-                    if (!hold_lease(tx)) return false;
-                    mark(tx, f);
+                    if (!hold_lease(tx, through)) return false;
+                    mark(tx, f, through);
                     return true;
                 });
             });
@@ -587,6 +819,7 @@ struct Outbox::Impl {
                 for (std::size_t i = 1; i < flights.size(); ++i) let_go(flights[i]);
                 return done;
             }
+            if (by_cursor()) sent_through = through;
             runtime::detail::crash_point("outbox-after-mark");
             for (const auto& [seq, error] : f.failed)
                 log(3, "row-failed",
@@ -768,8 +1001,16 @@ OutboxStatus Outbox::status() {
     auto& impl = *impl_;
     return impl.in_transaction([&](stores::Transaction& tx) {
         OutboxStatus s;
-        auto r = tx.execute("SELECT status, COUNT(*), MIN(created_at) FROM " + impl.table() +
-                            " GROUP BY status");
+        // PostgreSQL: rows at or below the relay's cursor are sent, whatever their status.
+        auto r = impl.by_cursor()
+                     ? tx.execute("SELECT CASE WHEN status = 'pending' AND seq <= " +
+                                      impl.stored_cursor() +
+                                      " THEN 'sent' ELSE status END, COUNT(*), MIN(created_at) "
+                                      "FROM " +
+                                      impl.table() + " GROUP BY 1",
+                                  {impl.config.table})
+                     : tx.execute("SELECT status, COUNT(*), MIN(created_at) FROM " + impl.table() +
+                                  " GROUP BY status");
         for (const auto& row : r.rows) {
             auto st = text_of(row[0]).value_or("");
             auto n = int_of(row[1]);
@@ -804,9 +1045,10 @@ OutboxStatus Outbox::status() {
 std::size_t Outbox::requeue_failed() {
     auto& impl = *impl_;
     return impl.in_transaction([&](stores::Transaction& tx) {
+        // PostgreSQL: a new seq, so the cursor (long past them) reads them again.
         return static_cast<std::size_t>(
-            tx.execute("UPDATE " + impl.table() +
-                       " SET status = 'pending', error = NULL WHERE status = 'failed'")
+            tx.execute("UPDATE " + impl.table() + " SET status = 'pending', error = NULL" +
+                       (impl.by_cursor() ? ", seq = DEFAULT" : "") + " WHERE status = 'failed'")
                 .changes);
     });
 }
