@@ -56,6 +56,14 @@ class PythonRelay:
         self.table, self.topic = table, topic
         self.stop = threading.Event()
 
+    @staticmethod
+    def create_index(pg_url: str, table: str) -> None:
+        """The plain relay's own index: pending rows in seq order, partial so that a row
+        marked sent leaves it (postroom's relay on PostgreSQL needs none)."""
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f'CREATE INDEX "{table}_pending" ON "{table}" (seq) '
+                         "WHERE status = 'pending'")
+
     def relay_once(self) -> int:
         with self.conn.transaction():
             rows = self.conn.execute(
@@ -179,6 +187,8 @@ def main() -> None:
         broker.create_topic(topics[case], 3)
         boxes[case] = postroom.Outbox(pg_url, broker, table=tables[case], topic=topics[case],
                                       batch_size=args.batch_size)
+        if case.startswith("py"):
+            PythonRelay.create_index(pg_url, tables[case])
         return boxes[case]
 
     python_case, postroom_case = "python relay (psycopg + confluent-kafka)", "postroom relay"
