@@ -180,6 +180,26 @@ TEST_F(EmbeddedOutbox, ASecondRelayWaitsAsStandbyUntilTheLeaseExpires) {
     EXPECT_EQ(read("orders", 2).size(), 2u);
 }
 
+TEST_F(EmbeddedOutbox, ARelayClosedCleanlyHandsTheLeaseOverAtOnce) {
+    auto c = config();
+    c.lease = 60s;
+    Outbox first(c);
+    Outbox second(c);
+    auto add_one = [&](const std::string& id) {
+        auto tx = first.database()->begin();
+        add(*tx, first.dialect(), c.table, row_for(event(id), "order", "o1", "orders"));
+        tx->commit();
+    };
+    add_one("a");
+    EXPECT_EQ(first.relay_once(), 1u);
+    add_one("b");
+    EXPECT_EQ(second.relay_once(), 0u) << "the first relay holds the lease";
+    first.close();
+    EXPECT_EQ(second.relay_once(), 1u) << "taken over without waiting the 60 s lease";
+    EXPECT_EQ(second.counters().standby_waits, 1);
+    EXPECT_EQ(read("orders", 2).size(), 2u);
+}
+
 TEST_F(EmbeddedOutbox, HostileTableNamesAreRejectedAndNothingIsCreated) {
     for (const std::string& bad : std::vector<std::string>{
              "x\"; DROP TABLE orders; --", "t;", "ünïcode", "1abc", "", std::string(64, 'a')}) {

@@ -302,6 +302,25 @@ struct Outbox::Impl {
         return r.changes == 1;
     }
 
+    // A clean shutdown hands the lease over at once: a standby need not wait for it to run
+    // out. Trouble here (the database gone) only leaves it to run out.
+    void release_lease() noexcept {
+        if (!leader) return;
+        leader = false;
+        try {
+            in_transaction([&](stores::Transaction& tx) {
+                tx.execute(std::string("UPDATE ") + relays_table +
+                               " SET expires_at = 0 WHERE outbox_table = " + p(1) +
+                               " AND owner = " + p(2),
+                           {config.table, owner});
+            });
+        } catch (const std::exception& e) {
+            log(3, "lease-kept",
+                std::string("could not hand the lease over: ") + e.what() +
+                    "; it runs out after the lease time");
+        }
+    }
+
     // Until when this relay surely holds the lease (its own clock; renewed with every mark).
     Clock::time_point lease_until{};
 
@@ -1065,6 +1084,7 @@ RelayCounters Outbox::counters() const {
 void Outbox::close() {
     if (!impl_) return;
     impl_->stop_requested.store(true);
+    impl_->release_lease();
     impl_->listener.reset();
     if (impl_->producer) {
         impl_->producer->close();
