@@ -4,9 +4,10 @@ Python relay (psycopg + confluent-kafka-python, polling with FOR UPDATE SKIP LOC
 same PostgreSQL database and Kafka broker, in one run.
 
 - Throughput: N committed rows (100-byte payloads) drained to the broker, rows/s from the
-  relay's start until every row is marked sent. Each round fills two fresh tables, runs
-  ANALYZE on both, and drains them in alternating order; the median and the median of the
-  per-round ratios ("paired") are reported.
+  relay's first read until every row is recorded sent. Each round starts both relays on two
+  fresh tables (their producers connected), fills the tables, runs ANALYZE on both, and
+  drains them in alternating order; the median and the median of the per-round ratios
+  ("paired") are reported.
 - Latency at a fixed offered rate: a writer commits one event per transaction at R events/s;
   a consumer records when each arrives. Commit-to-consume p50/p99 (an upper bound of
   commit-to-ack).
@@ -199,13 +200,17 @@ def main() -> None:
         for case in (f"pr{round_no}", f"py{round_no}"):
             tables[case] = f"bench_outbox_{case}_{tag}"
             topics[case] = f"bench-outbox-{case}-{tag}"
-            fill(outbox_for(case), pg_url, args.rows)
+            outbox_for(case)
+        # Both relays are up, their producers connected, before the rows are written.
+        pr_box = boxes[f"pr{round_no}"]
+        assert pr_box.relay_once() == 0
+        py_relay = PythonRelay(pg_url, bootstrap, tables[f"py{round_no}"],
+                               topics[f"py{round_no}"], args.batch_size)
+        for case in (f"pr{round_no}", f"py{round_no}"):
+            fill(boxes[case], pg_url, args.rows)
         with psycopg.connect(pg_url, autocommit=True) as conn:
             # Fresh statistics for both tables, as a long-running system has them.
             conn.execute(f'ANALYZE "{tables[f"pr{round_no}"]}", "{tables[f"py{round_no}"]}"')
-        pr_box = boxes[f"pr{round_no}"]
-        py_relay = PythonRelay(pg_url, bootstrap, tables[f"py{round_no}"],
-                               topics[f"py{round_no}"], args.batch_size)
 
         def drain_postroom(box: postroom.Outbox = pr_box) -> None:
             while box.relay_once():

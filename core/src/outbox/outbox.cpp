@@ -522,7 +522,7 @@ struct Outbox::Impl {
             const std::size_t limit = config.batch_size - rows.size();
             auto r = tx.execute(
                 "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic, "
-                "status, pg_current_snapshot()::text FROM " +
+                "status, (SELECT pg_current_snapshot()::text) FROM " +
                 table() + " WHERE seq > " + std::to_string(from) + " AND (seq > " +
                 std::to_string(read_from) + ranges + ") ORDER BY seq LIMIT " +
                 std::to_string(limit));
@@ -777,6 +777,9 @@ struct Outbox::Impl {
             count([](RelayCounters& c) { ++c.standby_waits; });
             return 0;
         }
+        // A leading relay connects its producer at once, even with nothing to publish yet:
+        // the first batch then need not wait for the broker's metadata and producer id.
+        if (!to_redis) the_producer();
         purge_if_due();
         if (first.empty()) return 0;
 
