@@ -475,11 +475,14 @@ struct Outbox::Impl {
         std::vector<uint64_t> waits_for;  // transactions running when the gap was seen
         bool ready = false;               // they have all ended: read the range again
     };
+    struct CursorState {
+        int64_t read_from = 0;  // every seq up to it was read (or is in `gaps`)
+        std::vector<Gap> gaps;
+    };
     bool by_cursor() const { return dialect == Dialect::postgres; }
     bool cursor_loaded = false;
     int64_t sent_through = 0;
-    int64_t read_from = 0;  // every seq up to it was read (or is in `gaps`)
-    std::vector<Gap> gaps;
+    CursorState cursor;  // where reading stands (a read ahead works on a copy)
 
     // The stored cursor as an SQL expression; the table's name is parameter `param`.
     static std::string stored_cursor(int param = 1) {
@@ -492,85 +495,94 @@ struct Outbox::Impl {
                                 " WHERE outbox_table = $1",
                             {config.table});
         sent_through = r.rows.empty() ? 0 : int_of(r.rows[0][0]);
-        read_from = sent_through;
-        gaps.clear();
+        cursor = {sent_through, {}};
         cursor_loaded = true;
     }
 
     // The next rows after the cursor's read position, in seq order, and the rows of gaps
     // whose transactions have ended. Rows already settled (marked sent or failed above the
-    // cursor) are passed over.
-    std::vector<Pending> select_batch_by_cursor(stores::Transaction& tx) {
+    // cursor) are passed over. Moves `at` past what it read.
+    std::vector<Pending> read_by_cursor(stores::Transaction& tx, CursorState& at) {
+        // Follow the primary key in seq order even while the table's statistics are stale (a
+        // backlog just written): sorting the whole backlog for every batch makes each read
+        // cost as much as the backlog is long.
         tx.execute("SET LOCAL enable_sort = off");
-        if (!gaps.empty()) {
+        if (!at.gaps.empty()) {
             auto r = tx.execute("SELECT pg_current_snapshot()::text");
             const auto now = Snapshot::parse(text_of(r.rows.at(0).at(0)).value_or(""));
-            for (auto& g : gaps)
+            for (auto& g : at.gaps)
                 g.ready = g.ready || std::all_of(g.waits_for.begin(), g.waits_for.end(),
                                                  [&](uint64_t x) { return now.ended(x); });
         }
         std::vector<Pending> rows;
         for (;;) {
-            int64_t from = read_from;
+            // Every gap is read: a row committed in one whose transactions have not all
+            // ended is published now, before the rows after it (per-aggregate order).
+            int64_t from = at.read_from;
             std::string ranges;
-            for (const auto& g : gaps)
-                if (g.ready) {
-                    from = std::min(from, g.lo - 1);
-                    ranges +=
-                        " OR seq BETWEEN " + std::to_string(g.lo) + " AND " + std::to_string(g.hi);
-                }
+            for (const auto& g : at.gaps) {
+                from = std::min(from, g.lo - 1);
+                ranges +=
+                    " OR seq BETWEEN " + std::to_string(g.lo) + " AND " + std::to_string(g.hi);
+            }
             const std::size_t limit = config.batch_size - rows.size();
             auto r = tx.execute(
                 "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic, "
                 "status, (SELECT pg_current_snapshot()::text) FROM " +
                 table() + " WHERE seq > " + std::to_string(from) + " AND (seq > " +
-                std::to_string(read_from) + ranges + ") ORDER BY seq LIMIT " +
+                std::to_string(at.read_from) + ranges + ") ORDER BY seq LIMIT " +
                 std::to_string(limit));
             const bool full = r.rows.size() == limit;
-            const int64_t last = r.rows.empty() ? read_from : int_of(r.rows.back()[0]);
-            // Ready gaps: the part the read covered is settled; the rest is read next time.
+            const int64_t last = r.rows.empty() ? at.read_from : int_of(r.rows.back()[0]);
+            // The part of each gap the read covered: settled if the gap is ready, else it
+            // stays open without the seqs found. The rest is read next time.
+            std::vector<int64_t> found;
+            for (const auto& row : r.rows)
+                if (int_of(row[0]) <= at.read_from) found.push_back(int_of(row[0]));
             std::vector<Gap> open;
-            for (auto& g : gaps) {
-                if (!g.ready || !full) {
-                    if (!g.ready) open.push_back(std::move(g));
-                    continue;
+            for (auto& g : at.gaps) {
+                const int64_t covered = full ? std::min(g.hi, last) : g.hi;
+                if (covered >= g.lo && !g.ready) {
+                    int64_t lo = g.lo;
+                    for (auto seq : found)
+                        if (seq >= lo && seq <= covered) {
+                            if (seq > lo) open.push_back({lo, seq - 1, g.waits_for, false});
+                            lo = seq + 1;
+                        }
+                    if (lo <= covered) open.push_back({lo, covered, g.waits_for, false});
                 }
-                if (g.hi > last) open.push_back({std::max(g.lo, last + 1), g.hi, {}, true});
+                if (covered < g.hi)
+                    open.push_back({std::max(g.lo, covered + 1), g.hi, g.waits_for, g.ready});
             }
-            gaps = std::move(open);
+            at.gaps = std::move(open);
             if (!r.rows.empty()) {
                 const auto snapshot = Snapshot::parse(text_of(r.rows[0][9]).value_or(""));
-                int64_t previous = read_from;
+                int64_t previous = at.read_from;
                 for (const auto& row : r.rows) {
                     const int64_t seq = int_of(row[0]);
-                    if (seq <= read_from) {
+                    if (seq <= at.read_from) {
                         if (text_of(row[8]).value_or("") == "pending")
                             rows.push_back(to_pending(row));
                         continue;
                     }
                     // With no transaction running, a missing seq will never appear.
                     if (seq > previous + 1 && !snapshot.running.empty())
-                        gaps.push_back({previous + 1, seq - 1, snapshot.running, false});
+                        at.gaps.push_back({previous + 1, seq - 1, snapshot.running, false});
                     previous = seq;
                     if (text_of(row[8]).value_or("") == "pending") rows.push_back(to_pending(row));
                 }
-                read_from = std::max(read_from, previous);
+                at.read_from = std::max(at.read_from, previous);
             }
             if (!full || rows.size() >= config.batch_size) return rows;
         }
     }
 
-    // The next pending rows in seq order, leaving out the seq ranges of the batches still in
-    // flight (published, not yet marked). A row that commits late inside such a range waits
-    // for the next read after its batch is marked: delayed, never skipped.
+    // The next rows to publish. SQLite: the pending rows in seq order, leaving out the seq
+    // ranges of the batches still in flight (published, not yet marked); SQLite commits one
+    // writing transaction at a time, so no row commits late inside such a range.
     std::vector<Pending> select_batch(stores::Transaction& tx,
                                       const std::vector<SeqRange>& in_flight) {
-        if (by_cursor()) return select_batch_by_cursor(tx);
-        if (dialect == Dialect::postgres)
-            // Read the partial index in seq order even while the table's statistics are
-            // stale (a backlog just written): sorting the whole backlog for every batch
-            // makes each read cost as much as the backlog is long.
-            tx.execute("SET LOCAL enable_sort = off");
+        if (by_cursor()) return read_by_cursor(tx, cursor);
         std::string skip;
         for (const auto& [lo, hi] : in_flight)
             skip += " AND seq NOT BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi);
@@ -745,8 +757,8 @@ struct Outbox::Impl {
     // The cursor once the front flight is marked: below the first seq still open (a row of a
     // later flight, a row of this one neither sent nor failed, a gap).
     int64_t cursor_after(const std::deque<Flight>& flights) const {
-        int64_t through = read_from;
-        for (const auto& g : gaps) through = std::min(through, g.lo - 1);
+        int64_t through = cursor.read_from;
+        for (const auto& g : cursor.gaps) through = std::min(through, g.lo - 1);
         for (std::size_t i = 1; i < flights.size(); ++i)
             if (!flights[i].rows.empty())
                 through = std::min(through, flights[i].rows.front().seq - 1);
@@ -770,6 +782,12 @@ struct Outbox::Impl {
             if ((fresh || lease_needs_renewal()) && !hold_lease(tx)) return false;
             if (by_cursor() && (fresh || !cursor_loaded)) load_cursor(tx);
             first = select_batch(tx, {});
+            // Idle, its gaps closed: the cursor catches up with what was read.
+            if (by_cursor() && first.empty() && cursor.gaps.empty() &&
+                cursor.read_from > sent_through) {
+                if (!hold_lease(tx, cursor.read_from)) return false;
+                sent_through = cursor.read_from;
+            }
             return true;
         });
         note_leading(leading);
@@ -797,6 +815,24 @@ struct Outbox::Impl {
                 publish(flights.back());
             }
         }
+        // PostgreSQL: the batch after those is read on another connection, on a copy of the
+        // cursor's state, while they are settled and recorded. Its rows are all above what
+        // the cursor may pass until they are in flight (above `read_from`, or in a gap).
+        struct ReadAhead {
+            std::vector<Pending> rows;
+            CursorState state;
+        };
+        std::future<ReadAhead> ahead;
+        auto read_ahead = [&] {
+            if (!by_cursor() || !more || stop_requested.load() || Clock::now() >= round_ends)
+                return;
+            ahead = std::async(std::launch::async, [this, at = cursor]() mutable {
+                auto rows =
+                    in_transaction([&](stores::Transaction& tx) { return read_by_cursor(tx, at); });
+                return ReadAhead{std::move(rows), std::move(at)};
+            });
+        };
+        read_ahead();
 
         std::size_t done = 0;
         bool trouble = false, recreate = false;
@@ -828,11 +864,21 @@ struct Outbox::Impl {
                 });
             });
             std::vector<Pending> next;
-            if (more && !trouble && !stop_requested.load() && Clock::now() < round_ends)
+            if (by_cursor()) {
+                if (ahead.valid()) {
+                    auto read = ahead.get();
+                    if (!trouble) {
+                        cursor = std::move(read.state);
+                        next = std::move(read.rows);
+                    }
+                }
+                more = more && !trouble && !next.empty();
+            } else if (more && !trouble && !stop_requested.load() && Clock::now() < round_ends) {
                 next = in_transaction(
                     [&](stores::Transaction& tx) { return select_batch(tx, ranges(flights)); });
-            else
+            } else {
                 more = false;
+            }
             if (!marking.get()) {
                 log(3, "lease-lost",
                     "another relay took over before this batch was marked; it publishes the "
@@ -860,6 +906,7 @@ struct Outbox::Impl {
                     flights.emplace_back(std::move(next));
                     publish(flights.back());
                 }
+                read_ahead();
             }
         }
         if (recreate) producer.reset();
