@@ -252,19 +252,20 @@ struct Outbox::Impl {
                            " ADD COLUMN IF NOT EXISTS sent_through bigint");
         });
         in_transaction([&](stores::Transaction& tx) {
-            auto r = tx.execute(std::string("SELECT sent_through FROM ") + relays_table +
-                                    " WHERE outbox_table = $1",
-                                {config.table});
-            if (!r.rows.empty() && !std::holds_alternative<std::monostate>(r.rows[0][0])) return;
+            // Whether the table already follows the cursor (asked again under the lock).
+            auto moved = [&](const char* lock) {
+                auto r = tx.execute(std::string("SELECT sent_through FROM ") + relays_table +
+                                        " WHERE outbox_table = $1" + lock,
+                                    {config.table});
+                return !r.rows.empty() && !std::holds_alternative<std::monostate>(r.rows[0][0]);
+            };
+            if (moved("")) return;
             tx.execute(
                 "CREATE OR REPLACE FUNCTION postroom_outbox_next_seq(seq regclass) RETURNS bigint "
                 "LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_current_xact_id(); "
                 "RETURN nextval(seq); END $$");
             tx.execute("LOCK TABLE " + table() + " IN ACCESS EXCLUSIVE MODE");
-            r = tx.execute(std::string("SELECT sent_through FROM ") + relays_table +
-                               " WHERE outbox_table = $1 FOR UPDATE",
-                           {config.table});
-            if (!r.rows.empty() && !std::holds_alternative<std::monostate>(r.rows[0][0])) return;
+            if (moved(" FOR UPDATE")) return;
             auto sequence = tx.execute("SELECT pg_get_serial_sequence($1, 'seq')", {table()});
             const auto name = sequence.rows.empty() ? std::nullopt : text_of(sequence.rows[0][0]);
             if (!name)
