@@ -149,6 +149,60 @@ TEST_F(EmbeddedOutbox, UnpublishableRowsFailWithAReasonAndTheRestFlows) {
     EXPECT_EQ(box.status().failed, 1) << "still too big";
 }
 
+TEST_F(EmbeddedOutbox, RowsWithMalformedHeadersFailWithTheReasonAndTheRestFlows) {
+    // Rows written by hand, not through row_for: the headers column must be a JSON object
+    // of strings; anything else fails that row with a reason naming the fault.
+    Outbox box(config());
+    auto db = box.database();
+    const std::vector<std::pair<std::string, std::string>> headers{
+        {"good", R"({"source":"/desk","subject":"s-1","traceparent":"00-abc-01"})"},
+        {"not-json", R"({"source": "/desk")"},
+        {"an-array", R"(["source", "/desk"])"},
+        {"a-number", R"({"source":"/desk","priority":3})"},
+        {"nested", R"({"source":"/desk","meta":{"a":"b"}})"},
+        {"trailing", R"({"source":"/desk"} x)"},
+        {"after", R"({})"},
+    };
+    {
+        auto tx = db->begin();
+        for (const auto& [id, json] : headers) {
+            auto row = row_for(event(id), "order", "o1", "orders");
+            row.headers_json = json;
+            add(*tx, box.dialect(), "postroom_outbox", row);
+        }
+        tx->commit();
+    }
+    EXPECT_EQ(box.relay_once(), headers.size());
+    auto s = box.status();
+    EXPECT_EQ(s.sent, 2);
+    ASSERT_EQ(s.failed_rows.size(), 5u);
+    std::map<std::string, std::string> why;
+    for (const auto& f : s.failed_rows) why[f.id] = f.error;
+    EXPECT_NE(why["not-json"].find("headers are not valid JSON"), std::string::npos)
+        << why["not-json"];
+    EXPECT_NE(why["trailing"].find("headers are not valid JSON"), std::string::npos)
+        << why["trailing"];
+    EXPECT_NE(why["an-array"].find("headers must be a JSON object"), std::string::npos)
+        << why["an-array"];
+    EXPECT_NE(why["a-number"].find("header 'priority' must be a string"), std::string::npos)
+        << why["a-number"];
+    EXPECT_NE(why["nested"].find("header 'meta' must be a string"), std::string::npos)
+        << why["nested"];
+    auto got = read("orders", 2);
+    ASSERT_EQ(got.size(), 2u);
+    std::map<std::string, Event> events;
+    for (const auto& m : got) {
+        auto e = kafka::to_event(m);
+        events.emplace(e.id, e);
+    }
+    ASSERT_EQ(events.count("good"), 1u);
+    EXPECT_EQ(events.at("good").source, "/desk");
+    EXPECT_EQ(events.at("good").subject, "s-1");
+    EXPECT_EQ(events.at("good").extensions.at("traceparent"), "00-abc-01");
+    ASSERT_EQ(events.count("after"), 1u);
+    EXPECT_EQ(events.at("after").source, "/postroom/outbox") << "the outbox's own source";
+}
+
 TEST_F(EmbeddedOutbox, ASecondRelayWaitsAsStandbyUntilTheLeaseExpires) {
     auto c = config();
     c.publish_timeout = 1s;

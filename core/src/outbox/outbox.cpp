@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -64,6 +65,72 @@ std::optional<std::string> text_of(const SqlValue& v) {
     if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
     return std::nullopt;
 }
+
+// The text in `v`, moved out of it.
+std::optional<std::string> take_text(SqlValue& v) {
+    if (auto* s = std::get_if<std::string>(&v)) return std::move(*s);
+    if (auto* b = std::get_if<stores::Blob>(&v)) return std::move(b->bytes);
+    return text_of(v);
+}
+
+bool is_text(const SqlValue& v, std::string_view text) {
+    const auto* s = std::get_if<std::string>(&v);
+    return s && *s == text;
+}
+
+// An outbox row's headers column: a flat JSON object of strings, read in one pass over the
+// parser's events (no document is built). Each header goes to `put(name, value)`.
+class HeaderReader final : public nlohmann::json_sax<nlohmann::json> {
+public:
+    using Put = std::function<void(std::string&, std::string&)>;
+    explicit HeaderReader(Put put) : put_(std::move(put)) {}
+
+    // Throws CodecError for anything but an object of strings.
+    static void read(std::string_view json, const Put& put) {
+        HeaderReader reader(put);
+        if (!nlohmann::json::sax_parse(json, &reader)) {
+            if (!reader.syntax_error_.empty())
+                throw CodecError("headers", "headers are not valid JSON: " + reader.syntax_error_);
+            if (reader.depth_ == 0) throw CodecError("headers", "headers must be a JSON object");
+            throw CodecError(reader.key_,
+                             "header '" + reader.key_ + "' must be a string in the outbox row");
+        }
+    }
+
+    bool null() override { return false; }
+    bool boolean(bool) override { return false; }
+    bool number_integer(number_integer_t) override { return false; }
+    bool number_unsigned(number_unsigned_t) override { return false; }
+    bool number_float(number_float_t, const string_t&) override { return false; }
+    bool binary(binary_t&) override { return false; }
+    bool string(string_t& value) override {
+        if (depth_ != 1) return false;
+        put_(key_, value);
+        return true;
+    }
+    bool start_object(std::size_t) override { return ++depth_ == 1; }
+    bool end_object() override {
+        --depth_;
+        return true;
+    }
+    bool start_array(std::size_t) override { return false; }
+    bool end_array() override { return false; }
+    bool key(string_t& name) override {
+        key_ = name;
+        return true;
+    }
+    bool parse_error(std::size_t, const std::string&,
+                     const nlohmann::detail::exception& e) override {
+        syntax_error_ = e.what();
+        return false;
+    }
+
+private:
+    Put put_;
+    int depth_ = 0;
+    std::string key_;
+    std::string syntax_error_;
+};
 
 int64_t int_of(const SqlValue& v) {
     if (auto* i = std::get_if<int64_t>(&v)) return *i;
@@ -358,48 +425,44 @@ struct Outbox::Impl {
         std::string error;
     };
 
-    Pending to_pending(const std::vector<SqlValue>& r) {
+    Pending to_pending(std::vector<SqlValue>&& r) {
         // seq, id, aggregatetype, aggregateid, type, payload, headers, topic
         Pending row{int_of(r[0]),
-                    text_of(r[1]).value_or(""),
-                    text_of(r[3]).value_or(""),
+                    take_text(r[1]).value_or(""),
+                    take_text(r[3]).value_or(""),
                     {},
                     std::nullopt,
                     {}};
-        const auto aggregate_type = text_of(r[2]).value_or("");
-        row.topic = text_of(r[7]).value_or(config.topic.empty() ? aggregate_type : config.topic);
+        if (auto topic = take_text(r[7]))
+            row.topic = std::move(*topic);
+        else
+            row.topic = config.topic.empty() ? take_text(r[2]).value_or("") : config.topic;
         try {
-            Event e(row.id, config.source, text_of(r[4]).value_or(""));
-            e.data = text_of(r[5]);
-            auto headers = nlohmann::json::parse(text_of(r[6]).value_or("{}"));
-            if (!headers.is_object()) throw CodecError("headers", "headers must be a JSON object");
-            for (const auto& [k, v] : headers.items()) {
-                if (!v.is_string())
-                    throw CodecError(k, "header '" + k + "' must be a string in the outbox row");
-                auto s = v.get<std::string>();
-                if (k == "source")
-                    e.source = s;
-                else if (k == "datacontenttype")
-                    e.datacontenttype = s;
-                else if (k == "subject")
-                    e.subject = s;
-                else if (k == "time")
-                    e.time = s;
-                else if (k == "dataschema")
-                    e.dataschema = s;
-                else
-                    e.extensions[k] = s;
-            }
-            e.validate();
-            auto m = kafka::to_message(e, row.topic, row.aggregate_id);
+            Event e(row.id, config.source, take_text(r[4]).value_or(""));
+            e.data = take_text(r[5]);
+            const auto* headers = std::get_if<std::string>(&r[6]);
+            HeaderReader::read(headers ? std::string_view(*headers) : std::string_view("{}"),
+                               [&e](std::string& k, std::string& v) {
+                                   if (k == "source")
+                                       e.source = v;
+                                   else if (k == "datacontenttype")
+                                       e.datacontenttype = v;
+                                   else if (k == "subject")
+                                       e.subject = v;
+                                   else if (k == "time")
+                                       e.time = v;
+                                   else if (k == "dataschema")
+                                       e.dataschema = v;
+                                   else
+                                       e.extensions[k] = v;
+                               });
+            auto m = kafka::to_message(e, row.topic, row.aggregate_id);  // validates the event
             const std::size_t size = (m.value ? m.value->size() : 0) + m.key->size();
             if (size > config.max_message_bytes)
                 throw CodecError("data", "the event is " + std::to_string(size) +
                                              " bytes, over max_message_bytes (" +
                                              std::to_string(config.max_message_bytes) + ")");
             row.message = std::move(m);
-        } catch (const nlohmann::json::exception& e) {
-            row.error = std::string("headers are not valid JSON: ") + e.what();
         } catch (const Error& e) {
             row.error = e.what();
         }
@@ -559,18 +622,15 @@ struct Outbox::Impl {
             if (!r.rows.empty()) {
                 const auto snapshot = Snapshot::parse(text_of(r.rows[0][9]).value_or(""));
                 int64_t previous = at.read_from;
-                for (const auto& row : r.rows) {
+                for (auto& row : r.rows) {
                     const int64_t seq = int_of(row[0]);
-                    if (seq <= at.read_from) {
-                        if (text_of(row[8]).value_or("") == "pending")
-                            rows.push_back(to_pending(row));
-                        continue;
+                    if (seq > at.read_from) {
+                        // With no transaction running, a missing seq will never appear.
+                        if (seq > previous + 1 && !snapshot.running.empty())
+                            at.gaps.push_back({previous + 1, seq - 1, snapshot.running, false});
+                        previous = seq;
                     }
-                    // With no transaction running, a missing seq will never appear.
-                    if (seq > previous + 1 && !snapshot.running.empty())
-                        at.gaps.push_back({previous + 1, seq - 1, snapshot.running, false});
-                    previous = seq;
-                    if (text_of(row[8]).value_or("") == "pending") rows.push_back(to_pending(row));
+                    if (is_text(row[8], "pending")) rows.push_back(to_pending(std::move(row)));
                 }
                 at.read_from = std::max(at.read_from, previous);
             }
@@ -593,7 +653,7 @@ struct Outbox::Impl {
             std::to_string(config.batch_size));
         std::vector<Pending> rows;
         rows.reserve(r.rows.size());
-        for (const auto& row : r.rows) rows.push_back(to_pending(row));
+        for (auto& row : r.rows) rows.push_back(to_pending(std::move(row)));
         return rows;
     }
 
