@@ -17,7 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 debian_packages=(
   build-essential cmake ninja-build pkg-config git
-  librdkafka-dev libhiredis-dev nlohmann-json3-dev libsqlite3-dev libpq-dev
+  librdkafka-dev libhiredis-dev nlohmann-json3-dev libsimdjson-dev libsqlite3-dev libpq-dev
   python3-dev python3-venv
 )
 if [ "$profile" = "test" ]; then
