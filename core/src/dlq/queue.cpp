@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -38,10 +40,9 @@ bool starts_with(std::string_view s, std::string_view p) {
     return s.compare(0, p.size(), p) == 0;
 }
 
-// The record to send back: the letter's key, value and headers, without the failure
-// description (postroom-dlt-*) and with the replay count raised.
-// The record to send for letter `d` (its key, value and headers moved, not copied), whose id
-// is `id`.
+// The record to send back for letter `d`, whose id is `id`: its key, value and headers
+// (moved, not copied), without the failure description (postroom-dlt-*), with the replay
+// count raised.
 OutgoingMessage replay_record(DeadLetter&& d, const std::string& id, const std::string& target,
                               bool parked) {
     OutgoingMessage m;
@@ -61,6 +62,74 @@ OutgoingMessage replay_record(DeadLetter&& d, const std::string& id, const std::
                                            " times already (the loop guard's limit)"});
     return m;
 }
+
+// `s` as a JSON string. Letter ids and Kafka topic names are plain (letters, digits and
+// . _ - :) and are written as they are; anything else goes through the JSON library.
+void append_json_string(std::string& out, std::string_view s) {
+    const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-' || c == ':';
+    });
+    if (!plain) {
+        out += nlohmann::json(std::string(s)).dump();
+        return;
+    }
+    out += '"';
+    out += s;
+    out += '"';
+}
+
+// Hands what a reader thread prepares over to the thread that consumes it, in chunks, at
+// most `depth` chunks ahead.
+template <class T>
+class Handover {
+public:
+    explicit Handover(std::size_t depth) : depth_(depth) {}
+
+    // Reader side. False once the consumer stopped: the reader should stop too.
+    bool put(std::vector<T>&& chunk) {
+        std::unique_lock lock(mutex_);
+        space_.wait(lock, [&] { return stopped_ || chunks_.size() < depth_; });
+        if (stopped_) return false;
+        chunks_.push_back(std::move(chunk));
+        ready_.notify_one();
+        return true;
+    }
+    void finish(std::exception_ptr error) {
+        std::lock_guard lock(mutex_);
+        finished_ = true;
+        error_ = std::move(error);
+        ready_.notify_one();
+    }
+
+    // Consumer side. False when the reader finished and nothing is left (rethrows what the
+    // reader threw).
+    bool take(std::vector<T>& chunk) {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return finished_ || !chunks_.empty(); });
+        if (chunks_.empty()) {
+            if (error_) std::rethrow_exception(error_);
+            return false;
+        }
+        chunk = std::move(chunks_.front());
+        chunks_.pop_front();
+        space_.notify_one();
+        return true;
+    }
+    void stop() {
+        std::lock_guard lock(mutex_);
+        stopped_ = true;
+        space_.notify_all();
+    }
+
+private:
+    std::size_t depth_;
+    std::mutex mutex_;
+    std::condition_variable ready_, space_;
+    std::deque<std::vector<T>> chunks_;
+    bool finished_ = false, stopped_ = false;
+    std::exception_ptr error_;
+};
 
 }  // namespace
 
@@ -217,6 +286,52 @@ struct DeadLetterQueue::Impl {
             scan_kafka(topic, required, visit, progress);
     }
 
+    // scan() on a thread of its own: `prepare` runs there on each record, `visit` on the
+    // calling thread, so reading and decoding overlap with what `visit` does. `visit`
+    // returning false stops the read.
+    template <class T>
+    void scan_on_reader_thread(const std::string& topic, bool required,
+                               const std::function<T(Message&&)>& prepare,
+                               const std::function<bool(T&&)>& visit) {
+        if (!redis) the_admin();  // created here: the reader uses it too
+        constexpr std::size_t chunk_size = 1024;
+        Handover<T> handover(8);
+        std::thread reader([&] {
+            std::exception_ptr error;
+            try {
+                std::vector<T> chunk;
+                chunk.reserve(chunk_size);
+                bool open = true;
+                scan(topic, required,
+                     [&](Message&& m) {
+                         chunk.push_back(prepare(std::move(m)));
+                         if (chunk.size() < chunk_size) return true;
+                         open = handover.put(std::move(chunk));
+                         chunk = {};
+                         chunk.reserve(chunk_size);
+                         return open;
+                     },
+                     {});
+                if (open && !chunk.empty()) handover.put(std::move(chunk));
+            } catch (...) {
+                error = std::current_exception();
+            }
+            handover.finish(std::move(error));
+        });
+        struct Join {
+            Handover<T>& handover;
+            std::thread& reader;
+            ~Join() {
+                handover.stop();
+                reader.join();
+            }
+        } join{handover, reader};
+        std::vector<T> chunk;
+        while (handover.take(chunk))
+            for (auto& item : chunk)
+                if (!visit(std::move(item))) return;
+    }
+
     std::map<std::string, LedgerEntry> read_ledger() {
         std::map<std::string, LedgerEntry> out;
         // A record settles one letter (its key), or a whole replayed batch: {"ids": [...],
@@ -227,11 +342,15 @@ struct DeadLetterQueue::Impl {
                 const auto state = j.value("state", "");
                 const auto at = j.value("at", int64_t{0});
                 if (j.contains("ids")) {
+                    // "to": one destination for all, or one per letter.
                     const auto& ids = j.at("ids");
                     const auto& to = j.at("to");
                     for (std::size_t i = 0; i < ids.size(); ++i)
-                        out[ids[i].get<std::string>()] = {
-                            state, at, i < to.size() ? to[i].get<std::string>() : ""};
+                        out[ids[i].get<std::string>()] = {state, at,
+                                                          to.is_string() ? to.get<std::string>()
+                                                          : to.is_array() && i < to.size()
+                                                              ? to[i].get<std::string>()
+                                                              : ""};
                     return;
                 }
                 out[id] = {state, at, j.value("detail", "")};
@@ -387,12 +506,21 @@ Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
                              const std::function<void(int64_t, int64_t)>& progress) {
     const auto settled = include_settled ? std::map<std::string, LedgerEntry>{} : ledger();
     Stats stats;
-    scan(
-        [&](DeadLetter&& d) {
+    // Records are read on a thread of their own, decoded and counted on this one.
+    int64_t seen = 0, next_report = 5000;
+    const int64_t total = progress ? size() : 0;
+    impl_->scan_on_reader_thread<Message>(
+        impl_->config.topic, true, [](Message&& m) { return std::move(m); },
+        [&](Message&& m) {
+            auto d = decode(std::move(m));
             if ((settled.empty() || !settled.count(d.id())) && filter.matches(d)) stats.add(d);
+            if (progress && ++seen >= next_report) {
+                progress(seen, total);
+                next_report = seen + 5000;
+            }
             return true;
-        },
-        progress);
+        });
+    if (progress) progress(seen, total);
     return stats;
 }
 
@@ -409,10 +537,11 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     const auto settled = ledger();
     ReplayReport report;
     struct Planned {
-        std::string id;  // the letter's
-        std::string target;
+        std::string id;      // the letter's
+        std::size_t target;  // in `targets`
         bool parked;
     };
+    std::vector<std::string> targets;  // the destinations met so far
     // Letters stream from the scan into batches; a batch goes out as soon as it is full,
     // while earlier ones await their acknowledgements (up to 4 in flight), so reading and
     // sending overlap and memory holds a few batches, not the selection.
@@ -449,46 +578,62 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             for (const auto& r : f.delivery->reports())
                 f.errors.push_back(r.ok() ? std::string() : r.error_message());
         }
-        std::vector<std::pair<std::string, LedgerEntry>> done;
         const auto now = epoch_ms();
+        std::vector<std::pair<std::string, LedgerEntry>> done;  // Redis
+        std::vector<OutgoingMessage> records;                   // Kafka
+        std::string ids;  // Kafka: the ids of the record being written, as JSON
+        std::size_t in_record = 0;
+        std::optional<std::size_t> to;  // the one destination of the record's letters, if so
+        std::string to_each;            // and each letter's, as JSON
+        auto write_record = [&](const std::string& first_id) {
+            // A ledger record per 1,000 letters (keyed by its first letter), not per letter.
+            std::string json = R"({"state":"replayed","at":)" + std::to_string(now) +
+                               R"(,"ids":[)" + ids + R"(],"to":)";
+            if (to)
+                append_json_string(json, targets[*to]);
+            else
+                json += "[" + to_each + "]";
+            json += "}";
+            records.push_back(
+                {impl.ledger_name(), "replayed:" + first_id, std::move(json), {}, std::nullopt});
+            ids.clear();
+            to_each.clear();
+            in_record = 0;
+        };
+        std::string first_id;
         for (std::size_t k = 0; k < f.letters.size(); ++k) {
-            const auto& p = f.letters[k];
+            auto& p = f.letters[k];
             if (!f.errors[k].empty()) {
                 if (first_error.empty())
-                    first_error =
-                        "replay of " + p.id + " to '" + p.target + "' failed: " + f.errors[k];
+                    first_error = "replay of " + p.id + " to '" + targets[p.target] +
+                                  "' failed: " + f.errors[k];
                 continue;
             }
-            done.push_back({p.id, {"replayed", now, p.target}});
             if (p.parked)
                 ++report.parked;
             else
                 ++report.replayed;
-        }
-        if (impl.redis) {
-            impl.write_ledger(done);  // only what was acknowledged
-        } else if (!done.empty()) {
-            // A ledger record per 1,000 letters (keyed by its first letter), not per letter.
-            std::vector<OutgoingMessage> records;
-            for (std::size_t k = 0; k < done.size(); k += 1000) {
-                auto ids = nlohmann::json::array();
-                auto to = nlohmann::json::array();
-                for (std::size_t j = k; j < std::min(done.size(), k + 1000); ++j) {
-                    ids.push_back(done[j].first);
-                    to.push_back(done[j].second.detail);
-                }
-                records.push_back({impl.ledger_name(),
-                                   "replayed:" + done[k].first,
-                                   nlohmann::json{{"state", "replayed"},
-                                                  {"at", done[k].second.at_ms},
-                                                  {"ids", ids},
-                                                  {"to", to}}
-                                       .dump(),
-                                   {},
-                                   std::nullopt});
+            if (impl.redis) {
+                done.push_back({std::move(p.id), {"replayed", now, targets[p.target]}});
+                continue;
             }
-            ledger_writes.push_back(impl.the_producer().produce_batch(std::move(records)));
+            if (in_record == 0) {
+                first_id = p.id;
+                to = p.target;
+            } else {
+                ids += ',';
+                to_each += ',';
+                if (to && *to != p.target) to.reset();
+            }
+            append_json_string(ids, p.id);
+            append_json_string(to_each, targets[p.target]);
+            if (++in_record == 1000) write_record(first_id);
         }
+        if (in_record > 0) write_record(first_id);
+        if (impl.redis)
+            impl.write_ledger(done);  // only what was acknowledged
+        else if (!records.empty())
+            ledger_writes.push_back(impl.the_producer().produce_batch(std::move(records)));
         acknowledged += static_cast<int64_t>(f.letters.size());
         if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
     };
@@ -531,35 +676,48 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         return it->second;
     };
 
-    scan([&](DeadLetter&& d) {
-        if (!o.filter.matches(d)) return true;
-        auto id = d.id();
-        if (auto it = settled.find(id); it != settled.end()) {
-            if (!(o.again && it->second.state == "replayed")) {
-                ++report.skipped;
+    std::size_t last_target = 0;
+    auto target_index = [&](const std::string& target) {
+        if (last_target < targets.size() && targets[last_target] == target) return last_target;
+        auto it = std::find(targets.begin(), targets.end(), target);
+        last_target = static_cast<std::size_t>(it - targets.begin());
+        if (it == targets.end()) targets.push_back(target);
+        return last_target;
+    };
+
+    // Letters are read and decoded on a thread of their own while this one sends them.
+    impl.scan_on_reader_thread<DeadLetter>(
+        impl.config.topic, true, [](Message&& m) { return decode(std::move(m)); },
+        [&](DeadLetter&& d) {
+            if (!o.filter.matches(d)) return true;
+            auto id = d.id();
+            if (auto it = settled.find(id); it != settled.end()) {
+                if (!(o.again && it->second.state == "replayed")) {
+                    ++report.skipped;
+                    return true;
+                }
+            }
+            const std::string* target = o.to.empty() ? &d.original_topic : &o.to;
+            if (target->empty()) {
+                ++report.without_target;
                 return true;
             }
-        }
-        std::string target = o.to.empty() ? d.original_topic : o.to;
-        if (target.empty()) {
-            ++report.without_target;
-            return true;
-        }
-        const bool parked = d.replay_count >= o.max_replays;
-        if (parked) target = parking;
-        if (!o.dry_run && !exists(target)) {
-            missing_target = target;
-            return false;
-        }
-        ++report.selected;
-        ++report.per_target[target];
-        ++report.per_fingerprint[d.fingerprint];
-        if (o.dry_run) return true;
-        outgoing.push_back(replay_record(std::move(d), id, target, parked));
-        current.push_back({std::move(id), std::move(target), parked});
-        if (current.size() >= step) submit();
-        return first_error.empty() && !report.cancelled;
-    });
+            const bool parked = d.replay_count >= o.max_replays;
+            if (parked) target = &parking;
+            if (!o.dry_run && !exists(*target)) {
+                missing_target = *target;
+                return false;
+            }
+            ++report.selected;
+            ++report.per_target[*target];
+            ++report.per_fingerprint[d.fingerprint];
+            if (o.dry_run) return true;
+            const auto index = target_index(*target);
+            outgoing.push_back(replay_record(std::move(d), id, targets[index], parked));
+            current.push_back({std::move(id), index, parked});
+            if (current.size() >= step) submit();
+            return first_error.empty() && !report.cancelled;
+        });
     if (first_error.empty() && !report.cancelled && missing_target.empty()) submit();
     while (!flight.empty()) settle_front();
     for (const auto& w : ledger_writes) {
