@@ -317,6 +317,30 @@ TEST_F(EmbeddedDeadLetters, TheLoopGuardParksLettersReplayedTooOften) {
     EXPECT_TRUE(find_header(parked[0].headers, "postroom-parked-reason"));
 }
 
+TEST_F(EmbeddedDeadLetters, TheLedgerRecordsWhereEachLetterWent) {
+    write_letters(3, 3);  // these go to the parking lot
+    write_letters(4);     // these back to "orders"
+    auto q = queue();
+    ReplayOptions o;
+    o.max_replays = 3;
+    auto r = q.replay(o);  // one batch, two destinations
+    EXPECT_EQ(r.parked, 3);
+    EXPECT_EQ(r.replayed, 4);
+    auto ledger = q.ledger();
+    ASSERT_EQ(ledger.size(), 7u);
+    for (int offset = 0; offset < 7; ++offset) {
+        const auto& e = ledger.at("orders.dlq:0:" + std::to_string(offset));
+        EXPECT_EQ(e.state, "replayed");
+        EXPECT_EQ(e.detail, offset < 3 ? "orders.dlq.parking" : "orders") << offset;
+    }
+    // A replay to one destination: every letter of the record went there.
+    o.again = true;
+    o.max_replays = 10;
+    o.to = "other";
+    EXPECT_EQ(q.replay(o).replayed, 7);
+    for (const auto& [id, e] : q.ledger()) EXPECT_EQ(e.detail, "other") << id;
+}
+
 TEST_F(EmbeddedDeadLetters, ResolvedLettersStopShowingAndAnUnknownTopicSaysSo) {
     write_letters(3);
     auto q = queue();
