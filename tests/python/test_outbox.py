@@ -323,6 +323,39 @@ def test_postgres_rows_above_an_open_gap_are_not_published_again_after_a_restart
 
 
 @pytest.mark.postgres
+def test_postgres_a_seq_taken_by_a_newer_transaction_than_the_snapshot_lists_is_not_lost(
+        embedded: postroom.Broker, pg_url: str) -> None:
+    """A snapshot lists only the running transactions below its xmax (the newest ended xid
+    + 1). A transaction with a newer xid that took a seq below a committed row is running,
+    but unlisted: the relay's cursor must wait for it all the same."""
+    import psycopg
+
+    table = unique("outbox").replace("-", "_")
+    topic = unique("outbox")
+    embedded.create_topic(topic, 1)
+    with postroom.Outbox(pg_url, embedded, table=table, topic=topic) as outbox:
+        assert outbox.relay_once() == 0  # takes the lease: no write of the relay in between
+        older = psycopg.connect(pg_url)
+        newer = psycopg.connect(pg_url)
+        older.execute("SELECT pg_current_xact_id()")
+        newer.execute("SELECT pg_current_xact_id()")  # a larger xid than `older`
+        outbox.add(newer, order_event(1), aggregate_type="order", aggregate_id="a")  # seq 1
+        outbox.add(older, order_event(2), aggregate_type="order", aggregate_id="b")  # seq 2
+        older.commit()  # the newest ended xid is now older's: newer is above the xmax
+        assert outbox.relay_once() == 1
+        assert stored_cursor(pg_url, table) == 0, "held below seq 1, whose writer runs"
+        newer.commit()
+        assert outbox.relay_once() == 1
+        assert stored_cursor(pg_url, table) == 2
+        older.close()
+        newer.close()
+    got = read_all(embedded, topic, 3)
+    assert sorted(int(m.event().json()["n"]) for m in got) == [1, 2], "lost = 0"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE "{table}"')
+
+
+@pytest.mark.postgres
 def test_postgres_concurrent_writers_committing_out_of_order_lose_nothing(
         embedded: postroom.Broker, pg_url: str) -> None:
     """Writers hold their transactions open for random times and roll some back while the

@@ -509,10 +509,31 @@ struct Outbox::Impl {
             return s;
         }
     };
+    // Seqs missing below a row that was read. Each belongs to a transaction that was running
+    // when it was read, or to none (rolled back, deleted): a transaction takes its xid before
+    // its seq. Running were those the read's snapshot lists, and those whose xid is at or
+    // above the snapshot's xmax (a snapshot does not list them): up to an xid taken after
+    // the read.
     struct Gap {
         int64_t lo, hi;
-        std::vector<uint64_t> waits_for;  // transactions running when the gap was seen
-        bool ready = false;               // they have all ended: read the range again
+        std::vector<uint64_t> waits_for;         // listed as running by the read's snapshot
+        uint64_t xids_from = 0, xids_below = 0;  // and every xid in [xids_from, xids_below)
+        bool ready = false;                      // they have all ended: read the range again
+        bool ended(const Snapshot& now) const {
+            if (!std::all_of(waits_for.begin(), waits_for.end(),
+                             [&](uint64_t x) { return now.ended(x); }))
+                return false;
+            for (uint64_t x = std::max(xids_from, now.xmin); x < xids_below; ++x)
+                if (!now.ended(x)) return false;
+            return true;
+        }
+        Gap part(int64_t from, int64_t to, bool is_ready) const {
+            Gap g = *this;
+            g.lo = from;
+            g.hi = to;
+            g.ready = is_ready;
+            return g;
+        }
     };
     struct CursorState {
         int64_t read_from = 0;  // every seq up to it was read (or is in `gaps`)
@@ -549,10 +570,20 @@ struct Outbox::Impl {
         if (!at.gaps.empty()) {
             auto r = tx.execute("SELECT pg_current_snapshot()::text");
             const auto now = Snapshot::parse(text_of(r.rows.at(0).at(0)).value_or(""));
-            for (auto& g : at.gaps)
-                g.ready = g.ready || std::all_of(g.waits_for.begin(), g.waits_for.end(),
-                                                 [&](uint64_t x) { return now.ended(x); });
+            for (auto& g : at.gaps) g.ready = g.ready || g.ended(now);
         }
+        // An xid newer than every one taken before the read: this transaction's own, taken
+        // once a read finds a gap (its commit need not wait for the disk).
+        std::optional<uint64_t> own_xid;
+        auto xid_after_read = [&] {
+            if (!own_xid) {
+                auto r = tx.execute(
+                    "SELECT set_config('synchronous_commit', 'off', true), "
+                    "pg_current_xact_id()::text");
+                own_xid = std::stoull(text_of(r.rows.at(0).at(1)).value_or("0"));
+            }
+            return *own_xid;
+        };
         std::vector<Pending> rows;
         for (;;) {
             // Every gap is read: a row committed in one whose transactions have not all
@@ -585,13 +616,13 @@ struct Outbox::Impl {
                     int64_t lo = g.lo;
                     for (auto seq : found)
                         if (seq >= lo && seq <= covered) {
-                            if (seq > lo) open.push_back({lo, seq - 1, g.waits_for, false});
+                            if (seq > lo) open.push_back(g.part(lo, seq - 1, false));
                             lo = seq + 1;
                         }
-                    if (lo <= covered) open.push_back({lo, covered, g.waits_for, false});
+                    if (lo <= covered) open.push_back(g.part(lo, covered, false));
                 }
                 if (covered < g.hi)
-                    open.push_back({std::max(g.lo, covered + 1), g.hi, g.waits_for, g.ready});
+                    open.push_back(g.part(std::max(g.lo, covered + 1), g.hi, g.ready));
             }
             at.gaps = std::move(open);
             if (!r.rows.empty()) {
@@ -600,16 +631,22 @@ struct Outbox::Impl {
                 for (auto& row : r.rows) {
                     const int64_t seq = int_of(row[0]);
                     if (seq > at.read_from) {
-                        // With no transaction running, a missing seq will never appear.
-                        if (seq > previous + 1 && !snapshot.running.empty())
-                            at.gaps.push_back({previous + 1, seq - 1, snapshot.running, false});
+                        if (seq > previous + 1) {
+                            // With no transaction running, a missing seq will never appear.
+                            const uint64_t below = xid_after_read();
+                            if (!snapshot.running.empty() || below > snapshot.xmax)
+                                at.gaps.push_back({previous + 1, seq - 1, snapshot.running,
+                                                   snapshot.xmax, below, false});
+                        }
                         previous = seq;
                     }
                     if (is_text(row[8], "pending")) rows.push_back(to_pending(std::move(row)));
                 }
                 at.read_from = std::max(at.read_from, previous);
             }
-            if (!full || rows.size() >= config.batch_size) return rows;
+            // Another read would need an xid newer than its own snapshot: this transaction's
+            // serves only the reads before it was taken.
+            if (!full || rows.size() >= config.batch_size || own_xid) return rows;
         }
     }
 
@@ -909,6 +946,10 @@ struct Outbox::Impl {
                     }
                 }
                 more = more && !trouble && !next.empty();
+                // The batch after `next` is read while this one is marked and `next` is
+                // published: its rows are above `next`'s, which are in flight before the
+                // next mark.
+                if (more && next.size() == config.batch_size) read_ahead();
             } else if (more && !trouble && !stop_requested.load() && Clock::now() < round_ends) {
                 next = in_transaction(
                     [&](stores::Transaction& tx) { return select_batch(tx, ranges(flights)); });
@@ -942,7 +983,6 @@ struct Outbox::Impl {
                     flights.emplace_back(std::move(next));
                     publish(flights.back());
                 }
-                read_ahead();
             }
         }
         if (recreate) producer.reset();
