@@ -581,24 +581,28 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         const auto now = epoch_ms();
         std::vector<std::pair<std::string, LedgerEntry>> done;  // Redis
         std::vector<OutgoingMessage> records;                   // Kafka
-        std::string ids;  // Kafka: the ids of the record being written, as JSON
-        std::size_t in_record = 0;
-        std::optional<std::size_t> to;  // the one destination of the record's letters, if so
-        std::string to_each;            // and each letter's, as JSON
+        std::string ids;              // Kafka: the ids of the record being written, as JSON
+        std::vector<std::size_t> to;  // and their destinations
         auto write_record = [&](const std::string& first_id) {
-            // A ledger record per 1,000 letters (keyed by its first letter), not per letter.
+            // A ledger record per 1,000 letters (keyed by its first letter), not per letter;
+            // their destination once when they share it.
             std::string json = R"({"state":"replayed","at":)" + std::to_string(now) +
                                R"(,"ids":[)" + ids + R"(],"to":)";
-            if (to)
-                append_json_string(json, targets[*to]);
-            else
-                json += "[" + to_each + "]";
-            json += "}";
+            if (std::all_of(to.begin(), to.end(), [&](std::size_t t) { return t == to[0]; })) {
+                append_json_string(json, targets[to[0]]);
+            } else {
+                json += '[';
+                for (std::size_t k = 0; k < to.size(); ++k) {
+                    if (k > 0) json += ',';
+                    append_json_string(json, targets[to[k]]);
+                }
+                json += ']';
+            }
+            json += '}';
             records.push_back(
                 {impl.ledger_name(), "replayed:" + first_id, std::move(json), {}, std::nullopt});
             ids.clear();
-            to_each.clear();
-            in_record = 0;
+            to.clear();
         };
         std::string first_id;
         for (std::size_t k = 0; k < f.letters.size(); ++k) {
@@ -617,19 +621,15 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 done.push_back({std::move(p.id), {"replayed", now, targets[p.target]}});
                 continue;
             }
-            if (in_record == 0) {
+            if (to.empty())
                 first_id = p.id;
-                to = p.target;
-            } else {
+            else
                 ids += ',';
-                to_each += ',';
-                if (to && *to != p.target) to.reset();
-            }
             append_json_string(ids, p.id);
-            append_json_string(to_each, targets[p.target]);
-            if (++in_record == 1000) write_record(first_id);
+            to.push_back(p.target);
+            if (to.size() == 1000) write_record(first_id);
         }
-        if (in_record > 0) write_record(first_id);
+        if (!to.empty()) write_record(first_id);
         if (impl.redis)
             impl.write_ledger(done);  // only what was acknowledged
         else if (!records.empty())
