@@ -195,6 +195,138 @@ TEST(DeadLetterFilter, EachFieldNarrows) {
     }
 }
 
+TEST(DeadLetterViews, DecodedFromViewsTheyAgreeWithDecodedLetters) {
+    // One letter of each convention, with what is derived: binary and zero-padded numbers,
+    // joined groups.
+    std::vector<Message> letters{
+        letter({{"postroom-dlt-error-type", "ValueError"},
+                {"postroom-dlt-error-message", "bad order 42 for 'alice'"},
+                {"postroom-dlt-error-stack", "Traceback\n  File \"a.py\", line 3, in f"},
+                {"postroom-dlt-original-topic", "orders"},
+                {"postroom-dlt-original-offset", "0099"},
+                {"postroom-dlt-group", "billing"},
+                {"postroom-dlt-last-failure", "2026-12-07T05:00:00.123Z"},
+                {"postroom-replay-count", "2"},
+                {"tenant", "acme"}},
+               1, 500),
+        letter({{"kafka_dlt-exception-fqcn", "ListenerExecutionFailedException"},
+                {"kafka_dlt-exception-cause-fqcn", "java.lang.IllegalStateException"},
+                {"kafka_dlt-original-topic", "payments"},
+                {"kafka_dlt-original-partition", be(3, 4)},
+                {"kafka_dlt-original-offset", be(1234567890123, 8)},
+                {"kafka_dlt-original-timestamp", be(1700000000000, 8)}},
+               2, 600),
+        letter({{"kafka_exception-fqcn", "java.io.IOException"},
+                {"kafka_original-topic", "a"},
+                {"kafka_original-offset", "007"}},
+               3, 700),
+        letter({{"__connect.errors.topic", "b"},
+                {"__connect.errors.task.id", "0"},
+                {"__connect.errors.exception.class.name", "DataException"}},
+               4, 800),
+        letter({{"reason_poisoned", "timeout"},
+                {"topic_poisoned", "d"},
+                {"handler_poisoned", "h"},
+                {"subscriber_poisoned", "s"}},
+               5, 900),
+        letter({{"MT-Fault-ExceptionType", "System.InvalidOperationException"},
+                {"MT-Fault-Message", "nope 7"}},
+               6, 1000),
+        letter({{"NServiceBus.FailedQ", "Sales"}, {"NServiceBus.Retries", "4"}}, 7, 1100),
+        letter({{"trace", "1"}, {"no-value", std::nullopt}}, 8, 1200),
+    };
+    MessageBatch batch(letters);
+    ASSERT_EQ(batch.size(), letters.size());
+    Stats from_letters, from_views;
+    std::vector<Filter> filters(6);
+    filters[1].error_type = "State";
+    filters[2].original_topic = "orders";
+    filters[3].header_name = "no-value";
+    filters[4].fingerprint = decode(letters[0]).fingerprint.substr(0, 6);
+    filters[5].ids = {"orders.dlq:1:3", "orders.dlq:1:8"};
+    for (std::size_t i = 0; i < letters.size(); ++i) {
+        SCOPED_TRACE(i);
+        const auto d = decode(letters[i]);
+        const auto& record = batch.views()[i];
+        const auto facts = decode_facts(record.headers);
+        EXPECT_EQ(facts.convention, d.convention);
+        EXPECT_EQ(facts.error_type, d.error_type);
+        EXPECT_EQ(facts.error_message, d.error_message);
+        EXPECT_EQ(facts.error_stack, d.error_stack);
+        EXPECT_EQ(facts.reason.view(), d.reason);
+        EXPECT_EQ(facts.original_topic, d.original_topic);
+        EXPECT_EQ(facts.original_partition, d.original_partition);
+        EXPECT_EQ(facts.original_offset.view(), d.original_offset);
+        EXPECT_EQ(facts.group.view(), d.group);
+        EXPECT_EQ(facts.attempts, d.attempts);
+        EXPECT_EQ(facts.failed_at.view(), d.failed_at);
+        EXPECT_EQ(facts.replay_count, d.replay_count);
+        std::array<char, 16> digits;
+        const auto fp =
+            fingerprint_into(digits, facts.error_type, facts.error_message, facts.error_stack);
+        EXPECT_EQ(fp, d.fingerprint);
+        const LetterView view{record, facts, fp};
+        std::string id = "x";
+        append_letter_id(id, record);
+        EXPECT_EQ(id, "x" + d.id());
+        for (std::size_t k = 0; k < filters.size(); ++k)
+            EXPECT_EQ(filters[k].matches(view), filters[k].matches(d)) << "filter " << k;
+        from_letters.add(d);
+        from_views.add(view);
+    }
+    // What the derivations give, checked once against the values themselves.
+    const auto facts = decode_facts(batch.views()[1].headers);
+    EXPECT_EQ(facts.original_offset.view(), "1234567890123");
+    EXPECT_EQ(facts.failed_at.view(), "1700000000000");
+    EXPECT_EQ(decode_facts(batch.views()[0].headers).original_offset.view(), "0099");
+    EXPECT_EQ(decode_facts(batch.views()[2].headers).original_offset.view(), "7");
+    EXPECT_EQ(decode_facts(batch.views()[3].headers).group.view(), "task 0");
+    EXPECT_EQ(decode_facts(batch.views()[4].headers).group.view(), "h / s");
+    EXPECT_EQ(filters[5].matches(decode(letters[2])), true);
+
+    const auto a = from_letters.groups(), b = from_views.groups();
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(from_views.total(), from_letters.total());
+    for (std::size_t g = 0; g < a.size(); ++g) {
+        EXPECT_EQ(b[g].fingerprint, a[g].fingerprint);
+        EXPECT_EQ(b[g].message, a[g].message);
+        EXPECT_EQ(b[g].top_frame, a[g].top_frame);
+        EXPECT_EQ(b[g].count, a[g].count);
+        EXPECT_EQ(b[g].original_topics, a[g].original_topics);
+        EXPECT_EQ(b[g].groups, a[g].groups);
+        EXPECT_EQ(b[g].sample_id, a[g].sample_id);
+        EXPECT_EQ(b[g].last_seen_ms, a[g].last_seen_ms);
+    }
+}
+
+TEST(MessageViews, ABatchOfMessagesKeepsThemAndDropsWhatIsNotWanted) {
+    std::vector<Message> messages{letter({{"a", "1"}, {"b", std::nullopt}}, 1), letter({}, 2),
+                                  letter({{"c", std::string(40, 'c')}}, 3)};
+    messages[1].key.reset();
+    messages[1].value.reset();
+    messages[2].id = "1700000000000-0";
+    MessageBatch batch(messages);
+    MessageBatch moved(std::move(batch));  // the views stay valid
+    ASSERT_EQ(moved.size(), 3u);
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+        const auto back = to_message(moved.views()[i]);
+        EXPECT_EQ(back.topic, messages[i].topic);
+        EXPECT_EQ(back.offset, messages[i].offset);
+        EXPECT_EQ(back.key, messages[i].key);
+        EXPECT_EQ(back.value, messages[i].value);
+        EXPECT_EQ(back.headers, messages[i].headers);
+        EXPECT_EQ(back.timestamp_ms, messages[i].timestamp_ms);
+        EXPECT_EQ(back.id, messages[i].id);
+    }
+    std::string id;
+    append_letter_id(id, moved.views()[2]);
+    EXPECT_EQ(id, "orders.dlq:1700000000000-0");
+    moved.drop_if([](const MessageView& v) { return v.offset == 2; });
+    ASSERT_EQ(moved.size(), 2u);
+    EXPECT_EQ(moved.views()[1].offset, 3);
+    EXPECT_EQ(moved.views()[1].headers[0].value->size(), 40u);
+}
+
 // ---------------------------------------------------------------- embedded broker
 
 namespace {

@@ -103,6 +103,57 @@ TEST_F(EmbeddedKafka, ProduceAndConsumeAcrossPartitionsKeepsPerKeyOrder) {
     }
 }
 
+TEST_F(EmbeddedKafka, ViewsAreProducedAsCopiesAndConsumedIntoOneBatch) {
+    broker->create_topic("views", 1);
+    Producer producer(producer_config());
+    std::shared_ptr<BatchDelivery> delivery;
+    {
+        // Everything the views point into is gone once produce_batch returns.
+        std::vector<std::string> texts{"key-0", std::string("bin\0ary\xff", 10), "trace", "t-1",
+                                       "empty-value"};
+        std::vector<HeaderView> headers{{texts[2], texts[3]}, {texts[4], std::nullopt}};
+        std::vector<OutgoingView> views{
+            {"views", texts[0], texts[1], headers, std::nullopt},
+            {"views", std::nullopt, std::nullopt, {}, 0},  // no key, a null value
+        };
+        delivery = producer.produce_batch(std::span<const OutgoingView>(views));
+        for (auto& t : texts) t.assign(t.size(), '#');
+    }
+    ASSERT_TRUE(producer.wait(*delivery, 10s));
+    delivery->raise_for_failures();
+    EXPECT_TRUE(delivery->messages().empty()) << "a batch of views keeps no messages";
+
+    Consumer consumer(consumer_config("views-reader"));
+    consumer.assign({{"views", 0, 0}});
+    std::vector<MessageBatch> batches;
+    std::vector<const MessageView*> got;
+    const auto until = std::chrono::steady_clock::now() + 15s;
+    while (got.size() < 2 && std::chrono::steady_clock::now() < until) {
+        batches.push_back(consumer.poll_views(10, 200ms));
+        for (const auto& v : batches.back().views()) got.push_back(&v);  // moves keep views
+    }
+    consumer.close();  // the batches hold copies: they outlive the client
+    ASSERT_EQ(got.size(), 2u);
+    const auto& a = *got[0];
+    EXPECT_EQ(a.topic, "views");
+    EXPECT_EQ(a.offset, 0);
+    EXPECT_EQ(a.key, std::optional<std::string_view>("key-0"));
+    EXPECT_EQ(a.value, std::optional<std::string_view>(std::string_view("bin\0ary\xff", 10)));
+    ASSERT_EQ(a.headers.size(), 2u);
+    EXPECT_EQ(a.headers[0].name, "trace");
+    EXPECT_EQ(a.headers[0].value, std::optional<std::string_view>("t-1"));
+    EXPECT_EQ(a.headers[1].value, std::nullopt);
+    EXPECT_EQ(a.find_header("empty-value"), &a.headers[1]);
+    EXPECT_GT(a.timestamp_ms, 0);
+    const auto& b = *got[1];
+    EXPECT_EQ(b.key, std::nullopt);
+    EXPECT_EQ(b.value, std::nullopt);
+    EXPECT_TRUE(b.headers.empty());
+    const auto copy = to_message(a);
+    EXPECT_EQ(copy.value, std::optional<std::string>(std::string("bin\0ary\xff", 10)));
+    EXPECT_EQ(copy.headers, (Headers{{"trace", "t-1"}, {"empty-value", std::nullopt}}));
+}
+
 TEST_F(EmbeddedKafka, EventsTravelInBinaryMode) {
     broker->create_topic("events", 1);
     Producer producer(producer_config());

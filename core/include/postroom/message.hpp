@@ -5,8 +5,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace postroom {
@@ -58,6 +61,79 @@ struct Message {
     // offset on Kafka.
     std::string position() const { return id.empty() ? std::to_string(offset) : id; }
 };
+
+// ---------------------------------------------------------------------------------------
+// Borrowed views, for paths that read or forward many records without copying each one
+// (dead-letter replay and statistics). A view is valid while what it points into is.
+
+struct HeaderView {
+    std::string_view name;
+    std::optional<std::string_view> value;
+};
+
+// A consumed record, borrowed from the MessageBatch that holds it. Fields as in Message.
+struct MessageView {
+    std::string_view topic;
+    int32_t partition = -1;
+    int64_t offset = -1;
+    std::optional<std::string_view> key;
+    std::optional<std::string_view> value;
+    std::span<const HeaderView> headers;
+    int64_t timestamp_ms = -1;
+    std::string_view id;  // Redis Streams' entry id; empty on Kafka
+
+    // First header with this name, if any.
+    const HeaderView* find_header(std::string_view name) const noexcept;
+};
+
+// A copy that owns its data.
+Message to_message(const MessageView& view);
+
+// Records received together, read as views; the batch owns what the views point into.
+// Movable (the views stay valid across a move), not copyable.
+class MessageBatch {
+public:
+    // Whatever keeps the records alive (the transport's own buffers).
+    struct Storage {
+        virtual ~Storage() = default;
+    };
+
+    MessageBatch() = default;
+    // Views over these messages, which the batch keeps.
+    explicit MessageBatch(std::vector<Message> messages);
+    // Views built by a transport: `headers` holds every view's headers (each view's span
+    // points into it), `storage` what both point into.
+    MessageBatch(std::unique_ptr<Storage> storage, std::vector<MessageView> views,
+                 std::vector<HeaderView> headers);
+    MessageBatch(MessageBatch&&) noexcept = default;
+    MessageBatch& operator=(MessageBatch&&) noexcept = default;
+
+    std::span<const MessageView> views() const noexcept { return views_; }
+    std::size_t size() const noexcept { return views_.size(); }
+    bool empty() const noexcept { return views_.empty(); }
+    // Drops the views `drop` returns true for (their data stays until the batch goes).
+    template <class Pred>
+    void drop_if(Pred drop) {
+        std::erase_if(views_, drop);
+    }
+
+private:
+    std::unique_ptr<Storage> storage_;
+    std::vector<HeaderView> headers_;
+    std::vector<MessageView> views_;
+};
+
+// What to send, borrowed: the producer copies it when it queues it.
+struct OutgoingView {
+    std::string_view topic;
+    std::optional<std::string_view> key;
+    std::optional<std::string_view> value;
+    std::span<const HeaderView> headers;
+    std::optional<int32_t> partition;
+};
+
+// A copy that owns its data.
+OutgoingMessage to_outgoing_message(const OutgoingView& view);
 
 }  // namespace postroom
 

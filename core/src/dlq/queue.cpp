@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -40,29 +41,6 @@ bool starts_with(std::string_view s, std::string_view p) {
     return s.compare(0, p.size(), p) == 0;
 }
 
-// The record to send back for letter `d`, whose id is `id`: its key, value and headers
-// (moved, not copied), without the failure description (postroom-dlt-*), with the replay
-// count raised.
-OutgoingMessage replay_record(DeadLetter&& d, const std::string& id, const std::string& target,
-                              bool parked) {
-    OutgoingMessage m;
-    m.topic = target;
-    m.key = std::move(d.record.key);
-    m.value = std::move(d.record.value);
-    m.headers = std::move(d.record.headers);
-    std::erase_if(m.headers, [parked](const Header& h) {
-        return h.name == "postroom-replay-count" || h.name == "postroom-replayed-from" ||
-               (!parked && starts_with(h.name, "postroom-dlt-"));
-    });
-    m.headers.push_back({"postroom-replay-count", std::to_string(d.replay_count + 1)});
-    m.headers.push_back({"postroom-replayed-from", id});
-    if (parked)
-        m.headers.push_back(
-            {"postroom-parked-reason", "replayed " + std::to_string(d.replay_count) +
-                                           " times already (the loop guard's limit)"});
-    return m;
-}
-
 // `s` as a JSON string. Letter ids and Kafka topic names are plain (letters, digits and
 // . _ - :) and are written as they are; anything else goes through the JSON library.
 void append_json_string(std::string& out, std::string_view s) {
@@ -79,19 +57,19 @@ void append_json_string(std::string& out, std::string_view s) {
     out += '"';
 }
 
-// Hands what a reader thread prepares over to the thread that consumes it, in chunks, at
-// most `depth` chunks ahead.
+// Hands what a reader thread prepares over to the thread that consumes it, at most `depth`
+// items ahead.
 template <class T>
 class Handover {
 public:
     explicit Handover(std::size_t depth) : depth_(depth) {}
 
     // Reader side. False once the consumer stopped: the reader should stop too.
-    bool put(std::vector<T>&& chunk) {
+    bool put(T&& item) {
         std::unique_lock lock(mutex_);
-        space_.wait(lock, [&] { return stopped_ || chunks_.size() < depth_; });
+        space_.wait(lock, [&] { return stopped_ || items_.size() < depth_; });
         if (stopped_) return false;
-        chunks_.push_back(std::move(chunk));
+        items_.push_back(std::move(item));
         ready_.notify_one();
         return true;
     }
@@ -104,15 +82,15 @@ public:
 
     // Consumer side. False when the reader finished and nothing is left (rethrows what the
     // reader threw).
-    bool take(std::vector<T>& chunk) {
+    bool take(T& item) {
         std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return finished_ || !chunks_.empty(); });
-        if (chunks_.empty()) {
+        ready_.wait(lock, [&] { return finished_ || !items_.empty(); });
+        if (items_.empty()) {
             if (error_) std::rethrow_exception(error_);
             return false;
         }
-        chunk = std::move(chunks_.front());
-        chunks_.pop_front();
+        item = std::move(items_.front());
+        items_.pop_front();
         space_.notify_one();
         return true;
     }
@@ -126,9 +104,30 @@ private:
     std::size_t depth_;
     std::mutex mutex_;
     std::condition_variable ready_, space_;
-    std::deque<std::vector<T>> chunks_;
+    std::deque<T> items_;
     bool finished_ = false, stopped_ = false;
     std::exception_ptr error_;
+};
+
+// A batch of records with what decoding found in each (views into the batch).
+struct DecodedBatch {
+    MessageBatch records;
+    std::vector<LetterFacts> facts;
+    std::vector<std::array<char, 16>> fingerprints;
+
+    explicit DecodedBatch(MessageBatch&& batch) : records(std::move(batch)) {
+        facts.reserve(records.size());
+        fingerprints.resize(records.size());
+        for (const auto& r : records.views()) facts.push_back(decode_facts(r.headers));
+        for (std::size_t i = 0; i < facts.size(); ++i)
+            fingerprint_into(fingerprints[i], facts[i].error_type, facts[i].error_message,
+                             facts[i].error_stack);
+    }
+    DecodedBatch() = default;
+    std::size_t size() const noexcept { return facts.size(); }
+    LetterView letter(std::size_t i) const {
+        return {records.views()[i], facts[i], {fingerprints[i].data(), fingerprints[i].size()}};
+    }
 };
 
 }  // namespace
@@ -195,8 +194,10 @@ struct DeadLetterQueue::Impl {
         return out;
     }
 
+    // Reads every record of `topic` (Kafka) in batches, oldest first per partition.
+    // `visit` returning false stops the read.
     void scan_kafka(const std::string& topic, bool required,
-                    const std::function<bool(Message&&)>& visit,
+                    const std::function<bool(MessageBatch&&)>& visit,
                     const std::function<void(int64_t, int64_t)>& progress) {
         auto parts = extent(topic, required);
         if (parts.empty()) return;
@@ -225,10 +226,11 @@ struct DeadLetterQueue::Impl {
         int64_t read = 0, next_report = 5000;
         auto quiet_since = Clock::now();
         bool flowing = false;
+        std::vector<int32_t> finished;
         while (!end.empty()) {
             // A batch call waits its whole timeout unless it fills up: keep it short while
             // records flow, so the reader never idles with records in the queue.
-            auto batch = consumer.poll_batch(10'000, flowing ? milliseconds(2) : milliseconds(100));
+            auto batch = consumer.poll_views(2048, flowing ? milliseconds(2) : milliseconds(100));
             flowing = !batch.empty();
             if (batch.empty()) {
                 if (Clock::now() - quiet_since > config.timeout)
@@ -239,14 +241,16 @@ struct DeadLetterQueue::Impl {
                 continue;
             }
             quiet_since = Clock::now();
-            for (auto& m : batch) {
+            batch.drop_if([&](const MessageView& m) {
                 auto it = end.find(m.partition);
-                if (it == end.end() || m.offset >= it->second) continue;
-                const bool last = m.offset + 1 >= it->second;
-                ++read;
-                if (!visit(std::move(m))) return;
-                if (last) end.erase(it);
-            }
+                return it == end.end() || m.offset >= it->second;
+            });
+            finished.clear();
+            for (const auto& m : batch.views())
+                if (m.offset + 1 >= end[m.partition]) finished.push_back(m.partition);
+            read += static_cast<int64_t>(batch.size());
+            if (!batch.empty() && !visit(std::move(batch))) return;
+            for (auto p : finished) end.erase(p);
             if (progress && read >= next_report) {
                 progress(read, total);
                 next_report = read + 5000;
@@ -256,7 +260,7 @@ struct DeadLetterQueue::Impl {
     }
 
     void scan_redis(const std::string& stream, bool required,
-                    const std::function<bool(Message&&)>& visit,
+                    const std::function<bool(MessageBatch&&)>& visit,
                     const std::function<void(int64_t, int64_t)>& progress) {
         if (!streams->exists(stream)) {
             if (required) missing();
@@ -269,16 +273,16 @@ struct DeadLetterQueue::Impl {
             auto page = streams->range(stream, start, "+", 5000);
             if (page.empty()) break;
             start = "(" + page.back().id;
-            for (auto& m : page) {
-                ++read;
-                if (!visit(std::move(m))) return;
-            }
+            const bool last = page.size() < 5000;
+            read += static_cast<int64_t>(page.size());
+            if (!visit(MessageBatch(std::move(page)))) return;
             if (progress) progress(read, total);
-            if (page.size() < 5000) break;
+            if (last) break;
         }
     }
 
-    void scan(const std::string& topic, bool required, const std::function<bool(Message&&)>& visit,
+    void scan(const std::string& topic, bool required,
+              const std::function<bool(MessageBatch&&)>& visit,
               const std::function<void(int64_t, int64_t)>& progress) {
         if (redis)
             scan_redis(topic, required, visit, progress);
@@ -286,33 +290,35 @@ struct DeadLetterQueue::Impl {
             scan_kafka(topic, required, visit, progress);
     }
 
-    // scan() on a thread of its own: `prepare` runs there on each record, `visit` on the
+    // scan() record by record, each copied into a Message.
+    void scan_messages(const std::string& topic, bool required,
+                       const std::function<bool(Message&&)>& visit,
+                       const std::function<void(int64_t, int64_t)>& progress) {
+        scan(
+            topic, required,
+            [&](MessageBatch&& batch) {
+                for (const auto& v : batch.views())
+                    if (!visit(to_message(v))) return false;
+                return true;
+            },
+            progress);
+    }
+
+    // scan() on a thread of its own: `prepare` runs there on each batch, `visit` on the
     // calling thread, so reading and decoding overlap with what `visit` does. `visit`
     // returning false stops the read.
     template <class T>
     void scan_on_reader_thread(const std::string& topic, bool required,
-                               const std::function<T(Message&&)>& prepare,
+                               const std::function<T(MessageBatch&&)>& prepare,
                                const std::function<bool(T&&)>& visit) {
         if (!redis) the_admin();  // created here: the reader uses it too
-        constexpr std::size_t chunk_size = 1024;
         Handover<T> handover(8);
         std::thread reader([&] {
             std::exception_ptr error;
             try {
-                std::vector<T> chunk;
-                chunk.reserve(chunk_size);
-                bool open = true;
                 scan(topic, required,
-                     [&](Message&& m) {
-                         chunk.push_back(prepare(std::move(m)));
-                         if (chunk.size() < chunk_size) return true;
-                         open = handover.put(std::move(chunk));
-                         chunk = {};
-                         chunk.reserve(chunk_size);
-                         return open;
-                     },
+                     [&](MessageBatch&& batch) { return handover.put(prepare(std::move(batch))); },
                      {});
-                if (open && !chunk.empty()) handover.put(std::move(chunk));
             } catch (...) {
                 error = std::current_exception();
             }
@@ -326,10 +332,9 @@ struct DeadLetterQueue::Impl {
                 reader.join();
             }
         } join{handover, reader};
-        std::vector<T> chunk;
-        while (handover.take(chunk))
-            for (auto& item : chunk)
-                if (!visit(std::move(item))) return;
+        T item;
+        while (handover.take(item))
+            if (!visit(std::move(item))) return;
     }
 
     std::map<std::string, LedgerEntry> read_ledger() {
@@ -367,12 +372,13 @@ struct DeadLetterQueue::Impl {
             return out;
         }
         scan_kafka(ledger_name(), false,
-                   [&](Message&& m) {
-                       if (m.key) {
+                   [&](MessageBatch&& batch) {
+                       for (const auto& m : batch.views()) {
+                           if (!m.key) continue;
                            if (m.value)
-                               add(*m.key, *m.value);
+                               add(std::string(*m.key), std::string(*m.value));
                            else
-                               out.erase(*m.key);  // a tombstone
+                               out.erase(std::string(*m.key));  // a tombstone
                        }
                        return true;
                    },
@@ -453,7 +459,7 @@ int64_t DeadLetterQueue::size() {
 
 void DeadLetterQueue::scan(const std::function<bool(DeadLetter&&)>& visit,
                            const std::function<void(int64_t, int64_t)>& progress) {
-    impl_->scan(
+    impl_->scan_messages(
         impl_->config.topic, true, [&](Message&& m) { return visit(decode(std::move(m))); },
         progress);
 }
@@ -506,15 +512,25 @@ Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
                              const std::function<void(int64_t, int64_t)>& progress) {
     const auto settled = include_settled ? std::map<std::string, LedgerEntry>{} : ledger();
     Stats stats;
-    // Records are read on a thread of their own, decoded and counted on this one.
+    // Records are read and decoded on a thread of their own, and counted on this one.
     int64_t seen = 0, next_report = 5000;
     const int64_t total = progress ? size() : 0;
-    impl_->scan_on_reader_thread<Message>(
-        impl_->config.topic, true, [](Message&& m) { return std::move(m); },
-        [&](Message&& m) {
-            auto d = decode(std::move(m));
-            if ((settled.empty() || !settled.count(d.id())) && filter.matches(d)) stats.add(d);
-            if (progress && ++seen >= next_report) {
+    std::string id;
+    impl_->scan_on_reader_thread<DecodedBatch>(
+        impl_->config.topic, true,
+        [](MessageBatch&& batch) { return DecodedBatch(std::move(batch)); },
+        [&](DecodedBatch&& batch) {
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                const auto letter = batch.letter(i);
+                if (!settled.empty()) {
+                    id.clear();
+                    append_letter_id(id, letter.record);
+                    if (settled.count(id)) continue;
+                }
+                if (filter.matches(letter)) stats.add(letter);
+            }
+            seen += static_cast<int64_t>(batch.size());
+            if (progress && seen >= next_report) {
                 progress(seen, total);
                 next_report = seen + 5000;
             }
@@ -536,31 +552,40 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     const auto parking = o.parking_topic.empty() ? impl.config.topic + ".parking" : o.parking_topic;
     const auto settled = ledger();
     ReplayReport report;
+    std::vector<std::string> targets;        // the destinations met so far
+    std::vector<int64_t> per_target;         // letters, by index in `targets`
+    std::vector<signed char> target_exists;  // by index: -1 unknown, 0 no, 1 yes
+    std::map<std::array<char, 16>, int64_t> per_fingerprint;
     struct Planned {
-        std::string id;      // the letter's
-        std::size_t target;  // in `targets`
+        std::size_t id_at, id_size;  // in the flight's `ids`
+        std::size_t target;          // in `targets`
         bool parked;
+        int replay_count;
+        const MessageView* record;  // until sent
     };
-    std::vector<std::string> targets;  // the destinations met so far
-    // Letters stream from the scan into batches; a batch goes out as soon as it is full,
+    // Letters sent together, awaiting their acknowledgements.
+    struct Flight {
+        std::string ids;  // the letters' ids, one after another
+        std::vector<Planned> letters;
+        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
+        std::vector<std::string> errors;                 // Redis: known at once
+        std::string_view id(const Planned& p) const {
+            return std::string_view(ids).substr(p.id_at, p.id_size);
+        }
+    };
+    // Letters stream from the scan into flights; a flight goes out as soon as it is full,
     // while earlier ones await their acknowledgements (up to 4 in flight), so reading and
-    // sending overlap and memory holds a few batches, not the selection.
+    // sending overlap and memory holds a few flights, not the selection.
     std::size_t step = o.batch_size;
     if (o.rate_per_s > 0)
         step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
     if (!o.dry_run && !impl.redis)
         impl.the_admin().create_topic(impl.ledger_name(), 1, 1, {{"cleanup.policy", "compact"}},
                                       true);
-    struct Flight {
-        std::vector<Planned> letters;
-        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
-        std::vector<std::string> errors;                 // Redis: known at once
-    };
     std::deque<Flight> flight;
-    std::vector<Planned> current;
-    std::vector<OutgoingMessage> outgoing;  // current's records, in order
+    Flight current;
+    std::vector<DecodedBatch> held;  // what current's letters point into, until they are sent
     std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
-    std::map<std::string, bool> target_exists;
     std::string missing_target, first_error;
     const auto started = Clock::now();
     int64_t submitted = 0, acknowledged = 0;
@@ -583,7 +608,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         std::vector<OutgoingMessage> records;                   // Kafka
         std::string ids;              // Kafka: the ids of the record being written, as JSON
         std::vector<std::size_t> to;  // and their destinations
-        auto write_record = [&](const std::string& first_id) {
+        auto write_record = [&](std::string_view first_id) {
             // A ledger record per 1,000 letters (keyed by its first letter), not per letter;
             // their destination once when they share it.
             std::string json = R"({"state":"replayed","at":)" + std::to_string(now) +
@@ -599,17 +624,21 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 json += ']';
             }
             json += '}';
-            records.push_back(
-                {impl.ledger_name(), "replayed:" + first_id, std::move(json), {}, std::nullopt});
+            records.push_back({impl.ledger_name(),
+                               "replayed:" + std::string(first_id),
+                               std::move(json),
+                               {},
+                               std::nullopt});
             ids.clear();
             to.clear();
         };
-        std::string first_id;
+        std::string_view first_id;
         for (std::size_t k = 0; k < f.letters.size(); ++k) {
-            auto& p = f.letters[k];
+            const auto& p = f.letters[k];
+            const auto id = f.id(p);
             if (!f.errors[k].empty()) {
                 if (first_error.empty())
-                    first_error = "replay of " + p.id + " to '" + targets[p.target] +
+                    first_error = "replay of " + std::string(id) + " to '" + targets[p.target] +
                                   "' failed: " + f.errors[k];
                 continue;
             }
@@ -618,14 +647,14 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             else
                 ++report.replayed;
             if (impl.redis) {
-                done.push_back({std::move(p.id), {"replayed", now, targets[p.target]}});
+                done.push_back({std::string(id), {"replayed", now, targets[p.target]}});
                 continue;
             }
             if (to.empty())
-                first_id = p.id;
+                first_id = id;
             else
                 ids += ',';
-            append_json_string(ids, p.id);
+            append_json_string(ids, id);
             to.push_back(p.target);
             if (to.size() == 1000) write_record(first_id);
         }
@@ -638,23 +667,76 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
     };
 
+    // The records to send for `f`'s letters: key, value and headers as read, without the
+    // failure description (postroom-dlt-*, kept when parked), the replay count raised.
+    std::string texts;  // the replay counts and parking reasons, one after another
+    std::vector<HeaderView> headers;
+    std::vector<OutgoingView> outgoing;
+    auto outgoing_of = [&](const Flight& f) {
+        texts.clear();
+        std::vector<std::pair<std::size_t, std::size_t>> count_at, reason_at;  // in `texts`
+        std::size_t header_count = 0;
+        for (const auto& p : f.letters) {
+            header_count += p.record->headers.size() + 3;
+            const auto at = texts.size();
+            texts += std::to_string(p.replay_count + 1);
+            count_at.emplace_back(at, texts.size() - at);
+            if (p.parked) {
+                const auto reason = texts.size();
+                texts += "replayed " + std::to_string(p.replay_count) +
+                         " times already (the loop guard's limit)";
+                reason_at.emplace_back(reason, texts.size() - reason);
+            }
+        }
+        const std::string_view all_texts(texts);
+        headers.clear();
+        headers.reserve(header_count);  // never reallocated: the views point into it
+        outgoing.clear();
+        outgoing.reserve(f.letters.size());
+        std::size_t parked = 0;
+        for (std::size_t k = 0; k < f.letters.size(); ++k) {
+            const auto& p = f.letters[k];
+            const auto first = headers.size();
+            for (const auto& h : p.record->headers)
+                if (!(h.name == "postroom-replay-count" || h.name == "postroom-replayed-from" ||
+                      (!p.parked && starts_with(h.name, "postroom-dlt-"))))
+                    headers.push_back(h);
+            headers.push_back(
+                {"postroom-replay-count", all_texts.substr(count_at[k].first, count_at[k].second)});
+            headers.push_back({"postroom-replayed-from", f.id(p)});
+            if (p.parked) {
+                const auto [at, n] = reason_at[parked++];
+                headers.push_back({"postroom-parked-reason", all_texts.substr(at, n)});
+            }
+            outgoing.push_back(
+                {targets[p.target], p.record->key, p.record->value,
+                 std::span<const HeaderView>(headers.data() + first, headers.size() - first),
+                 std::nullopt});
+        }
+        return std::span<const OutgoingView>(outgoing);
+    };
+
     auto submit = [&] {
-        if (current.empty()) return;
+        if (current.letters.empty()) return;
         if (o.rate_per_s > 0) {
             // Pace by the schedule: letter k may go at started + k / rate.
             auto due = started + duration_cast<Clock::duration>(duration<double>(
                                      static_cast<double>(submitted) / o.rate_per_s));
             std::this_thread::sleep_until(due);
         }
-        Flight f;
-        f.letters = std::move(current);
-        current.clear();
-        auto batch = std::move(outgoing);
-        outgoing.clear();
-        if (impl.redis)
+        Flight f = std::move(current);
+        current = Flight{};
+        const auto records = outgoing_of(f);
+        if (impl.redis) {
+            std::vector<OutgoingMessage> batch;
+            batch.reserve(records.size());
+            for (const auto& r : records) batch.push_back(to_outgoing_message(r));
             f.errors = impl.send(std::move(batch));
-        else
-            f.delivery = impl.the_producer().produce_batch(std::move(batch));
+        } else {
+            f.delivery = impl.the_producer().produce_batch(records);  // copies them
+        }
+        for (auto& p : f.letters) p.record = nullptr;
+        held.clear();
         submitted += static_cast<int64_t>(f.letters.size());
         flight.push_back(std::move(f));
         if (!impl.redis) impl.the_producer().poll(milliseconds(0));
@@ -663,62 +745,91 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             settle_front();
     };
 
-    // Kafka does not create topics on first use here: a destination must exist.
-    auto exists = [&](const std::string& target) {
-        if (impl.redis) return true;
-        auto [it, fresh] = target_exists.try_emplace(target, true);
-        if (fresh) {
-            if (target == parking)
-                impl.the_admin().create_topic(parking, 1, 1, {}, true);
-            else
-                it->second = impl.the_admin().describe_topic(target).has_value();
-        }
-        return it->second;
-    };
-
     std::size_t last_target = 0;
-    auto target_index = [&](const std::string& target) {
+    auto target_index = [&](std::string_view target) {
         if (last_target < targets.size() && targets[last_target] == target) return last_target;
         auto it = std::find(targets.begin(), targets.end(), target);
         last_target = static_cast<std::size_t>(it - targets.begin());
-        if (it == targets.end()) targets.push_back(target);
+        if (it == targets.end()) {
+            targets.emplace_back(target);
+            per_target.push_back(0);
+            target_exists.push_back(-1);
+        }
         return last_target;
     };
 
+    // Kafka does not create topics on first use here: a destination must exist.
+    auto exists = [&](std::size_t index) {
+        if (impl.redis) return true;
+        auto& known = target_exists[index];
+        if (known < 0) {
+            const auto& target = targets[index];
+            if (target == parking) {
+                impl.the_admin().create_topic(parking, 1, 1, {}, true);
+                known = 1;
+            } else {
+                known = impl.the_admin().describe_topic(target).has_value() ? 1 : 0;
+            }
+        }
+        return known > 0;
+    };
+
     // Letters are read and decoded on a thread of their own while this one sends them.
-    impl.scan_on_reader_thread<DeadLetter>(
-        impl.config.topic, true, [](Message&& m) { return decode(std::move(m)); },
-        [&](DeadLetter&& d) {
-            if (!o.filter.matches(d)) return true;
-            auto id = d.id();
-            if (auto it = settled.find(id); it != settled.end()) {
-                if (!(o.again && it->second.state == "replayed")) {
-                    ++report.skipped;
-                    return true;
+    std::string id;
+    impl.scan_on_reader_thread<DecodedBatch>(
+        impl.config.topic, true,
+        [](MessageBatch&& batch) { return DecodedBatch(std::move(batch)); },
+        [&](DecodedBatch&& batch) {
+            bool keep = false;  // whether `current` points into this batch
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                const auto letter = batch.letter(i);
+                if (!o.filter.matches(letter)) continue;
+                id.clear();
+                append_letter_id(id, letter.record);
+                if (auto it = settled.find(id); it != settled.end()) {
+                    if (!(o.again && it->second.state == "replayed")) {
+                        ++report.skipped;
+                        continue;
+                    }
+                }
+                const auto& facts = letter.facts;
+                std::string_view target = o.to.empty() ? facts.original_topic : o.to;
+                if (target.empty()) {
+                    ++report.without_target;
+                    continue;
+                }
+                const bool parked = facts.replay_count >= o.max_replays;
+                if (parked) target = parking;
+                const auto index = target_index(target);
+                if (!o.dry_run && !exists(index)) {
+                    missing_target = targets[index];
+                    break;
+                }
+                ++report.selected;
+                ++per_target[index];
+                ++per_fingerprint[batch.fingerprints[i]];
+                if (o.dry_run) continue;
+                const auto id_at = current.ids.size();
+                current.ids += id;
+                current.letters.push_back(
+                    {id_at, id.size(), index, parked, facts.replay_count, &letter.record});
+                keep = true;
+                if (current.letters.size() >= step) {
+                    submit();
+                    keep = false;
+                    if (!first_error.empty() || report.cancelled) break;
                 }
             }
-            const std::string* target = o.to.empty() ? &d.original_topic : &o.to;
-            if (target->empty()) {
-                ++report.without_target;
-                return true;
-            }
-            const bool parked = d.replay_count >= o.max_replays;
-            if (parked) target = &parking;
-            if (!o.dry_run && !exists(*target)) {
-                missing_target = *target;
-                return false;
-            }
-            ++report.selected;
-            ++report.per_target[*target];
-            ++report.per_fingerprint[d.fingerprint];
-            if (o.dry_run) return true;
-            const auto index = target_index(*target);
-            outgoing.push_back(replay_record(std::move(d), id, targets[index], parked));
-            current.push_back({std::move(id), index, parked});
-            if (current.size() >= step) submit();
-            return first_error.empty() && !report.cancelled;
+            if (keep && !current.letters.empty()) held.push_back(std::move(batch));
+            return first_error.empty() && !report.cancelled && missing_target.empty();
         });
     if (first_error.empty() && !report.cancelled && missing_target.empty()) submit();
+    current = Flight{};  // letters never sent (stopped early): their records go now
+    held.clear();
+    for (std::size_t t = 0; t < targets.size(); ++t)
+        if (per_target[t] > 0) report.per_target[targets[t]] = per_target[t];
+    for (const auto& [fp, n] : per_fingerprint)
+        report.per_fingerprint[std::string(fp.data(), fp.size())] = n;
     while (!flight.empty()) settle_front();
     for (const auto& w : ledger_writes) {
         const auto give_up = Clock::now() + impl.config.timeout + seconds(30);

@@ -160,34 +160,56 @@ struct Consumer::Impl : ClientBase {
         static_cast<Impl*>(static_cast<ClientBase*>(opaque))->rebalance(err, parts);
     }
 
+    // Whether a consumed rd_kafka_message_t is a record; handles it when it is an error.
+    bool usable(const rd_kafka_message_t& msg) {
+        if (!msg.err) return true;
+        if (msg.err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return false;
+        std::string where =
+            msg.rkt ? std::string(" on topic '") + rd_kafka_topic_name(msg.rkt) + "'" : "";
+        if (msg.err == RD_KAFKA_RESP_ERR__FATAL) {
+            char errstr[512];
+            rd_kafka_fatal_error(rk.get(), errstr, sizeof errstr);
+            throw_error(RD_KAFKA_RESP_ERR__FATAL, label, errstr);
+        }
+        if (msg.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            msg.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            msg.err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+            msg.err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
+            throw_error(msg.err, label + where, rd_kafka_message_errstr(&msg));
+        // Anything else is transient: librdkafka retries by itself. Say so and go on.
+        if (log_handler)
+            log_handler(4, "CONSUME", std::string(rd_kafka_message_errstr(&msg)) + where);
+        return false;
+    }
+
+    // Records a delivered record as not yet done (when tracking).
+    void delivered(std::string_view topic, int32_t partition, int64_t offset) {
+        if (!config.track_done) return;
+        std::lock_guard lock(progress_mutex);
+        auto& p = progress[{std::string(topic), partition}];
+        p.undone.insert(offset);
+        p.next_offset = std::max(p.next_offset, offset + 1);
+    }
+
     // Turns a consumed rd_kafka_message_t into a Message, or handles its error.
     std::optional<Message> take(MessageHandle msg) {
-        if (msg->err) {
-            if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return std::nullopt;
-            std::string where =
-                msg->rkt ? std::string(" on topic '") + rd_kafka_topic_name(msg->rkt) + "'" : "";
-            if (msg->err == RD_KAFKA_RESP_ERR__FATAL) {
-                char errstr[512];
-                rd_kafka_fatal_error(rk.get(), errstr, sizeof errstr);
-                throw_error(RD_KAFKA_RESP_ERR__FATAL, label, errstr);
-            }
-            if (msg->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
-                msg->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-                msg->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-                msg->err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED)
-                throw_error(msg->err, label + where, rd_kafka_message_errstr(msg.get()));
-            // Anything else is transient: librdkafka retries by itself. Say so and go on.
-            if (log_handler)
-                log_handler(4, "CONSUME", std::string(rd_kafka_message_errstr(msg.get())) + where);
-            return std::nullopt;
-        }
+        if (!usable(*msg)) return std::nullopt;
         Message m = detail::to_message(*msg);
-        if (!config.track_done) return m;
-        std::lock_guard lock(progress_mutex);
-        auto& p = progress[{m.topic, m.partition}];
-        p.undone.insert(m.offset);
-        p.next_offset = std::max(p.next_offset, m.offset + 1);
+        delivered(m.topic, m.partition, m.offset);
         return m;
+    }
+
+    // Up to `max` consumed rd_kafka_message_t, waiting at most `timeout` for the first.
+    std::vector<MessageHandle> consume(std::size_t max, std::chrono::milliseconds timeout) {
+        QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
+        std::vector<rd_kafka_message_t*> raw(max);
+        auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()),
+                                              raw.data(), max);
+        std::vector<MessageHandle> owned;
+        owned.reserve(n > 0 ? static_cast<std::size_t>(n) : 0);
+        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
+        rethrow_callback_error();
+        return owned;
     }
 };
 
@@ -285,18 +307,21 @@ std::vector<Message> Consumer::poll_batch(std::size_t max_messages,
     impl_->check_open();
     std::vector<Message> out;
     if (max_messages == 0) return out;
-    QueueHandle queue(rd_kafka_queue_get_consumer(impl_->rk.get()));
-    std::vector<rd_kafka_message_t*> raw(max_messages);
-    auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()),
-                                          raw.data(), max_messages);
-    std::vector<MessageHandle> owned;
-    owned.reserve(n > 0 ? static_cast<std::size_t>(n) : 0);
-    for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
-    impl_->rethrow_callback_error();
+    auto owned = impl_->consume(max_messages, timeout);
     out.reserve(owned.size());
     for (auto& m : owned)
         if (auto message = impl_->take(std::move(m))) out.push_back(std::move(*message));
     return out;
+}
+
+MessageBatch Consumer::poll_views(std::size_t max_messages, std::chrono::milliseconds timeout) {
+    impl_->check_open();
+    if (max_messages == 0) return {};
+    auto owned = impl_->consume(max_messages, timeout);
+    std::erase_if(owned, [&](const MessageHandle& m) { return !impl_->usable(*m); });
+    for (const auto& m : owned)
+        impl_->delivered(m->rkt ? rd_kafka_topic_name(m->rkt) : "", m->partition, m->offset);
+    return detail::to_batch(std::move(owned));
 }
 
 void Consumer::mark_done(const Message& message) {

@@ -92,8 +92,8 @@ void BatchDelivery::raise_for_failures() const {
     for (std::size_t i = 0; i < reports_.size(); ++i) {
         if (!reports_[i].ok()) {
             std::string context = std::to_string(n) + " of " + std::to_string(size()) +
-                                  " messages failed; first failure: message " + std::to_string(i) +
-                                  " to topic '" + messages_[i].topic + "'";
+                                  " messages failed; first failure: message " + std::to_string(i);
+            if (i < messages_.size()) context += " to topic '" + messages_[i].topic + "'";
             if (!reports_[i].error_text.empty())
                 throw TransportError(context + ": " + reports_[i].error_text, Retriable::no);
             throw_error(static_cast<rd_kafka_resp_err_t>(reports_[i].error_code), context);
@@ -159,14 +159,22 @@ struct Producer::Impl : ClientBase {
     ClientHandle rk;
     // Topic handles must go before the client: declared after it, destroyed before it.
     std::mutex topics_mutex;
-    std::unordered_map<std::string, TopicHandle> topic_handles;
+    struct NameHash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view name) const noexcept {
+            return std::hash<std::string_view>{}(name);
+        }
+    };
+    std::unordered_map<std::string, TopicHandle, NameHash, std::equal_to<>> topic_handles;
 
     // The cached topic handle (saves librdkafka a locked lookup by name per message).
-    rd_kafka_topic_t* topic_handle(const std::string& name) {
+    rd_kafka_topic_t* topic_handle(std::string_view name) {
         std::lock_guard lock(topics_mutex);
-        auto& slot = topic_handles[name];
-        if (!slot) slot.reset(rd_kafka_topic_new(rk.get(), name.c_str(), nullptr));
-        if (!slot) throw_error(rd_kafka_last_error(), "topic '" + name + "'");
+        auto it = topic_handles.find(name);
+        if (it == topic_handles.end()) it = topic_handles.emplace(std::string(name), nullptr).first;
+        auto& slot = it->second;
+        if (!slot) slot.reset(rd_kafka_topic_new(rk.get(), std::string(name).c_str(), nullptr));
+        if (!slot) throw_error(rd_kafka_last_error(), "topic '" + std::string(name) + "'");
         return slot.get();
     }
 
@@ -295,11 +303,14 @@ struct Producer::Impl : ClientBase {
         return true;
     }
 
-    // Queues one message; retries while the local queue is full. Returns the immediate
-    // error, if librdkafka refused it outright.
-    rd_kafka_resp_err_t enqueue(const OutgoingMessage& m, void* opaque, bool copy) {
-        if (refused_by_embedded(m.topic)) return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-        rd_kafka_topic_t* rkt = topic_handle(m.topic);
+    // Queues one message (an OutgoingMessage or an OutgoingView); retries while the local
+    // queue is full. Returns the immediate error, if librdkafka refused it outright.
+    template <class M>
+    rd_kafka_resp_err_t enqueue(const M& m, void* opaque, bool copy) {
+        const std::string_view topic_name(m.topic);
+        if (broker.embedded && !broker.embedded->has_topic(std::string(topic_name)))
+            return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        rd_kafka_topic_t* rkt = topic_handle(topic_name);
         for (;;) {
             rd_kafka_headers_t* headers = nullptr;
             if (!m.headers.empty()) {
@@ -329,6 +340,44 @@ struct Producer::Impl : ClientBase {
             if (err && headers) rd_kafka_headers_destroy(headers);  // ours again on failure
             return err;
         }
+    }
+
+    // Queues every message of `batch` (whose reports and slots are sized), one by one:
+    // `message(i)` gives the i-th.
+    template <class Get>
+    void enqueue_each(BatchDelivery& batch, std::size_t n, Get message, bool copy) {
+        auto& bi = *batch.impl_;
+        for (std::size_t i = 0; i < n; ++i) {
+            auto err = enqueue(message(i), &bi.slots[i], copy);
+            if (!err) continue;
+            if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                // Nothing after this can be queued: fail the rest of the batch too.
+                for (std::size_t k = i; k < n; ++k) {
+                    batch.reports_[k].error_code = err;
+                    bi.finish_one(true);
+                }
+                break;
+            }
+            batch.reports_[i].error_code = err;
+            bi.finish_one(true);
+        }
+    }
+
+    // A batch handle for `n` messages, kept alive until they are reported.
+    std::shared_ptr<BatchDelivery> new_batch(std::size_t n) {
+        auto batch = std::shared_ptr<BatchDelivery>(new BatchDelivery());
+        batch->reports_.resize(n);
+        batch->impl_ = std::make_shared<BatchDelivery::Impl>();
+        auto& bi = *batch->impl_;
+        bi.slots.resize(n);
+        bi.pending.store(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            bi.slots[i].batch = batch.get();
+            bi.slots[i].index = i;
+        }
+        std::lock_guard lock(batches_mutex);
+        batches_in_flight.push_back(batch);
+        return batch;
     }
 };
 
@@ -407,39 +456,22 @@ DeliveryReport Producer::send(const OutgoingMessage& message, std::chrono::milli
 
 std::shared_ptr<BatchDelivery> Producer::produce_batch(std::vector<OutgoingMessage> messages) {
     impl_->check_open();
-    auto batch = std::shared_ptr<BatchDelivery>(new BatchDelivery());
+    auto batch = impl_->new_batch(messages.size());
     batch->messages_ = std::move(messages);
-    const auto n = batch->messages_.size();
-    batch->reports_.resize(n);
-    batch->impl_ = std::make_shared<BatchDelivery::Impl>();
-    auto& bi = *batch->impl_;
-    bi.slots.resize(n);
-    bi.pending.store(n);
-    {
-        std::lock_guard lock(impl_->batches_mutex);
-        impl_->batches_in_flight.push_back(batch);
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-        bi.slots[i].batch = batch.get();
-        bi.slots[i].index = i;
-    }
     if (impl_->enqueue_batch(*batch)) return batch;
-    for (std::size_t i = 0; i < n; ++i) {
-        auto& slot = bi.slots[i];
-        auto err = impl_->enqueue(batch->messages_[i], &slot, /*copy=*/false);
-        if (err) {
-            if (err == RD_KAFKA_RESP_ERR__FATAL) {
-                // Nothing after this can be queued: fail the rest of the batch too.
-                for (std::size_t k = i; k < n; ++k) {
-                    batch->reports_[k].error_code = err;
-                    bi.finish_one(true);
-                }
-                break;
-            }
-            batch->reports_[i].error_code = err;
-            bi.finish_one(true);
-        }
-    }
+    const auto& queued = batch->messages_;
+    impl_->enqueue_each(
+        *batch, queued.size(), [&](std::size_t i) -> const OutgoingMessage& { return queued[i]; },
+        /*copy=*/false);
+    return batch;
+}
+
+std::shared_ptr<BatchDelivery> Producer::produce_batch(std::span<const OutgoingView> messages) {
+    impl_->check_open();
+    auto batch = impl_->new_batch(messages.size());
+    impl_->enqueue_each(
+        *batch, messages.size(), [&](std::size_t i) -> const OutgoingView& { return messages[i]; },
+        /*copy=*/true);
     return batch;
 }
 

@@ -7,10 +7,12 @@
 //
 // Thread-safety: regular value types; Stats is not synchronised.
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +59,55 @@ struct DeadLetter {
 // Decodes the headers of `record` (the first convention found wins, postroom's first).
 DeadLetter decode(Message record);
 
+// Text a letter's facts borrow from a header, or own when derived from one (a binary
+// number written out, two headers joined).
+class FactText {
+public:
+    FactText() = default;
+    FactText(std::string_view borrowed) : borrowed_(borrowed) {}  // NOLINT: implicit
+    static FactText derived(std::string text) {
+        FactText t;
+        t.derived_ = std::move(text);
+        t.is_derived_ = true;
+        return t;
+    }
+    std::string_view view() const noexcept { return is_derived_ ? derived_ : borrowed_; }
+    bool empty() const noexcept { return view().empty(); }
+
+private:
+    std::string_view borrowed_;
+    std::string derived_;
+    bool is_derived_ = false;
+};
+
+// What decode finds in a letter's headers, without copying them: valid while they are.
+// The same facts as DeadLetter's.
+struct LetterFacts {
+    Convention convention = Convention::unknown;
+    std::string_view error_type;
+    std::string_view error_message;
+    std::string_view error_stack;
+    FactText reason;
+    std::string_view original_topic;
+    std::optional<int32_t> original_partition;
+    FactText original_offset;
+    FactText group;
+    std::optional<int64_t> attempts;
+    FactText failed_at;
+    int replay_count = 0;
+};
+LetterFacts decode_facts(std::span<const HeaderView> headers);
+
+// A letter read as views: its record, its facts and its fingerprint (16 hex digits).
+struct LetterView {
+    const MessageView& record;
+    const LetterFacts& facts;
+    std::string_view fingerprint;
+};
+
+// Appends a letter's id (see DeadLetter::id) to `out`.
+void append_letter_id(std::string& out, const MessageView& record);
+
 // The error message with what varies between occurrences replaced: UUIDs -> <uuid>, hex
 // runs of 8+ -> <hex>, numbers -> <n>, quoted strings -> '<s>'; spaces collapsed.
 std::string normalise_message(std::string_view message);
@@ -66,6 +117,9 @@ std::string top_frame(std::string_view stack);
 // 16 hex digits over error type + normalised message + top frame.
 std::string fingerprint(std::string_view error_type, std::string_view message,
                         std::string_view stack);
+// The same, written into `digits` without allocating; returns a view of them.
+std::string_view fingerprint_into(std::array<char, 16>& digits, std::string_view error_type,
+                                  std::string_view message, std::string_view stack);
 
 struct Group {
     std::string fingerprint;
@@ -84,12 +138,19 @@ struct Group {
 class Stats {
 public:
     void add(const DeadLetter& letter);
+    void add(const LetterView& letter);
     // Largest first, then most recent.
     std::vector<Group> groups() const;
     int64_t total() const noexcept { return total_; }
 
 private:
-    std::map<std::string, Group> groups_;
+    // A group as it is counted: its sets are searched by view (no copy per letter).
+    struct Tally {
+        Group group;
+        std::set<std::string, std::less<>> original_topics;
+        std::set<std::string, std::less<>> groups;
+    };
+    std::map<std::string, Tally, std::less<>> groups_;
     int64_t total_ = 0;
 };
 
@@ -106,6 +167,7 @@ struct Filter {
     std::string text;         // substring of the value
     std::set<std::string> ids;
     bool matches(const DeadLetter& letter) const;
+    bool matches(const LetterView& letter) const;
 };
 
 }  // namespace postroom::dlq

@@ -40,6 +40,8 @@ public:
     std::optional<Message> poll(std::chrono::milliseconds timeout);
     // Up to `max_messages`, waiting at most `timeout` for the first ones.
     std::vector<Message> poll_batch(std::size_t max_messages, std::chrono::milliseconds timeout);
+    // poll_batch as views: the batch holds every record's data in one block.
+    MessageBatch poll_views(std::size_t max_messages, std::chrono::milliseconds timeout);
 
     // Marks a delivered message finished; commit() will include it.
     void mark_done(const Message& message);

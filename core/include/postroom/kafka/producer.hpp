@@ -49,6 +49,7 @@ public:
     bool done() const noexcept { return pending() == 0; }
     std::size_t failed() const noexcept;  // valid once done
     const std::vector<DeliveryReport>& reports() const noexcept { return reports_; }
+    // Empty for a batch queued from views (they were copied as they were queued).
     const std::vector<OutgoingMessage>& messages() const noexcept { return messages_; }
     // Throws the first failure as a postroom error, mentioning how many failed.
     void raise_for_failures() const;
@@ -92,6 +93,9 @@ public:
     // Queues a whole batch; the messages are moved into the returned handle and stay there
     // until each one is reported. Follow with wait().
     std::shared_ptr<BatchDelivery> produce_batch(std::vector<OutgoingMessage> messages);
+    // Queues a batch of borrowed messages, copying each as it is queued (the views need not
+    // outlive the call). The handle has reports but no messages(). Follow with wait().
+    std::shared_ptr<BatchDelivery> produce_batch(std::span<const OutgoingView> messages);
     // Serves delivery reports until the batch is done or `timeout` passes. True when done.
     bool wait(const BatchDelivery& batch, std::chrono::milliseconds timeout);
     // produce_batch + wait until done (reports arrive within delivery_timeout).
