@@ -79,8 +79,8 @@ bool is_hex(char c) {
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }
-bool is_word(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+bool is_word(char c) {  // ASCII letters, digits and '_', whatever the locale
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_';
 }
 
 // 8-4-4-4-12 hex digits at s[i]?

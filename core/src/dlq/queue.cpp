@@ -159,7 +159,7 @@ struct DeadLetterQueue::Impl {
             kafka::ProducerConfig c;
             c.broker_url = config.broker_url;
             c.client_id = "postroom-dlq-replay";
-            c.linger = milliseconds(2);
+            c.linger = milliseconds(5);
             producer = std::make_unique<kafka::Producer>(c);
         }
         return *producer;
