@@ -228,9 +228,10 @@ struct DeadLetterQueue::Impl {
         bool flowing = false;
         std::vector<int32_t> finished;
         while (!end.empty()) {
-            // A batch call waits its whole timeout unless it fills up: keep it short while
-            // records flow, so the reader never idles with records in the queue.
-            auto batch = consumer.poll_views(2048, flowing ? milliseconds(2) : milliseconds(100));
+            // A batch call waits its whole timeout unless it fills up: keep it short, so the
+            // reader never idles with records in the queue (a small topic, such as the
+            // ledger, never fills one), and shorter still while records flow.
+            auto batch = consumer.poll_views(2048, flowing ? milliseconds(2) : milliseconds(10));
             flowing = !batch.empty();
             if (batch.empty()) {
                 if (Clock::now() - quiet_since > config.timeout)
