@@ -4,9 +4,9 @@
 // done yet, so a commit never runs ahead of unfinished work, even when messages are
 // finished out of order.
 //
-// Thread-safety: poll(), poll_batch(), subscribe(), seek(), commit() and close() belong to
-// one thread at a time (the polling thread). mark_done() may be called from any thread.
-// Rebalance callbacks run on the polling thread, inside poll()/poll_batch()/close(); an
+// Thread-safety: poll(), poll_batch(), poll_views(), subscribe(), seek(), commit() and close()
+// belong to one thread at a time (the polling thread). mark_done() may be called from any
+// thread. Rebalance callbacks run on the polling thread, inside the polls or close(); an
 // exception they throw is rethrown from that call once librdkafka has returned.
 
 #include <chrono>
