@@ -61,7 +61,7 @@ MessageBatch to_batch(std::vector<MessageHandle> messages) {
         }
     }
     auto storage = std::make_unique<Bytes>();
-    storage->bytes = std::make_unique<char[]>(size);
+    storage->bytes = std::make_unique_for_overwrite<char[]>(size);  // all written below
     char* at = storage->bytes.get();
     auto copy = [&](const void* data, std::size_t n) {
         if (n > 0) std::memcpy(at, data, n);
