@@ -560,10 +560,11 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     struct Planned {
         std::size_t id_at, id_size;  // in the flight's `ids`
         std::size_t target;          // in `targets`
-        bool parked;
         int replay_count;
         const MessageView* record;  // until sent
     };
+    // The loop guard: a letter replayed max_replays times goes to the parking lot.
+    auto parked = [&](int replay_count) { return replay_count >= o.max_replays; };
     // Letters sent together, awaiting their acknowledgements.
     struct Flight {
         std::string ids;  // the letters' ids, one after another
@@ -643,7 +644,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                                   "' failed: " + f.errors[k];
                 continue;
             }
-            if (p.parked)
+            if (parked(p.replay_count))
                 ++report.parked;
             else
                 ++report.replayed;
@@ -675,40 +676,42 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     std::vector<OutgoingView> outgoing;
     auto outgoing_of = [&](const Flight& f) {
         texts.clear();
-        std::vector<std::pair<std::size_t, std::size_t>> count_at, reason_at;  // in `texts`
+        // Per letter, in `texts`: its replay count, then its parking reason when parked.
+        struct Texts {
+            std::size_t at, count_size, size;
+        };
+        std::vector<Texts> text_of;
+        text_of.reserve(f.letters.size());
         std::size_t header_count = 0;
         for (const auto& p : f.letters) {
             header_count += p.record->headers.size() + 3;
             const auto at = texts.size();
             texts += std::to_string(p.replay_count + 1);
-            count_at.emplace_back(at, texts.size() - at);
-            if (p.parked) {
-                const auto reason = texts.size();
+            const auto count_size = texts.size() - at;
+            if (parked(p.replay_count))
                 texts += "replayed " + std::to_string(p.replay_count) +
                          " times already (the loop guard's limit)";
-                reason_at.emplace_back(reason, texts.size() - reason);
-            }
+            text_of.push_back({at, count_size, texts.size() - at});
         }
         const std::string_view all_texts(texts);
         headers.clear();
         headers.reserve(header_count);  // never reallocated: the views point into it
         outgoing.clear();
         outgoing.reserve(f.letters.size());
-        std::size_t parked = 0;
         for (std::size_t k = 0; k < f.letters.size(); ++k) {
             const auto& p = f.letters[k];
+            const auto& t = text_of[k];
+            const bool parking_it = parked(p.replay_count);
             const auto first = headers.size();
             for (const auto& h : p.record->headers)
                 if (!(h.name == "postroom-replay-count" || h.name == "postroom-replayed-from" ||
-                      (!p.parked && starts_with(h.name, "postroom-dlt-"))))
+                      (!parking_it && starts_with(h.name, "postroom-dlt-"))))
                     headers.push_back(h);
-            headers.push_back(
-                {"postroom-replay-count", all_texts.substr(count_at[k].first, count_at[k].second)});
+            headers.push_back({"postroom-replay-count", all_texts.substr(t.at, t.count_size)});
             headers.push_back({"postroom-replayed-from", f.id(p)});
-            if (p.parked) {
-                const auto [at, n] = reason_at[parked++];
-                headers.push_back({"postroom-parked-reason", all_texts.substr(at, n)});
-            }
+            if (parking_it)
+                headers.push_back({"postroom-parked-reason",
+                                   all_texts.substr(t.at + t.count_size, t.size - t.count_size)});
             outgoing.push_back(
                 {targets[p.target], p.record->key, p.record->value,
                  std::span<const HeaderView>(headers.data() + first, headers.size() - first),
@@ -799,8 +802,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                     ++report.without_target;
                     continue;
                 }
-                const bool parked = facts.replay_count >= o.max_replays;
-                if (parked) target = parking;
+                if (parked(facts.replay_count)) target = parking;
                 const auto index = target_index(target);
                 if (!o.dry_run && !exists(index)) {
                     missing_target = targets[index];
@@ -813,7 +815,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 const auto id_at = current.ids.size();
                 current.ids += id;
                 current.letters.push_back(
-                    {id_at, id.size(), index, parked, facts.replay_count, &letter.record});
+                    {id_at, id.size(), index, facts.replay_count, &letter.record});
                 keep = true;
                 if (current.letters.size() >= step) {
                     submit();
