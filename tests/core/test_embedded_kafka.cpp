@@ -154,6 +154,35 @@ TEST_F(EmbeddedKafka, ViewsAreProducedAsCopiesAndConsumedIntoOneBatch) {
     EXPECT_EQ(copy.headers, (Headers{{"trace", "t-1"}, {"empty-value", std::nullopt}}));
 }
 
+TEST_F(EmbeddedKafka, PollViewsReturnsWithTheFirstRecordsInsteadOfWaitingForAFullBatch) {
+    broker->create_topic("views-first", 1);
+    Producer producer(producer_config());
+    producer.send_batch(keyed_messages("views-first", 3, 1))->raise_for_failures();
+    Consumer consumer(consumer_config("views-first-reader"));
+    consumer.assign({{"views-first", 0, 0}});
+    // A batch of up to 1,000 with a 60 s timeout: three records are all there is, so a call
+    // that waited for a full batch would take the whole minute.
+    const auto started = std::chrono::steady_clock::now();
+    std::size_t got = 0;
+    while (got < 3 && std::chrono::steady_clock::now() - started < 50s) {
+        auto batch = consumer.poll_views(1000, 60s);
+        EXPECT_FALSE(batch.empty()) << "a call returned without records before its timeout";
+        got += batch.size();
+    }
+    EXPECT_EQ(got, 3u);
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 30s);
+    // And never more than asked for.
+    consumer.assign({{"views-first", 0, 0}});
+    std::size_t second = 0;
+    while (second < 3) {
+        auto batch = consumer.poll_views(2, 10s);
+        ASSERT_FALSE(batch.empty());
+        EXPECT_LE(batch.size(), 2u);
+        second += batch.size();
+    }
+    EXPECT_EQ(second, 3u);
+}
+
 TEST_F(EmbeddedKafka, EventsTravelInBinaryMode) {
     broker->create_topic("events", 1);
     Producer producer(producer_config());

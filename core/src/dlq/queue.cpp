@@ -7,6 +7,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -216,23 +217,20 @@ struct DeadLetterQueue::Impl {
         c.track_done = false;
         // A scan reads everything as fast as it can: with librdkafka 2.0.2, a local queue
         // that fills up (queued.min.messages) stalls fetching for hundreds of ms, so let it
-        // hold a lot (bounded in bytes).
+        // hold a lot (bounded in bytes). Fetches of half a megabyte per partition: larger
+        // ones cost the fetching thread fresh memory (page faults) on every response.
         c.properties = {{"fetch.max.bytes", "104857600"},
-                        {"max.partition.fetch.bytes", "16777216"},
+                        {"max.partition.fetch.bytes", "524288"},
                         {"queued.min.messages", "1000000"},
                         {"queued.max.messages.kbytes", "131072"}};
         kafka::Consumer consumer(c);
         consumer.assign(assignment);
         int64_t read = 0, next_report = 5000;
         auto quiet_since = Clock::now();
-        bool flowing = false;
         std::vector<int32_t> finished;
         while (!end.empty()) {
-            // A batch call waits its whole timeout unless it fills up: keep it short, so the
-            // reader never idles with records in the queue (a small topic, such as the
-            // ledger, never fills one), and shorter still while records flow.
-            auto batch = consumer.poll_views(2048, flowing ? milliseconds(2) : milliseconds(10));
-            flowing = !batch.empty();
+            // Returns with the first records (and what is queued with them).
+            auto batch = consumer.poll_views(2048, milliseconds(100));
             if (batch.empty()) {
                 if (Clock::now() - quiet_since > config.timeout)
                     throw TimeoutError("reading '" + topic + "' from " + config.broker_url +
@@ -581,9 +579,17 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     std::size_t step = o.batch_size;
     if (o.rate_per_s > 0)
         step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
+    // The ledger topic is made sure of while the first letters are read and sent (it is
+    // needed only when the first acknowledgements are recorded), by an admin client of its
+    // own: a broker answers a connection's requests in order, and creating a topic takes a
+    // while. After size(): a topic that does not exist gets no ledger.
+    const int64_t total = o.dry_run ? 0 : size();
+    std::future<void> ledger_topic;
     if (!o.dry_run && !impl.redis)
-        impl.the_admin().create_topic(impl.ledger_name(), 1, 1, {{"cleanup.policy", "compact"}},
-                                      true);
+        ledger_topic = std::async(std::launch::async, [config = impl.the_admin().config(),
+                                                       name = impl.ledger_name()] {
+            kafka::Admin(config).create_topic(name, 1, 1, {{"cleanup.policy", "compact"}}, true);
+        });
     std::deque<Flight> flight;
     Flight current;
     std::vector<DecodedBatch> held;  // what current's letters point into, until they are sent
@@ -591,7 +597,6 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     std::string missing_target, first_error;
     const auto started = Clock::now();
     int64_t submitted = 0, acknowledged = 0;
-    const int64_t total = o.dry_run ? 0 : size();
 
     auto settle_front = [&] {
         auto f = std::move(flight.front());
@@ -663,8 +668,10 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         if (!to.empty()) write_record(first_id);
         if (impl.redis)
             impl.write_ledger(done);  // only what was acknowledged
-        else if (!records.empty())
+        else if (!records.empty()) {
+            if (ledger_topic.valid()) ledger_topic.get();
             ledger_writes.push_back(impl.the_producer().produce_batch(std::move(records)));
+        }
         acknowledged += static_cast<int64_t>(f.letters.size());
         if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
     };
@@ -833,7 +840,14 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         if (per_target[t] > 0) report.per_target[targets[t]] = per_target[t];
     for (const auto& [fp, n] : per_fingerprint)
         report.per_fingerprint[std::string(fp.data(), fp.size())] = n;
+    // What is left goes at once instead of after the producer's linger (flush overrides it);
+    // the waits below then find the acknowledgements there.
+    auto flush = [&] {
+        if (impl.producer) impl.producer->flush(seconds(1));
+    };
+    flush();
     while (!flight.empty()) settle_front();
+    flush();
     for (const auto& w : ledger_writes) {
         const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
         while (!impl.the_producer().wait(*w, seconds(1)))

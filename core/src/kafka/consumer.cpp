@@ -211,6 +211,27 @@ struct Consumer::Impl : ClientBase {
         rethrow_callback_error();
         return owned;
     }
+
+    // Up to `max` consumed rd_kafka_message_t: waits at most `timeout` for the first, then
+    // takes what is queued without waiting for more (rd_kafka_consume_batch_queue alone waits
+    // until the batch is full or the timeout has passed).
+    std::vector<MessageHandle> consume_available(std::size_t max,
+                                                 std::chrono::milliseconds timeout) {
+        QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
+        std::vector<MessageHandle> owned;
+        MessageHandle first(rd_kafka_consume_queue(queue.get(), static_cast<int>(timeout.count())));
+        if (!first) {
+            rethrow_callback_error();
+            return owned;
+        }
+        std::vector<rd_kafka_message_t*> raw(max - 1);
+        auto n = max > 1 ? rd_kafka_consume_batch_queue(queue.get(), 0, raw.data(), max - 1) : 0;
+        owned.reserve(1 + (n > 0 ? static_cast<std::size_t>(n) : 0));
+        owned.push_back(std::move(first));
+        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
+        rethrow_callback_error();
+        return owned;
+    }
 };
 
 Consumer::Consumer(ConsumerConfig config) : impl_(std::make_unique<Impl>()) {
@@ -317,7 +338,7 @@ std::vector<Message> Consumer::poll_batch(std::size_t max_messages,
 MessageBatch Consumer::poll_views(std::size_t max_messages, std::chrono::milliseconds timeout) {
     impl_->check_open();
     if (max_messages == 0) return {};
-    auto owned = impl_->consume(max_messages, timeout);
+    auto owned = impl_->consume_available(max_messages, timeout);
     std::erase_if(owned, [&](const MessageHandle& m) { return !impl_->usable(*m); });
     for (const auto& m : owned)
         impl_->delivered(m->rkt ? rd_kafka_topic_name(m->rkt) : "", m->partition, m->offset);

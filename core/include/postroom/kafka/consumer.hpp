@@ -40,7 +40,9 @@ public:
     std::optional<Message> poll(std::chrono::milliseconds timeout);
     // Up to `max_messages`, waiting at most `timeout` for the first ones.
     std::vector<Message> poll_batch(std::size_t max_messages, std::chrono::milliseconds timeout);
-    // poll_batch as views: the batch holds every record's data in one block.
+    // poll_batch as views: the batch holds every record's data in one block. It returns as
+    // soon as the first record arrives, with what is queued by then (up to `max_messages`),
+    // instead of waiting for a full batch.
     MessageBatch poll_views(std::size_t max_messages, std::chrono::milliseconds timeout);
 
     // Marks a delivered message finished; commit() will include it.
