@@ -9,6 +9,7 @@
 #include "postroom/dlq/queue.hpp"
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
+#include "postroom/kafka/admin.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
 
@@ -471,6 +472,53 @@ TEST_F(EmbeddedDeadLetters, TheLedgerRecordsWhereEachLetterWent) {
     o.to = "other";
     EXPECT_EQ(q.replay(o).replayed, 7);
     for (const auto& [id, e] : q.ledger()) EXPECT_EQ(e.detail, "other") << id;
+}
+
+TEST_F(EmbeddedDeadLetters, TheLedgerRecordsRunsOfOffsetsAndStillReadsListsOfIds) {
+    write_letters(7);  // KeyError at offsets 0, 3 and 6, ValueError at the others
+    auto q = queue();
+    ReplayOptions o;
+    o.filter.error_type = "ValueError";
+    EXPECT_EQ(q.replay(o).replayed, 4);
+    // One record for the flight: two runs of consecutive offsets, one destination.
+    kafka::AdminConfig admin_config;
+    admin_config.broker_url = url;
+    EXPECT_EQ(kafka::Admin(admin_config).watermarks({"orders.dlq.ledger", 0}).high, 1);
+    auto records = read("orders.dlq.ledger", 1);
+    ASSERT_EQ(records.size(), 1u);
+    const auto& json = records[0].value.value();
+    EXPECT_NE(json.find(R"("ranges":[["orders.dlq:0",1,2],["orders.dlq:0",4,5]],"to":"orders")"),
+              std::string::npos)
+        << json;
+    auto ledger = q.ledger();
+    EXPECT_EQ(ledger.size(), 4u);
+    for (int offset : {1, 2, 4, 5})
+        EXPECT_TRUE(ledger.count("orders.dlq:0:" + std::to_string(offset)));
+
+    // A record as earlier versions wrote it (every id listed) still settles its letters, and
+    // a run no replay writes is ignored.
+    kafka::ProducerConfig c;
+    c.broker_url = url;
+    kafka::Producer p(c);
+    p.send_batch(
+         {{"orders.dlq.ledger",
+           "replayed:orders.dlq:0:0",
+           R"({"state":"replayed","at":1,"ids":["orders.dlq:0:0","orders.dlq:0:3"],"to":["orders","other"]})",
+           {},
+           std::nullopt},
+          {"orders.dlq.ledger",
+           "replayed:bogus",
+           R"({"state":"replayed","at":1,"ranges":[["orders.dlq:0",6,2]],"to":"orders"})",
+           {},
+           std::nullopt}})
+        ->raise_for_failures();
+    ledger = q.ledger();
+    EXPECT_EQ(ledger.size(), 6u);
+    EXPECT_EQ(ledger.at("orders.dlq:0:3").detail, "other");
+    EXPECT_FALSE(ledger.count("orders.dlq:0:6"));
+    auto rest = q.replay({});
+    EXPECT_EQ(rest.skipped, 6);
+    EXPECT_EQ(rest.replayed, 1) << "only offset 6 was left";
 }
 
 TEST_F(EmbeddedDeadLetters, ResolvedLettersStopShowingAndAnUnknownTopicSaysSo) {

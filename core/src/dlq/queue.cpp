@@ -338,13 +338,35 @@ struct DeadLetterQueue::Impl {
 
     std::map<std::string, LedgerEntry> read_ledger() {
         std::map<std::string, LedgerEntry> out;
-        // A record settles one letter (its key), or a whole replayed batch: {"ids": [...],
-        // "to": [...]} under a key of its own.
+        // A record settles one letter (its key), or a whole replayed batch under a key of its
+        // own: {"ranges": [["<topic>:<partition>", first, last], ...], "to": ...}, or, as
+        // earlier versions wrote it, {"ids": [...], "to": ...}.
         auto add = [&](const std::string& id, const std::string& json) {
             try {
                 auto j = nlohmann::json::parse(json);
                 const auto state = j.value("state", "");
                 const auto at = j.value("at", int64_t{0});
+                if (j.contains("ranges")) {
+                    // Runs of offsets: ["<topic>:<partition>", first, last]; "to": one
+                    // destination for all, or one per run.
+                    const auto& ranges = j.at("ranges");
+                    const auto& to = j.at("to");
+                    for (std::size_t i = 0; i < ranges.size(); ++i) {
+                        const auto& r = ranges[i];
+                        const auto prefix = r.at(0).get<std::string>() + ':';
+                        const auto first = r.at(1).get<int64_t>();
+                        const auto last = r.at(2).get<int64_t>();
+                        if (first < 0 || last < first || last - first > 100'000'000)
+                            continue;  // not a run a replay writes
+                        const std::string where = to.is_string() ? to.get<std::string>()
+                                                  : to.is_array() && i < to.size()
+                                                      ? to[i].get<std::string>()
+                                                      : "";
+                        for (auto offset = first; offset <= last; ++offset)
+                            out[prefix + std::to_string(offset)] = {state, at, where};
+                    }
+                    return;
+                }
                 if (j.contains("ids")) {
                     // "to": one destination for all, or one per letter.
                     const auto& ids = j.at("ids");
@@ -559,6 +581,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         std::size_t id_at, id_size;  // in the flight's `ids`
         std::size_t target;          // in `targets`
         int replay_count;
+        int32_t partition;  // Kafka: where the letter is
+        int64_t offset;
         const MessageView* record;  // until sent
     };
     // The loop guard: a letter replayed max_replays times goes to the parking lot.
@@ -607,26 +631,46 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 if (Clock::now() > give_up)
                     throw TimeoutError("replay: no acknowledgement from " + impl.config.broker_url +
                                        " in time; run it again to resume");
-            for (const auto& r : f.delivery->reports())
-                f.errors.push_back(r.ok() ? std::string() : r.error_message());
         }
+        // Why letter k was not acknowledged; "" when it was.
+        auto failure = [&](std::size_t k) {
+            if (!f.delivery) return f.errors[k];
+            const auto& r = f.delivery->reports()[k];
+            return r.ok() ? std::string() : r.error_message();
+        };
         const auto now = epoch_ms();
         std::vector<std::pair<std::string, LedgerEntry>> done;  // Redis
         std::vector<OutgoingMessage> records;                   // Kafka
-        std::string ids;              // Kafka: the ids of the record being written, as JSON
-        std::vector<std::size_t> to;  // and their destinations
+        // Kafka: a ledger record names runs of consecutive offsets that went to one
+        // destination, ["<topic>:<partition>", first, last], up to 1,000 runs a record (keyed
+        // by its first letter), and the destination once when all runs share it.
+        struct Run {
+            int32_t partition;
+            int64_t first, last;
+            std::size_t target;
+        };
+        std::vector<Run> runs;
         auto write_record = [&](std::string_view first_id) {
-            // A ledger record per 1,000 letters (keyed by its first letter), not per letter;
-            // their destination once when they share it.
-            std::string json = R"({"state":"replayed","at":)" + std::to_string(now) +
-                               R"(,"ids":[)" + ids + R"(],"to":)";
-            if (std::all_of(to.begin(), to.end(), [&](std::size_t t) { return t == to[0]; })) {
-                append_json_string(json, targets[to[0]]);
+            std::string json =
+                R"({"state":"replayed","at":)" + std::to_string(now) + R"(,"ranges":[)";
+            for (std::size_t k = 0; k < runs.size(); ++k) {
+                if (k > 0) json += ',';
+                json += '[';
+                append_json_string(json,
+                                   impl.config.topic + ':' + std::to_string(runs[k].partition));
+                json +=
+                    ',' + std::to_string(runs[k].first) + ',' + std::to_string(runs[k].last) + ']';
+            }
+            json += R"(],"to":)";
+            const auto shared = runs[0].target;
+            if (std::all_of(runs.begin(), runs.end(),
+                            [&](const Run& r) { return r.target == shared; })) {
+                append_json_string(json, targets[shared]);
             } else {
                 json += '[';
-                for (std::size_t k = 0; k < to.size(); ++k) {
+                for (std::size_t k = 0; k < runs.size(); ++k) {
                     if (k > 0) json += ',';
-                    append_json_string(json, targets[to[k]]);
+                    append_json_string(json, targets[runs[k].target]);
                 }
                 json += ']';
             }
@@ -636,17 +680,16 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                                std::move(json),
                                {},
                                std::nullopt});
-            ids.clear();
-            to.clear();
+            runs.clear();
         };
         std::string_view first_id;
         for (std::size_t k = 0; k < f.letters.size(); ++k) {
             const auto& p = f.letters[k];
             const auto id = f.id(p);
-            if (!f.errors[k].empty()) {
+            if (auto error = failure(k); !error.empty()) {
                 if (first_error.empty())
                     first_error = "replay of " + std::string(id) + " to '" + targets[p.target] +
-                                  "' failed: " + f.errors[k];
+                                  "' failed: " + error;
                 continue;
             }
             if (parked(p.replay_count))
@@ -657,15 +700,16 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 done.push_back({std::string(id), {"replayed", now, targets[p.target]}});
                 continue;
             }
-            if (to.empty())
-                first_id = id;
-            else
-                ids += ',';
-            append_json_string(ids, id);
-            to.push_back(p.target);
-            if (to.size() == 1000) write_record(first_id);
+            if (!runs.empty() && runs.back().partition == p.partition &&
+                runs.back().last + 1 == p.offset && runs.back().target == p.target) {
+                runs.back().last = p.offset;
+                continue;
+            }
+            if (runs.size() == 1000) write_record(first_id);
+            if (runs.empty()) first_id = id;
+            runs.push_back({p.partition, p.offset, p.offset, p.target});
         }
-        if (!to.empty()) write_record(first_id);
+        if (!runs.empty()) write_record(first_id);
         if (impl.redis)
             impl.write_ledger(done);  // only what was acknowledged
         else if (!records.empty()) {
@@ -821,8 +865,9 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 if (o.dry_run) continue;
                 const auto id_at = current.ids.size();
                 current.ids += id;
-                current.letters.push_back(
-                    {id_at, id.size(), index, facts.replay_count, &letter.record});
+                current.letters.push_back({id_at, id.size(), index, facts.replay_count,
+                                           letter.record.partition, letter.record.offset,
+                                           &letter.record});
                 keep = true;
                 if (current.letters.size() >= step) {
                     submit();
