@@ -199,15 +199,23 @@ struct Consumer::Impl : ClientBase {
         return m;
     }
 
+    // Where a poll lands librdkafka's messages: one per thread, kept between polls (a batch
+    // of 2,048 would otherwise allocate 16 KiB a poll).
+    static std::vector<rd_kafka_message_t*>& polled_buffer() {
+        thread_local std::vector<rd_kafka_message_t*> polled;
+        return polled;
+    }
+
     // Up to `max` consumed rd_kafka_message_t, waiting at most `timeout` for the first.
     std::vector<MessageHandle> consume(std::size_t max, std::chrono::milliseconds timeout) {
         QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
-        std::vector<rd_kafka_message_t*> raw(max);
+        auto& polled = polled_buffer();
+        polled.resize(max);
         auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()),
-                                              raw.data(), max);
+                                              polled.data(), max);
         std::vector<MessageHandle> owned;
         owned.reserve(n > 0 ? static_cast<std::size_t>(n) : 0);
-        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
+        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(polled[static_cast<std::size_t>(i)]);
         rethrow_callback_error();
         return owned;
     }
@@ -224,11 +232,12 @@ struct Consumer::Impl : ClientBase {
             rethrow_callback_error();
             return owned;
         }
-        std::vector<rd_kafka_message_t*> raw(max - 1);
-        auto n = max > 1 ? rd_kafka_consume_batch_queue(queue.get(), 0, raw.data(), max - 1) : 0;
+        auto& polled = polled_buffer();
+        polled.resize(max - 1);
+        auto n = max > 1 ? rd_kafka_consume_batch_queue(queue.get(), 0, polled.data(), max - 1) : 0;
         owned.reserve(1 + (n > 0 ? static_cast<std::size_t>(n) : 0));
         owned.push_back(std::move(first));
-        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(raw[static_cast<std::size_t>(i)]);
+        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(polled[static_cast<std::size_t>(i)]);
         rethrow_callback_error();
         return owned;
     }
