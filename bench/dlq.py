@@ -9,7 +9,7 @@ replays one with each tool, in alternating order; the medians and the median of 
 per-round ratios ("paired") are reported.
 
     eval "$(scripts/services.sh env)"
-    .venv/bin/python bench/dlq.py [--letters 1000000] [--replay 200000] [--repeat 3]
+    .venv/bin/python bench/dlq.py [--letters 1000000] [--replay 200000] [--repeat 5]
 
 Writes bench/results/dlq.json. Never fails on speed; exits non-zero only if a case is wrong
 (a count that does not add up).
@@ -116,7 +116,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--letters", type=int, default=1_000_000)
     parser.add_argument("--replay", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3, help="replay rounds")
+    parser.add_argument("--repeat", type=int, default=5, help="replay rounds")
     parser.add_argument("--json", default="bench/results/dlq.json")
     args = parser.parse_args()
     broker = postroom.connect(env("POSTROOM_KAFKA_URL"))

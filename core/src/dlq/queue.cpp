@@ -609,11 +609,14 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     // while. After size(): a topic that does not exist gets no ledger.
     const int64_t total = o.dry_run ? 0 : size();
     std::future<void> ledger_topic;
-    if (!o.dry_run && !impl.redis)
+    if (!o.dry_run && !impl.redis) {
+        // Created now, the producer connects and gets its producer id while the scan starts.
+        impl.the_producer();
         ledger_topic = std::async(std::launch::async, [config = impl.the_admin().config(),
                                                        name = impl.ledger_name()] {
             kafka::Admin(config).create_topic(name, 1, 1, {{"cleanup.policy", "compact"}}, true);
         });
+    }
     std::deque<Flight> flight;
     Flight current;
     std::vector<DecodedBatch> held;  // what current's letters point into, until they are sent
