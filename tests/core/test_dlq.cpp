@@ -472,6 +472,12 @@ TEST_F(EmbeddedDeadLetters, TheLedgerRecordsWhereEachLetterWent) {
     o.to = "other";
     EXPECT_EQ(q.replay(o).replayed, 7);
     for (const auto& [id, e] : q.ledger()) EXPECT_EQ(e.detail, "other") << id;
+    // Both replays began with the same letter, and their records have keys of their own:
+    // compaction keeps both (the later wins when read in order).
+    auto records = read("orders.dlq.ledger", 2);
+    ASSERT_EQ(records.size(), 2u);
+    EXPECT_NE(records[0].key, records[1].key);
+    EXPECT_EQ(records[0].key->rfind("replayed:orders.dlq:0:0@", 0), 0u) << *records[0].key;
 }
 
 TEST_F(EmbeddedDeadLetters, TheLedgerRecordsRunsOfOffsetsAndStillReadsListsOfIds) {

@@ -645,8 +645,10 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         std::vector<std::pair<std::string, LedgerEntry>> done;  // Redis
         std::vector<OutgoingMessage> records;                   // Kafka
         // Kafka: a ledger record names runs of consecutive offsets that went to one
-        // destination, ["<topic>:<partition>", first, last], up to 1,000 runs a record (keyed
-        // by its first letter), and the destination once when all runs share it.
+        // destination, ["<topic>:<partition>", first, last], up to 1,000 runs a record, and
+        // the destination once when all runs share it. A record's key is its first letter and
+        // the time: unique, so compaction never drops a record for a later one that covers
+        // fewer letters (a replay of some of them again); read in order, the later one wins.
         struct Run {
             int32_t partition;
             int64_t first, last;
@@ -679,7 +681,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             }
             json += '}';
             records.push_back({impl.ledger_name(),
-                               "replayed:" + std::string(first_id),
+                               "replayed:" + std::string(first_id) + '@' + std::to_string(now),
                                std::move(json),
                                {},
                                std::nullopt});
