@@ -5,7 +5,8 @@ them, postroom versus a plain Python script with confluent-kafka-python doing th
 their original topic and wait for the acknowledgements), same broker, one run.
 
 Replay runs in rounds: each round writes two fresh dead-letter topics of the same letters and
-replays one with each tool, in alternating order; the medians and the median of the
+replays one with each tool, in alternating order, each after 2 s of quiet (--settle) so
+that neither pays for the writes or the replay before it; the medians and the median of the
 per-round ratios ("paired") are reported.
 
     eval "$(scripts/services.sh env)"
@@ -117,6 +118,9 @@ def main() -> None:
     parser.add_argument("--letters", type=int, default=1_000_000)
     parser.add_argument("--replay", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=5, help="replay rounds")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds of quiet before each replay (the broker finishes the "
+                             "round's writes and the last replay)")
     parser.add_argument("--json", default="bench/results/dlq.json")
     args = parser.parse_args()
     broker = postroom.connect(env("POSTROOM_KAFKA_URL"))
@@ -168,6 +172,7 @@ def main() -> None:
                 write_letters(broker, topic, source, args.replay)
             order = ["python", "postroom"][:: 1 if round_no % 2 == 0 else -1]
             for case in order:
+                time.sleep(args.settle)
                 t0 = time.perf_counter()
                 (replay_postroom if case == "postroom" else replay_python)(topics[case])
                 rates[case].append(args.replay / (time.perf_counter() - t0))
