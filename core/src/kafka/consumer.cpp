@@ -199,24 +199,28 @@ struct Consumer::Impl : ClientBase {
         return m;
     }
 
-    // Where a poll lands librdkafka's messages: one per thread, kept between polls (a batch
-    // of 2,048 would otherwise allocate 16 KiB a poll).
-    static std::vector<rd_kafka_message_t*>& polled_buffer() {
+    // Appends up to `max` consumed rd_kafka_message_t to `owned`, waiting until there are
+    // `max` or `timeout` has passed (rd_kafka_consume_batch_queue). They land first in a
+    // buffer per thread, kept between polls (a batch of 2,048 would otherwise allocate 16 KiB
+    // a poll).
+    void consume_into(rd_kafka_queue_t* queue, std::size_t max, std::chrono::milliseconds timeout,
+                      std::vector<MessageHandle>& owned) {
         thread_local std::vector<rd_kafka_message_t*> polled;
-        return polled;
-    }
-
-    // Up to `max` consumed rd_kafka_message_t, waiting at most `timeout` for the first.
-    std::vector<MessageHandle> consume(std::size_t max, std::chrono::milliseconds timeout) {
-        QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
-        auto& polled = polled_buffer();
         polled.resize(max);
-        auto n = rd_kafka_consume_batch_queue(queue.get(), static_cast<int>(timeout.count()),
-                                              polled.data(), max);
-        std::vector<MessageHandle> owned;
-        owned.reserve(n > 0 ? static_cast<std::size_t>(n) : 0);
+        auto n = max > 0 ? rd_kafka_consume_batch_queue(queue, static_cast<int>(timeout.count()),
+                                                        polled.data(), max)
+                         : 0;
+        owned.reserve(owned.size() + (n > 0 ? static_cast<std::size_t>(n) : 0));
         for (ssize_t i = 0; i < n; ++i) owned.emplace_back(polled[static_cast<std::size_t>(i)]);
         rethrow_callback_error();
+    }
+
+    // Up to `max` consumed rd_kafka_message_t, waiting until there are `max` or `timeout` has
+    // passed.
+    std::vector<MessageHandle> consume(std::size_t max, std::chrono::milliseconds timeout) {
+        QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
+        std::vector<MessageHandle> owned;
+        consume_into(queue.get(), max, timeout, owned);
         return owned;
     }
 
@@ -228,16 +232,10 @@ struct Consumer::Impl : ClientBase {
         QueueHandle queue(rd_kafka_queue_get_consumer(rk.get()));
         std::vector<MessageHandle> owned;
         MessageHandle first(rd_kafka_consume_queue(queue.get(), static_cast<int>(timeout.count())));
-        if (!first) {
-            rethrow_callback_error();
-            return owned;
+        if (first) {
+            owned.push_back(std::move(first));
+            consume_into(queue.get(), max - 1, std::chrono::milliseconds(0), owned);
         }
-        auto& polled = polled_buffer();
-        polled.resize(max - 1);
-        auto n = max > 1 ? rd_kafka_consume_batch_queue(queue.get(), 0, polled.data(), max - 1) : 0;
-        owned.reserve(1 + (n > 0 ? static_cast<std::size_t>(n) : 0));
-        owned.push_back(std::move(first));
-        for (ssize_t i = 0; i < n; ++i) owned.emplace_back(polled[static_cast<std::size_t>(i)]);
         rethrow_callback_error();
         return owned;
     }
