@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base64.hpp"
+#include "detail/excerpt.hpp"
 #include "postroom/error.hpp"
 
 namespace postroom {
@@ -87,8 +88,8 @@ bool is_text_content_type(std::string_view content_type) {
 }
 
 [[noreturn]] void bad(std::string_view attribute, const std::string& why) {
-    throw CodecError(std::string(attribute),
-                     "CloudEvent attribute '" + std::string(attribute) + "' " + why);
+    auto name = detail::excerpt(attribute);
+    throw CodecError(name, "CloudEvent attribute '" + name + "' " + why);
 }
 
 void require_nonempty(std::string_view attribute, const std::string& value) {
@@ -180,22 +181,23 @@ void Event::validate() const {
     require_nonempty("source", source);
     if (has_control_or_space(source)) bad("source", "must be a URI-reference without spaces");
     if (specversion != spec_version_1_0)
-        bad("specversion", "must be \"1.0\", got \"" + specversion + "\"");
+        bad("specversion", "must be \"1.0\", got \"" + detail::excerpt(specversion) + "\"");
     require_nonempty("type", type);
     if (time && !is_rfc3339(*time))
-        bad("time",
-            "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, got \"" + *time + "\"");
+        bad("time", "must be an RFC 3339 timestamp such as 2026-01-31T12:00:00Z, got \"" +
+                        detail::excerpt(*time) + "\"");
     if (subject && subject->empty()) bad("subject", "must be non-empty when present");
     if (datacontenttype && !is_media_type(*datacontenttype))
-        bad("datacontenttype",
-            "must be a media type such as application/json, got \"" + *datacontenttype + "\"");
+        bad("datacontenttype", "must be a media type such as application/json, got \"" +
+                                   detail::excerpt(*datacontenttype) + "\"");
     if (dataschema && (!has_uri_scheme(*dataschema) || has_control_or_space(*dataschema)))
-        bad("dataschema", "must be an absolute URI, got \"" + *dataschema + "\"");
+        bad("dataschema", "must be an absolute URI, got \"" + detail::excerpt(*dataschema) + "\"");
     for (const auto& [name, value] : extensions) {
         if (!is_valid_extension_name(name))
-            throw CodecError(name, "CloudEvent extension attribute name '" + name +
-                                       "' is invalid: use 1 to 20 lowercase letters or digits, "
-                                       "not a reserved attribute name");
+            throw CodecError(detail::excerpt(name),
+                             "CloudEvent extension attribute name '" + detail::excerpt(name) +
+                                 "' is invalid: use 1 to 20 lowercase letters or digits, "
+                                 "not a reserved attribute name");
     }
 }
 
@@ -247,7 +249,8 @@ Event Event::from_json(std::string_view text) {
     try {
         j = nlohmann::ordered_json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
-        throw CodecError("", std::string("structured CloudEvent is not valid JSON: ") + e.what());
+        throw CodecError("", std::string("structured CloudEvent is not valid JSON: ") +
+                                 detail::excerpt(e.what(), 200));
     }
     if (!j.is_object()) throw CodecError("", "structured CloudEvent must be a JSON object");
     Event ev;

@@ -1,9 +1,12 @@
 #include "postroom/transport.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <optional>
 
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
+#include "postroom/kafka/admin.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
 #include "postroom/redis/streams.hpp"
@@ -46,10 +49,34 @@ public:
     void send(const OutgoingMessage& message, std::chrono::milliseconds timeout) override {
         producer_.send(message, timeout);
     }
+    TopicLimits limits(const std::string& topic) override {
+        if (!admin_) {
+            kafka::AdminConfig c;
+            c.broker_url = producer_.config().broker_url;
+            c.client_id = producer_.config().client_id + "-admin";
+            c.properties = producer_.config().properties;
+            admin_.emplace(std::move(c));
+        }
+        TopicLimits limits;
+        const auto config = admin_->topic_config(topic);
+        limits.exists = config.has_value();
+        std::size_t max = producer_.max_message_bytes();
+        if (config)
+            if (auto it = config->find("max.message.bytes"); it != config->end()) {
+                std::size_t topic_max = 0;
+                const auto& v = it->second;
+                auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), topic_max);
+                if (ec == std::errc() && end == v.data() + v.size() && topic_max > 0)
+                    max = std::min(max, topic_max);
+            }
+        limits.max_record_bytes = max;
+        return limits;
+    }
     void close() override { producer_.close(); }
 
 private:
     kafka::Producer producer_;
+    std::optional<kafka::Admin> admin_;  // made on the first limits()
 };
 
 std::chrono::milliseconds millis_property(const Properties& p, const std::string& key,
@@ -66,6 +93,13 @@ std::chrono::milliseconds millis_property(const Properties& p, const std::string
 }
 
 }  // namespace
+
+void check_topic_name(const std::string& broker_url, const std::string& name) {
+    if (parse_broker_url(broker_url).scheme != BrokerScheme::redis)
+        kafka::check_topic_name(name);
+    else if (name.empty())
+        throw ConfigurationError("a stream name must not be empty");
+}
 
 std::unique_ptr<Consumer> open_consumer(const ConsumerOptions& options) {
     auto url = parse_broker_url(options.broker_url);
@@ -124,6 +158,8 @@ std::unique_ptr<Producer> open_producer(const ProducerOptions& options) {
     c.client_id = options.client_id;
     c.linger = std::chrono::milliseconds(0);
     c.properties = options.properties;
+    if (options.max_record_bytes)
+        c.properties.emplace("message.max.bytes", std::to_string(*options.max_record_bytes));
     return std::make_unique<KafkaProducer>(std::move(c));
 }
 

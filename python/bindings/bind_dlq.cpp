@@ -50,11 +50,13 @@ std::function<bool(int64_t, int64_t)> progress_of(const py::object& fn) {
 
 py::dict report_dict(const ReplayReport& r) {
     py::dict d;
+    d["replay_id"] = r.replay_id;
     d["selected"] = r.selected;
     d["replayed"] = r.replayed;
     d["parked"] = r.parked;
     d["skipped"] = r.skipped;
     d["without_target"] = r.without_target;
+    d["truncated"] = r.truncated;
     d["cancelled"] = r.cancelled;
     d["per_target"] = r.per_target;
     d["per_fingerprint"] = r.per_fingerprint;
@@ -79,6 +81,10 @@ void bind_dlq(py::module_& m) {
         .def_readonly("attempts", &DeadLetter::attempts)
         .def_readonly("failed_at", &DeadLetter::failed_at)
         .def_readonly("replay_count", &DeadLetter::replay_count)
+        .def_readonly("replayed_from", &DeadLetter::replayed_from)
+        .def_readonly("replay_id", &DeadLetter::replay_id)
+        .def_readonly("value_truncated", &DeadLetter::value_truncated)
+        .def_readonly("value_length", &DeadLetter::value_length)
         .def_readonly("fingerprint", &DeadLetter::fingerprint)
         .def_property_readonly("id", &DeadLetter::id)
         .def("__repr__", [](const DeadLetter& d) {
@@ -168,7 +174,7 @@ void bind_dlq(py::module_& m) {
             "replay",
             [](DeadLetterQueue& q, const std::string& to, double rate, std::size_t batch_size,
                bool dry_run, bool again, int max_replays, const std::string& parking_topic,
-               std::optional<int64_t> since_ms, std::optional<int64_t> until_ms,
+               bool keep_failure_headers, std::optional<int64_t> since_ms, std::optional<int64_t> until_ms,
                const py::object& key, const std::string& header_name,
                const py::object& header_value, const std::string& error_type,
                const std::string& original_topic, const std::string& fingerprint,
@@ -184,6 +190,7 @@ void bind_dlq(py::module_& m) {
                 o.again = again;
                 o.max_replays = max_replays;
                 o.parking_topic = parking_topic;
+                o.keep_failure_headers = keep_failure_headers;
                 o.progress = progress_of(progress);
                 ReplayReport r;
                 {
@@ -194,12 +201,12 @@ void bind_dlq(py::module_& m) {
             },
             py::kw_only(), py::arg("to") = "", py::arg("rate") = 0.0, py::arg("batch_size") = 500,
             py::arg("dry_run") = false, py::arg("again") = false, py::arg("max_replays") = 3,
-            py::arg("parking_topic") = "", py::arg("since_ms") = py::none(),
-            py::arg("until_ms") = py::none(), py::arg("key") = py::none(),
-            py::arg("header_name") = "", py::arg("header_value") = py::none(),
-            py::arg("error_type") = "", py::arg("original_topic") = "", py::arg("fingerprint") = "",
-            py::arg("text") = "", py::arg("ids") = std::vector<std::string>{},
-            py::arg("progress") = py::none())
+            py::arg("parking_topic") = "", py::arg("keep_failure_headers") = false,
+            py::arg("since_ms") = py::none(), py::arg("until_ms") = py::none(),
+            py::arg("key") = py::none(), py::arg("header_name") = "",
+            py::arg("header_value") = py::none(), py::arg("error_type") = "",
+            py::arg("original_topic") = "", py::arg("fingerprint") = "", py::arg("text") = "",
+            py::arg("ids") = std::vector<std::string>{}, py::arg("progress") = py::none())
         .def("ledger",
              [](DeadLetterQueue& q) {
                  std::map<std::string, LedgerEntry> entries;

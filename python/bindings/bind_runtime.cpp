@@ -412,6 +412,7 @@ void bind_runtime(py::module_& m) {
              py::arg("consumer_properties"), py::arg("producer_properties"))
         .def("run_once", &run_once, py::arg("timeout") = 0.1)
         .def("stop", [](PyProcessor& p) { p.processor->stop(); })
+        .def("throw_if_failed", [](const PyProcessor& p) { p.processor->throw_if_failed(); })
         .def_property_readonly("stopping",
                                [](const PyProcessor& p) { return p.processor->stopping(); })
         .def("counters",

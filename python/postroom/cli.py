@@ -333,6 +333,8 @@ def _letter_json(d: DeadLetter, full: bool = False) -> dict[str, Any]:
         "original_topic": d.original_topic, "original_partition": d.original_partition,
         "original_offset": d.original_offset, "group": d.group, "attempts": d.attempts,
         "failed_at": d.failed_at, "replay_count": d.replay_count,
+        "replayed_from": d.replayed_from, "replay_id": d.replay_id,
+        "value_truncated": d.value_truncated, "value_length": d.value_length,
         "fingerprint": d.fingerprint, "key": _text(r.key),
     }
     if full:
@@ -470,17 +472,21 @@ def dlq_stats(topic: str, broker_url: str, include_settled: bool, as_json: bool,
 @click.option("--max-replays", default=3, show_default=True,
               help="Loop guard: letters replayed this often go to the parking lot.")
 @click.option("--parking-topic", default=None, help="Default: TOPIC.parking.")
+@click.option("--keep-failure-headers", is_flag=True,
+              help="Keep the letters' failure headers (postroom-dlt-*, kafka_dlt-*, "
+                   "__connect.errors.*, ...) in the replayed records.")
 @json_option
 @reports_errors
 def dlq_replay(topic: str, broker_url: str, ids: tuple[str, ...], to: str | None, rate: float,
                dry_run: bool, again: bool, max_replays: int, parking_topic: str | None,
-               as_json: bool, **filters: Any) -> None:
+               keep_failure_headers: bool, as_json: bool, **filters: Any) -> None:
     """Send dead letters of TOPIC back (redrive). Resumable: run it again after a crash."""
     letters = connect(broker_url).dead_letters(topic)
     bar, update = _progress_bar("replaying")
     with bar:
         report = letters.replay(to=to, rate=rate, dry_run=dry_run, again=again,
                                 max_replays=max_replays, parking_topic=parking_topic,
+                                keep_failure_headers=keep_failure_headers,
                                 ids=ids, progress=None if dry_run else update,
                                 **_filters(**filters))
     if as_json:
@@ -492,6 +498,12 @@ def dlq_replay(topic: str, broker_url: str, ids: tuple[str, ...], to: str | None
                   f"{report.skipped} already settled; {report.without_target} without a "
                   "known original topic (use --to)" + (" — cancelled" if report.cancelled
                                                        else ""))
+        if report.truncated:
+            out.print(f"left out {report.truncated} letters whose value was cut to fit the "
+                      "dead-letter topic: replay those from their original topic and offset "
+                      "(dlq show ID)")
+        if not dry_run:
+            out.print(f"replay id {report.replay_id} (header postroom-replay-id)")
         table = Table(title="per destination")
         table.add_column("topic")
         table.add_column("letters", justify="right")

@@ -44,12 +44,16 @@ def _ms(when: When) -> int | None:
 
 @dataclass(frozen=True)
 class ReplayReport:
-    """What a replay did (or, in a dry run, would do)."""
+    """What a replay did (or, in a dry run, would do). ``replay_id`` is in every record it
+    sent (``postroom-replay-id``); ``truncated`` counts letters left out because their value
+    was cut to fit the dead-letter topic (the whole event is at their original offset)."""
+    replay_id: str
     selected: int
     replayed: int
     parked: int
     skipped: int
     without_target: int
+    truncated: int
     cancelled: bool
     per_target: dict[str, int] = field(default_factory=dict)
     per_fingerprint: dict[str, int] = field(default_factory=dict)
@@ -117,18 +121,25 @@ class DeadLetters:
 
     def replay(self, *, to: str | None = None, rate: float = 0.0, batch_size: int = 500,
                dry_run: bool = False, again: bool = False, max_replays: int = 3,
-               parking_topic: str | None = None, ids: Iterable[str] = (),
-               progress: Progress | None = None, **filters: Any) -> ReplayReport:
+               parking_topic: str | None = None, keep_failure_headers: bool = False,
+               ids: Iterable[str] = (), progress: Progress | None = None,
+               **filters: Any) -> ReplayReport:
         """Sends the selected letters back to their original topic (or ``to``): key, value
-        and headers kept, postroom's failure headers dropped, ``postroom-replay-count``
-        raised. At most ``rate`` letters per second (0: no limit). A letter replayed
-        ``max_replays`` times goes to the parking lot (``<topic>.parking``) instead.
+        and headers kept, except the failure headers of every decoded convention
+        (postroom's, Spring's, Kafka Connect's, ...; ``keep_failure_headers=True`` keeps
+        them); ``postroom-replay-count`` raised, ``postroom-replayed-from`` (the letter) and
+        ``postroom-replay-id`` (this replay) added, so a second failure is traced to the
+        first. At most ``rate`` letters per second (0: no limit). A letter replayed
+        ``max_replays`` times goes to the parking lot (``<topic>.parking``) instead, failure
+        headers kept. A letter whose value was cut to fit the dead-letter topic is left out.
         ``progress(done, total)`` may return False to cancel; Ctrl-C cancels too. Letters
         are recorded as replayed only once acknowledged, so running the same replay again
         continues where a killed one stopped."""
         report = self._q.replay(to=to or "", rate=rate, batch_size=batch_size,
                                 dry_run=dry_run, again=again, max_replays=max_replays,
-                                parking_topic=parking_topic or "", ids=builtins.list(ids),
+                                parking_topic=parking_topic or "",
+                                keep_failure_headers=keep_failure_headers,
+                                ids=builtins.list(ids),
                                 progress=progress, **self._filter(**filters))
         return ReplayReport(**report)
 

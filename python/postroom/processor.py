@@ -216,6 +216,8 @@ class Processor:
                 if (idle_timeout is not None and last_activity is not None
                         and now - last_activity >= idle_timeout):
                     break
+            # A failure that stopped the processor on one of its lane threads.
+            self._p.throw_if_failed()
         return self.counters
 
     def stop(self) -> None:

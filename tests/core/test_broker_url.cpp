@@ -1,7 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
+#include "postroom/kafka/admin.hpp"
+#include "postroom/transport.hpp"
 
 using namespace postroom;
 
@@ -41,4 +46,27 @@ TEST(BrokerUrl, BadUrlsSayWhatIsExpected) {
             EXPECT_NE(what.find("kafka://host:port"), std::string::npos) << what;
         }
     }
+}
+
+TEST(TopicNames, NamesThatCanNeverBeKafkaTopicsAreConfigurationErrors) {
+    for (const std::string& bad : std::vector<std::string>{
+             "a;b", "", ".", "..", "with space", "\xc3\xa9t\xc3\xa9", std::string(250, 'x')}) {
+        EXPECT_THROW(postroom::kafka::check_topic_name(bad), postroom::ConfigurationError) << bad;
+        EXPECT_THROW(postroom::transport::check_topic_name("embedded://", bad),
+                     postroom::ConfigurationError)
+            << bad;
+    }
+    for (const std::string& good :
+         std::vector<std::string>{"orders", "orders.dlq", "a_b-C.9", std::string(249, 'x')})
+        EXPECT_NO_THROW(postroom::kafka::check_topic_name(good)) << good;
+    try {
+        postroom::kafka::check_topic_name(std::string(10'000, ';'));
+        FAIL() << "no error";
+    } catch (const postroom::ConfigurationError& e) {
+        EXPECT_LT(std::string(e.what()).size(), 300u) << "the name is echoed bounded";
+    }
+    // A Redis stream is any non-empty key.
+    EXPECT_NO_THROW(postroom::transport::check_topic_name("redis://localhost:6379/0", "a;b"));
+    EXPECT_THROW(postroom::transport::check_topic_name("redis://localhost:6379/0", ""),
+                 postroom::ConfigurationError);
 }

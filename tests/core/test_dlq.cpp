@@ -131,6 +131,53 @@ TEST(DeadLetterDecoding, EveryOtherConvention) {
     EXPECT_FALSE(plain.fingerprint.empty());
 }
 
+TEST(DeadLetterDecoding, TheFailureHeadersOfEveryConventionAreKnownAndNoOthers) {
+    for (std::string_view failure : {"postroom-dlt-reason",
+                                     "postroom-dlt-value-truncated",
+                                     "postroom-retry-due",
+                                     "kafka_dlt-exception-fqcn",
+                                     "kafka_dlt-original-offset",
+                                     "kafka_exception-message",
+                                     "kafka_original-topic",
+                                     "retry_topic-attempts",
+                                     "__connect.errors.topic",
+                                     "__connect.errors.exception.message",
+                                     "__streams.errors.exception",
+                                     "reason_poisoned",
+                                     "topic_poisoned",
+                                     "handler_poisoned",
+                                     "subscriber_poisoned",
+                                     "MT-Fault-Message",
+                                     "MT-Reason",
+                                     "MT-Host-MachineName",
+                                     "NServiceBus.ExceptionInfo.StackTrace",
+                                     "NServiceBus.FailedQ",
+                                     "NServiceBus.TimeOfFailure",
+                                     "NServiceBus.Retries",
+                                     "NServiceBus.ProcessingEndpoint"})
+        EXPECT_TRUE(is_failure_header(failure)) << failure;
+    for (std::string_view other :
+         {"ce_id", "ce_type", "content-type", "traceparent", "postroom-replay-count",
+          "postroom-replayed-from", "postroom-replay-id", "MT-Source-Address", "MessageId",
+          "NServiceBus.MessageId", "kafka_correlationId", "_poisoned", "id"})
+        EXPECT_FALSE(is_failure_header(other)) << other;
+}
+
+TEST(DeadLetterDecoding, ProvenanceAndTruncation) {
+    auto d = decode(letter({{"postroom-dlt-reason", "too-large"},
+                            {"postroom-dlt-value-truncated", "true"},
+                            {"postroom-dlt-value-length", "2097152"},
+                            {"postroom-replayed-from", "orders.dlq:0:7"},
+                            {"postroom-replay-id", "1700000000000-0badcafe"}}));
+    EXPECT_TRUE(d.value_truncated);
+    EXPECT_EQ(d.value_length, 2097152);
+    EXPECT_EQ(d.replayed_from, "orders.dlq:0:7");
+    EXPECT_EQ(d.replay_id, "1700000000000-0badcafe");
+    auto whole = decode(letter({{"postroom-dlt-reason", "too-large"}}));
+    EXPECT_FALSE(whole.value_truncated);
+    EXPECT_FALSE(whole.value_length);
+}
+
 TEST(DeadLetterFingerprint, VaryingDetailsGroupTogetherAndDifferentErrorsDoNot) {
     EXPECT_EQ(normalise_message("order 42 for 'alice' failed after 1.5s id=deadbeef42 "
                                 "uuid 123e4567-e89b-12d3-a456-426614174000"),

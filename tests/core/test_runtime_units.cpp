@@ -92,6 +92,71 @@ TEST(DeadLetter, KeepsTheOriginalAndAddsTheHeaderFamily) {
     EXPECT_EQ(get(dlt::last_failure), "2026-01-01T00:00:01Z");
 }
 
+TEST(DeadLetter, ALetterTooLargeForItsTopicKeepsItsHeadersAndAPrefixOfItsValue) {
+    Message m;
+    m.topic = "blobs";
+    m.key = "k";
+    m.value = std::string(2 << 20, 'v');
+    m.value->front() = 'A';
+    m.headers = {{"ce_id", std::string("e1")}};
+    Failure f{DeadLetterReason::too_large, "postroom::CodecError", "too large", "", 0, "", ""};
+    auto letter = make_dead_letter(m, f, "blobs.dlq", "p", "g");
+    const std::size_t limit = 1'048'588;  // Kafka's default max.message.bytes
+    ASSERT_GT(record_bytes(letter), limit);
+    ASSERT_TRUE(fit_dead_letter(letter, limit));
+    EXPECT_LE(record_bytes(letter), limit);
+    EXPECT_GT(record_bytes(letter), limit - 256) << "as much of the value as fits";
+    ASSERT_TRUE(letter.value);
+    EXPECT_EQ(letter.value->front(), 'A') << "a prefix of the value";
+    EXPECT_EQ(m.value->compare(0, letter.value->size(), *letter.value), 0);
+    auto get = [&](std::string_view name) {
+        auto* h = find_header(letter.headers, name);
+        return h && h->value ? *h->value : std::string("<missing>");
+    };
+    EXPECT_EQ(get(dlt::value_truncated), "true");
+    EXPECT_EQ(get(dlt::value_length), std::to_string(2 << 20));
+    EXPECT_EQ(get("ce_id"), "e1");
+    EXPECT_EQ(get(dlt::reason), "too-large");
+
+    auto small = make_dead_letter(m, f, "blobs.dlq", "p", "g");
+    small.value = "tiny";
+    const auto before = small;
+    EXPECT_TRUE(fit_dead_letter(small, limit));
+    EXPECT_EQ(small.headers.size(), before.headers.size()) << "a letter that fits is untouched";
+    EXPECT_EQ(small.value, before.value);
+}
+
+TEST(DeadLetter, ALetterWhoseKeyAndHeadersAloneAreTooLargeDoesNotFit) {
+    Message m;
+    m.topic = "t";
+    m.value = "v";
+    Failure f{DeadLetterReason::non_retryable, "E", "message", "", 1, "", ""};
+    auto letter = make_dead_letter(m, f, "t.dlq", "p", "g");
+    EXPECT_FALSE(fit_dead_letter(letter, 300));
+    EXPECT_TRUE(fit_dead_letter(letter, 4096));
+}
+
+TEST(DeadLetter, FailureTextsAreBoundedWithTheirLength) {
+    Message m;
+    m.topic = "t";
+    Failure f{DeadLetterReason::non_retryable,
+              std::string(10'000, 'T'),
+              std::string(100'000, 'm') + "\xc3\xa9",
+              std::string(1 << 20, 's'),
+              1,
+              "",
+              ""};
+    for (const auto& record : {make_dead_letter(m, f, "t.dlq", "p", "g"), make_retry(m, f, 1, 0)})
+        for (const auto& h : record.headers) {
+            ASSERT_TRUE(h.value);
+            EXPECT_LE(h.value->size(), max_error_stack_bytes + 32) << h.name;
+            if (h.name.find("error-message") != std::string::npos) {
+                EXPECT_LE(h.value->size(), max_error_message_bytes + 32);
+                EXPECT_NE(h.value->find("(100002 bytes)"), std::string::npos) << *h.value;
+            }
+        }
+}
+
 // --- stores: one contract for every implementation -------------------------------------
 
 namespace {

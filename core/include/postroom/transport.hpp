@@ -16,6 +16,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,10 @@ struct ConsumerOptions {
 struct ProducerOptions {
     std::string broker_url = "embedded://";
     std::string client_id = "postroom";
+    // The largest record this producer may send, key, value and headers together (Kafka:
+    // message.max.bytes, unless `properties` names it; Redis: no client-side limit). Unset:
+    // the client's default (Kafka: 1,000,000 bytes).
+    std::optional<std::size_t> max_record_bytes;
     // Kafka: librdkafka properties. Redis: maxlen (approximate trimming of each stream).
     Properties properties;
 };
@@ -75,13 +80,29 @@ public:
     virtual void close() = 0;
 };
 
+// What a topic or stream takes from a producer.
+struct TopicLimits {
+    bool exists = true;
+    // The largest record it accepts from this producer, key, value, headers and the record's
+    // framing together: the smaller of the producer's limit and the topic's (Kafka:
+    // max.message.bytes). nullopt: no limit known (Redis Streams, the embedded broker
+    // with a producer that sets none).
+    std::optional<std::size_t> max_record_bytes;
+};
+
 class Producer {
 public:
     virtual ~Producer() = default;
     // Sends one message and waits for the broker's acknowledgement; throws on failure.
     virtual void send(const OutgoingMessage& message, std::chrono::milliseconds timeout) = 0;
+    // Asks the broker about `topic`; throws when it cannot be asked (unreachable, ...).
+    virtual TopicLimits limits(const std::string& topic) = 0;
     virtual void close() = 0;
 };
+
+// Throws ConfigurationError when `name` can never name a topic (or stream) on the broker
+// at `broker_url` (Kafka's rules for kafka:// and embedded://; Redis takes any non-empty key).
+void check_topic_name(const std::string& broker_url, const std::string& name);
 
 std::unique_ptr<Consumer> open_consumer(const ConsumerOptions& options);
 std::unique_ptr<Producer> open_producer(const ProducerOptions& options);

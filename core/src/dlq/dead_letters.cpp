@@ -146,9 +146,38 @@ void append_letter_id(std::string& out, const MessageView& record) {
     out.append(digits, std::to_chars(digits, digits + sizeof digits, record.offset).ptr);
 }
 
+bool is_failure_header(std::string_view name) noexcept {
+    static constexpr std::string_view prefixes[] = {
+        "postroom-dlt-",
+        "postroom-retry-",
+        "kafka_dlt-",
+        "kafka_exception-",
+        "kafka_original-",
+        "retry_topic-",
+        "__connect.errors.",
+        "__streams.errors.",
+        "MT-Fault-",
+        "MT-Host-",
+        "NServiceBus.ExceptionInfo.",
+        "NServiceBus.Retries",
+    };
+    for (auto p : prefixes)
+        if (name.substr(0, p.size()) == p) return true;
+    static constexpr std::string_view poisoned = "_poisoned";
+    if (name.size() > poisoned.size() && name.substr(name.size() - poisoned.size()) == poisoned)
+        return true;
+    return name == "MT-Reason" || name == "NServiceBus.FailedQ" ||
+           name == "NServiceBus.TimeOfFailure" || name == "NServiceBus.ProcessingEndpoint" ||
+           name == "NServiceBus.ProcessingMachine";
+}
+
 LetterFacts decode_facts(Headers m) {
     LetterFacts d;
     if (auto n = number(header(m, "postroom-replay-count"))) d.replay_count = static_cast<int>(*n);
+    d.replayed_from = text(m, "postroom-replayed-from");
+    d.replay_id = text(m, "postroom-replay-id");
+    d.value_truncated = text(m, "postroom-dlt-value-truncated") == "true";
+    d.value_length = number(header(m, "postroom-dlt-value-length"));
     if (header(m, "postroom-dlt-reason") || header(m, "postroom-dlt-error-type")) {
         d.convention = Convention::postroom;
         d.reason = text(m, "postroom-dlt-reason");
@@ -255,6 +284,10 @@ DeadLetter decode(Message record) {
     d.attempts = f.attempts;
     d.failed_at = f.failed_at.view();
     d.replay_count = f.replay_count;
+    d.replayed_from = f.replayed_from;
+    d.replay_id = f.replay_id;
+    d.value_truncated = f.value_truncated;
+    d.value_length = f.value_length;
     d.fingerprint = fingerprint(d.error_type, d.error_message, d.error_stack);
     return d;
 }

@@ -6,6 +6,7 @@
 #include <array>
 #include <charconv>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <future>
 #include <mutex>
@@ -30,6 +31,14 @@ namespace {
 
 int64_t epoch_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// "<time in ms>-<8 random hex digits>": names one replay in its records and ledger entries.
+std::string new_replay_id() {
+    static std::mt19937_64 rng{std::random_device{}()};
+    char hex[9];
+    std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(rng() & 0xffffffffu));
+    return std::to_string(epoch_ms()) + "-" + hex;
 }
 
 std::string reader_group() {
@@ -573,6 +582,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     const auto parking = o.parking_topic.empty() ? impl.config.topic + ".parking" : o.parking_topic;
     const auto settled = ledger();
     ReplayReport report;
+    report.replay_id = new_replay_id();
     std::vector<std::string> targets;        // the destinations met so far
     std::vector<int64_t> per_target;         // letters, by index in `targets`
     std::vector<signed char> target_exists;  // by index: -1 unknown, 0 no, 1 yes
@@ -679,6 +689,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                 }
                 json += ']';
             }
+            json += R"(,"replay":)";
+            append_json_string(json, report.replay_id);
             json += '}';
             records.push_back({impl.ledger_name(),
                                "replayed:" + std::string(first_id) + '@' + std::to_string(now),
@@ -740,7 +752,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         text_of.reserve(f.letters.size());
         std::size_t header_count = 0;
         for (const auto& p : f.letters) {
-            header_count += p.record->headers.size() + 3;
+            header_count += p.record->headers.size() + 4;
             const auto at = texts.size();
             texts += std::to_string(p.replay_count + 1);
             const auto count_size = texts.size() - at;
@@ -761,10 +773,12 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             const auto first = headers.size();
             for (const auto& h : p.record->headers)
                 if (!(h.name == "postroom-replay-count" || h.name == "postroom-replayed-from" ||
-                      (!parking_it && starts_with(h.name, "postroom-dlt-"))))
+                      h.name == "postroom-replay-id" ||
+                      (!parking_it && !o.keep_failure_headers && is_failure_header(h.name))))
                     headers.push_back(h);
             headers.push_back({"postroom-replay-count", all_texts.substr(t.at, t.count_size)});
             headers.push_back({"postroom-replayed-from", f.id(p)});
+            headers.push_back({"postroom-replay-id", report.replay_id});
             if (parking_it)
                 headers.push_back({"postroom-parked-reason",
                                    all_texts.substr(t.at + t.count_size, t.size - t.count_size)});
@@ -853,6 +867,10 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
                     }
                 }
                 const auto& facts = letter.facts;
+                if (facts.value_truncated) {  // its value is only a prefix of the event's
+                    ++report.truncated;
+                    continue;
+                }
                 std::string_view target = o.to.empty() ? facts.original_topic : o.to;
                 if (target.empty()) {
                     ++report.without_target;

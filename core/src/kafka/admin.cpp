@@ -4,12 +4,27 @@
 #include <chrono>
 #include <thread>
 
+#include "../detail/excerpt.hpp"
 #include "common.hpp"
 #include "postroom/embedded/broker.hpp"
 
 namespace postroom::kafka {
 
 using namespace detail;
+
+void check_topic_name(std::string_view name) {
+    auto invalid = [&](const std::string& why) {
+        throw ConfigurationError("'" + postroom::detail::excerpt(name) +
+                                 "' is not a valid Kafka topic name: " + why);
+    };
+    if (name.empty()) invalid("it is empty");
+    if (name.size() > 249) invalid("it is longer than 249 characters");
+    if (name == "." || name == "..") invalid("'.' and '..' are not allowed");
+    for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            invalid("use only ASCII letters, digits, '.', '_' and '-'");
+}
 
 struct Admin::Impl : ClientBase {
     AdminConfig config;
@@ -184,6 +199,41 @@ std::optional<TopicInfo> Admin::describe_topic(const std::string& name) {
             return std::nullopt;
         if (t.err) throw_error(t.err, "describe topic '" + name + "'");
         return info_of(t);
+    }
+    return std::nullopt;
+}
+
+std::optional<std::map<std::string, std::string>> Admin::topic_config(const std::string& name) {
+    if (impl_->broker.embedded) {
+        if (!impl_->broker.embedded->has_topic(name)) return std::nullopt;
+        return std::map<std::string, std::string>{};
+    }
+    ConfigResourceHandle resource(
+        rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, name.c_str()));
+    QueueHandle queue(rd_kafka_queue_new(impl_->rk.get()));
+    auto opts = impl_->options(RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
+    rd_kafka_ConfigResource_t* resources[] = {resource.get()};
+    rd_kafka_DescribeConfigs(impl_->rk.get(), resources, 1, opts.get(), queue.get());
+    const auto what = "describe the configuration of topic '" + name + "'";
+    auto ev = impl_->await(queue, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, what);
+    size_t n = 0;
+    auto results = rd_kafka_DescribeConfigs_result_resources(
+        rd_kafka_event_DescribeConfigs_result(ev.get()), &n);
+    for (size_t i = 0; i < n; ++i) {
+        if (name != rd_kafka_ConfigResource_name(results[i])) continue;
+        const auto err = rd_kafka_ConfigResource_error(results[i]);
+        if (err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+            return std::nullopt;
+        if (err) throw_error(err, what, rd_kafka_ConfigResource_error_string(results[i]));
+        std::map<std::string, std::string> config;
+        size_t count = 0;
+        const auto entries = rd_kafka_ConfigResource_configs(results[i], &count);
+        for (size_t k = 0; k < count; ++k) {
+            const char* value = rd_kafka_ConfigEntry_value(entries[k]);
+            config.emplace(rd_kafka_ConfigEntry_name(entries[k]), value ? value : "");
+        }
+        return config;
     }
     return std::nullopt;
 }

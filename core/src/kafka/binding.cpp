@@ -1,5 +1,6 @@
 #include "postroom/kafka/binding.hpp"
 
+#include "../detail/excerpt.hpp"
 #include "postroom/error.hpp"
 
 namespace postroom::kafka {
@@ -85,7 +86,9 @@ Event to_event(const std::optional<std::string>& key, const std::optional<std::s
         if (h.name.size() <= ce_prefix.size() || h.name.compare(0, 3, ce_prefix) != 0) continue;
         std::string attr = h.name.substr(3);
         if (!h.value)
-            throw CodecError(attr, "CloudEvent attribute '" + attr + "' has a null header value");
+            throw CodecError(postroom::detail::excerpt(attr), "CloudEvent attribute '" +
+                                                                  postroom::detail::excerpt(attr) +
+                                                                  "' has a null header value");
         const std::string& v = *h.value;
         if (attr == "specversion")
             ev.specversion = v;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -156,6 +157,7 @@ struct Producer::Impl : ClientBase {
     std::exception_ptr callback_error;                            // from a user callback
     std::atomic<bool> closed{false};
     std::atomic<int64_t> producer_id{-1};
+    std::size_t max_message_bytes = 1'000'000;  // librdkafka's message.max.bytes
     ClientHandle rk;
     // Topic handles must go before the client: declared after it, destroyed before it.
     std::mutex topics_mutex;
@@ -410,6 +412,10 @@ Producer::Producer(ProducerConfig config) : impl_(std::make_unique<Impl>()) {
         conf.set("debug", debug);
     }
     rd_kafka_conf_set_dr_msg_cb(conf.get(), &Impl::dr_msg_cb);
+    char limit[32];
+    std::size_t limit_size = sizeof limit;
+    if (rd_kafka_conf_get(conf.get(), "message.max.bytes", limit, &limit_size) == RD_KAFKA_CONF_OK)
+        impl.max_message_bytes = std::strtoull(limit, nullptr, 10);
     impl.rk = conf.create(RD_KAFKA_PRODUCER, &impl);
 }
 
@@ -539,6 +545,10 @@ void Producer::close(std::chrono::milliseconds timeout) {
 
 bool Producer::closed() const noexcept {
     return !impl_ || impl_->closed.load();
+}
+
+std::size_t Producer::max_message_bytes() const {
+    return impl_->max_message_bytes;
 }
 
 bool Producer::idempotence_enabled() const {

@@ -2,6 +2,8 @@
 
 #include <charconv>
 
+#include "../detail/excerpt.hpp"
+
 namespace postroom::runtime {
 
 namespace {
@@ -73,8 +75,10 @@ OutgoingMessage make_retry(const Message& message, const Failure& failure, int l
     add(retry_header::level, std::to_string(level));
     add(retry_header::attempts, std::to_string(failure.attempts));
     add(retry_header::first_failure, failure.first_failure);
-    add(retry_header::error_type, failure.error_type);
-    add(retry_header::error_message, failure.error_message);
+    add(retry_header::error_type,
+        postroom::detail::excerpt(failure.error_type, max_error_message_bytes));
+    add(retry_header::error_message,
+        postroom::detail::excerpt(failure.error_message, max_error_message_bytes));
     add(retry_header::original_topic, origin.topic);
     add(retry_header::original_partition, std::to_string(origin.partition));
     add(retry_header::original_offset, origin.position);
@@ -88,6 +92,7 @@ std::string_view to_string(DeadLetterReason reason) noexcept {
         case DeadLetterReason::non_retryable: return "non-retryable";
         case DeadLetterReason::undecodable: return "undecodable";
         case DeadLetterReason::too_large: return "too-large";
+        case DeadLetterReason::too_large_for_retry_topic: return "too-large-for-retry-topic";
     }
     return "unknown";
 }
@@ -105,9 +110,12 @@ OutgoingMessage make_dead_letter(const Message& original, const Failure& failure
         out.headers.push_back({std::string(name), std::move(value)});
     };
     add(dlt::reason, std::string(to_string(failure.reason)));
-    add(dlt::error_type, failure.error_type);
-    add(dlt::error_message, failure.error_message);
-    if (!failure.error_stack.empty()) add(dlt::error_stack, failure.error_stack);
+    add(dlt::error_type, postroom::detail::excerpt(failure.error_type, max_error_message_bytes));
+    add(dlt::error_message,
+        postroom::detail::excerpt(failure.error_message, max_error_message_bytes));
+    if (!failure.error_stack.empty())
+        add(dlt::error_stack,
+            postroom::detail::excerpt(failure.error_stack, max_error_stack_bytes));
     add(dlt::original_topic, origin.topic);
     add(dlt::original_partition, std::to_string(origin.partition));
     add(dlt::original_offset, origin.position);
@@ -118,6 +126,37 @@ OutgoingMessage make_dead_letter(const Message& original, const Failure& failure
     add(dlt::first_failure, failure.first_failure);
     add(dlt::last_failure, failure.last_failure);
     return out;
+}
+
+namespace {
+// Kafka's framing of one record in a batch of its own: the batch header (61 bytes), the
+// record's length, attributes, timestamp and offset deltas and the key and value lengths
+// (varints), with room to spare; and per header its two lengths.
+constexpr std::size_t framing_bytes = 128;
+constexpr std::size_t header_framing_bytes = 12;
+}  // namespace
+
+std::size_t record_bytes(const OutgoingMessage& record) {
+    std::size_t n = framing_bytes + (record.key ? record.key->size() : 0) +
+                    (record.value ? record.value->size() : 0);
+    for (const auto& h : record.headers)
+        n += header_framing_bytes + h.name.size() + (h.value ? h.value->size() : 0);
+    return n;
+}
+
+bool fit_dead_letter(OutgoingMessage& letter, std::size_t max_bytes) {
+    const std::size_t size = record_bytes(letter);
+    if (size <= max_bytes) return true;
+    const std::size_t value_size = letter.value ? letter.value->size() : 0;
+    const std::string length = std::to_string(value_size);
+    const std::size_t notes = 2 * header_framing_bytes + dlt::value_truncated.size() + 4 +
+                              dlt::value_length.size() + length.size();
+    const std::size_t without_value = size - value_size + notes;
+    if (without_value > max_bytes) return false;
+    if (letter.value) letter.value->resize(std::min(value_size, max_bytes - without_value));
+    letter.headers.push_back({std::string(dlt::value_truncated), std::string("true")});
+    letter.headers.push_back({std::string(dlt::value_length), length});
+    return true;
 }
 
 }  // namespace postroom::runtime

@@ -49,6 +49,15 @@ struct DeadLetter {
     std::optional<int64_t> attempts;
     std::string failed_at;  // as the producer wrote it (RFC 3339 or ms since the epoch)
     int replay_count = 0;   // postroom-replay-count
+    // A replayed event that failed again: the letter it was replayed from, and the replay
+    // (postroom-replayed-from, postroom-replay-id). Empty otherwise.
+    std::string replayed_from;
+    std::string replay_id;
+    // The dead-letter topic could not take the whole value: `record.value` is a prefix of
+    // value_length bytes (postroom-dlt-value-truncated, postroom-dlt-value-length); the
+    // whole event is at its original topic, partition and offset. Replay leaves such a letter.
+    bool value_truncated = false;
+    std::optional<int64_t> value_length;
     std::string fingerprint;
 
     // "<topic>:<partition>:<offset>" (Kafka) or "<stream>:<entry id>" (Redis): stable, used
@@ -95,8 +104,20 @@ struct LetterFacts {
     std::optional<int64_t> attempts;
     FactText failed_at;
     int replay_count = 0;
+    std::string_view replayed_from;
+    std::string_view replay_id;
+    bool value_truncated = false;
+    std::optional<int64_t> value_length;
 };
 LetterFacts decode_facts(std::span<const HeaderView> headers);
+
+// Whether a header describes a failure in one of the conventions decoded here (postroom's
+// postroom-dlt-* and postroom-retry-*, Spring's kafka_dlt-*, kafka_exception-*,
+// kafka_original-* and retry_topic-*, Kafka Connect's __connect.errors.*, Kafka Streams'
+// __streams.errors.*, Watermill's *_poisoned, MassTransit's MT-Fault-*, MT-Reason and
+// MT-Host-*, NServiceBus's NServiceBus.ExceptionInfo.*, .FailedQ, .TimeOfFailure,
+// .Retries*, .ProcessingEndpoint and .ProcessingMachine). A replay leaves these out, so a replayed event does not claim to have failed.
+bool is_failure_header(std::string_view name) noexcept;
 
 // A letter read as views: its record, its facts and its fingerprint (16 hex digits).
 struct LetterView {

@@ -47,18 +47,29 @@ struct ReplayOptions {
     bool again = false;         // also letters already replayed
     int max_replays = 3;        // a letter replayed this often goes to the parking lot
     std::string parking_topic;  // default "<topic>.parking"
+    // A replayed record leaves out the failure headers of every convention decoded (see
+    // is_failure_header), so the original topic gets no records that claim to have failed;
+    // true keeps them. Letters sent to the parking lot always keep them.
+    bool keep_failure_headers = false;
     // Called after each acknowledged batch with (letters done, letters in the topic: an upper
     // bound of those selected); returning false cancels (what was acknowledged so far is
     // recorded). Letters stream from the topic into batches: memory holds a few batches.
     std::function<bool(int64_t, int64_t)> progress;
 };
 
+// Every replayed record carries its provenance: postroom-replayed-from (the letter's id),
+// postroom-replay-id (this replay) and postroom-replay-count; if it fails again, its new dead
+// letter keeps them, so the second failure is traced to the first.
 struct ReplayReport {
+    std::string replay_id;  // "<time in ms>-<random hex>": in each record and ledger entry
     int64_t selected = 0;
     int64_t replayed = 0;
     int64_t parked = 0;          // sent to the parking lot by the loop guard
     int64_t skipped = 0;         // already replayed or resolved
     int64_t without_target = 0;  // no original topic known and no `to`
+    // Letters whose value was cut to fit the dead-letter topic: not replayed (their value is
+    // a prefix); the whole event is at the letter's original topic, partition and offset.
+    int64_t truncated = 0;
     bool cancelled = false;
     std::map<std::string, int64_t> per_target;       // destination -> letters
     std::map<std::string, int64_t> per_fingerprint;  // group -> letters

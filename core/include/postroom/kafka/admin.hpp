@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "postroom/kafka/config.hpp"
@@ -27,6 +28,10 @@ struct Watermarks {
     int64_t high = -1;  // offset the next message will get
 };
 
+// Throws ConfigurationError, saying why, when `name` can never be a Kafka topic: Kafka takes
+// 1 to 249 ASCII letters, digits, '.', '_' and '-', and neither "." nor "..".
+void check_topic_name(std::string_view name);
+
 class Admin {
 public:
     explicit Admin(AdminConfig config);
@@ -43,6 +48,11 @@ public:
     // User topics, sorted by name (internal topics such as __consumer_offsets left out).
     std::vector<TopicInfo> list_topics();
     std::optional<TopicInfo> describe_topic(const std::string& name);
+    // The topic's configuration as the broker reports it (DescribeConfigs): every entry,
+    // defaults included, such as max.message.bytes, retention.ms and cleanup.policy. nullopt
+    // when the topic does not exist. The embedded broker keeps no topic configuration: an
+    // existing topic there has an empty map.
+    std::optional<std::map<std::string, std::string>> topic_config(const std::string& name);
     Watermarks watermarks(const TopicPartition& partition);
     // Deletes the records of `partition` below `before_offset` (DeleteRecords); returns the
     // new low watermark. The embedded broker cannot do this.

@@ -118,6 +118,10 @@ public:
     // against the live connection's protocol features and producer id).
     bool idempotence_enabled() const;
 
+    // The largest record this producer sends (librdkafka's message.max.bytes, 1,000,000 unless
+    // configured): key, value, headers and the record's framing together.
+    std::size_t max_message_bytes() const;
+
     const ProducerConfig& config() const noexcept;
 
 private:

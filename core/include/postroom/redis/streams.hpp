@@ -92,6 +92,9 @@ public:
     // Entries sent and not reported yet.
     std::size_t in_flight() const;
     void send(const OutgoingMessage& message, std::chrono::milliseconds timeout) override;
+    // A stream is created by its first XADD, and Redis takes entries up to its
+    // proto-max-bulk-len (512 MB by default) per field: no limit worth fitting records to.
+    transport::TopicLimits limits(const std::string&) override { return {}; }
     void close() override;  // flush(), then close the connection
 
 private:

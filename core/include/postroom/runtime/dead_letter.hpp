@@ -4,9 +4,10 @@
 // (numbers in decimal, times in RFC 3339), so any tool can read them.
 //
 //   postroom-dlt-reason              retries-exhausted | non-retryable | undecodable | too-large
+//                                    | too-large-for-retry-topic
 //   postroom-dlt-error-type          exception class (e.g. ValueError, postroom::CodecError)
-//   postroom-dlt-error-message       its message
-//   postroom-dlt-error-stack         stack or Python traceback, when known
+//   postroom-dlt-error-message       its message (at most 4 KiB: a longer one is cut)
+//   postroom-dlt-error-stack         stack or Python traceback, when known (at most 64 KiB)
 //   postroom-dlt-original-topic / -original-partition / -original-offset
 //                                    (on Redis Streams: partition 0, the entry id as offset)
 //   postroom-dlt-original-timestamp  the original record's timestamp, ms since the epoch
@@ -14,6 +15,12 @@
 //   postroom-dlt-group               consumer group
 //   postroom-dlt-attempts            attempts made
 //   postroom-dlt-first-failure / -last-failure   RFC 3339 times
+//   postroom-dlt-value-truncated     "true" when the value was cut to fit the dead-letter
+//                                    topic's record size limit (only then present)
+//   postroom-dlt-value-length        the original value's length in bytes (with the above)
+//
+// A letter always fits where it goes: a value too large for the dead-letter topic is cut to
+// a prefix, and the original stays at its original topic, partition and offset.
 //
 // An event on its way through a retry topic (<topic>.retry.<level>) carries the
 // postroom-retry-* family instead, all UTF-8 text as well:
@@ -30,6 +37,7 @@
 //
 // Thread-safety: regular value types and pure functions.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -53,7 +61,14 @@ inline constexpr std::string_view group = "postroom-dlt-group";
 inline constexpr std::string_view attempts = "postroom-dlt-attempts";
 inline constexpr std::string_view first_failure = "postroom-dlt-first-failure";
 inline constexpr std::string_view last_failure = "postroom-dlt-last-failure";
+inline constexpr std::string_view value_truncated = "postroom-dlt-value-truncated";
+inline constexpr std::string_view value_length = "postroom-dlt-value-length";
 }  // namespace dlt
+
+// Failure texts are bounded in dead letters and retry records: a handler's exception message
+// can echo any input.
+inline constexpr std::size_t max_error_message_bytes = 4096;
+inline constexpr std::size_t max_error_stack_bytes = 65536;
 
 namespace retry_header {
 inline constexpr std::string_view prefix = "postroom-retry-";
@@ -87,7 +102,15 @@ Origin origin_of(const Message& message);
 // "<topic>.retry.<level>"
 std::string retry_topic_name(const std::string& topic, int level);
 
-enum class DeadLetterReason { retries_exhausted, non_retryable, undecodable, too_large };
+// too_large_for_retry_topic: it failed and could be retried, but it is larger than its
+// retry topic takes, so it cannot travel through the retry topics.
+enum class DeadLetterReason {
+    retries_exhausted,
+    non_retryable,
+    undecodable,
+    too_large,
+    too_large_for_retry_topic,
+};
 std::string_view to_string(DeadLetterReason reason) noexcept;
 
 // Why processing failed, as the runtime saw it.
@@ -106,6 +129,15 @@ struct Failure {
 OutgoingMessage make_dead_letter(const Message& original, const Failure& failure,
                                  const std::string& dead_letter_topic, const std::string& processor,
                                  const std::string& group);
+
+// The size `record` counts for against a broker's record size limit: key, value, header
+// names and values, and an allowance for the record's framing.
+std::size_t record_bytes(const OutgoingMessage& record);
+
+// Makes a dead letter fit `max_bytes` (see record_bytes): a letter that is larger keeps its
+// key and headers and a prefix of its value, and says so (postroom-dlt-value-truncated,
+// postroom-dlt-value-length). False when its key and headers alone are too large.
+bool fit_dead_letter(OutgoingMessage& letter, std::size_t max_bytes);
 
 }  // namespace postroom::runtime
 

@@ -14,7 +14,10 @@
 // event): per-key (and per-partition) order holds. In-process retries block the processor;
 // retry topics (retry_topic_delays) do not. If the store or the dead-letter topic
 // cannot be written, the processor backs off and does not progress: nothing is lost, nothing
-// spins.
+// spins. A dead letter always fits its topic (a value too large is cut, and the letter says
+// so); a record that a topic refuses for a reason waiting does not mend (an invalid name, no
+// authorisation) stops the processor after a few tries with an error that says so, the event
+// left for redelivery.
 //
 // Thread-safety: run()/run_once()/close() belong to one thread; stop() and counters() may
 // be called from any thread (stop() also from a signal handler's flag-setting code). The
@@ -174,8 +177,11 @@ public:
     // Polls once (waiting up to `timeout`) and handles what arrived; returns how many
     // messages were finished.
     std::size_t run_once(std::chrono::milliseconds timeout);
-    // run_once() until stop().
+    // run_once() until stop(); throws what stopped it, if a failure did.
     void run();
+    // Throws the error that stopped the processor, if one did: a dead letter or retry record
+    // that its topic keeps refusing (run_once() throws it too, and again on every call).
+    void throw_if_failed() const;
     void stop() noexcept;
     bool stopping() const noexcept;
     // Commits what is done and leaves the group. Idempotent.
