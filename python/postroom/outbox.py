@@ -27,7 +27,6 @@ from ._core import Event
 from ._signals import stop_on_signals
 from .kafka import Broker
 
-
 ROUTINGS = ("postroom", "debezium")
 DEBEZIUM_TOPIC_TEMPLATE = "outbox.event.${routedByValue}"  # Debezium's route.topic.replacement
 

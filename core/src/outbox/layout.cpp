@@ -71,11 +71,13 @@ std::vector<std::string> add_relay_columns(stores::Transaction& tx, const std::s
     if (std::find(missing.begin(), missing.end(), "seq") != missing.end()) {
         // The relay reads in seq order through an index on seq: the primary key, unless the
         // table has one (Debezium's tables usually key on id).
-        const bool keyed = !tx.execute("SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) "
-                                       "AND indisprimary",
-                                       {quoted(table)})
+        const bool keyed = !tx.execute(
+                                  "SELECT 1 FROM pg_index WHERE indrelid = to_regclass($1) "
+                                  "AND indisprimary",
+                                  {quoted(table)})
                                 .rows.empty();
-        tx.execute("ALTER TABLE " + quoted(table) + (keyed ? " ADD UNIQUE (seq)" : " ADD PRIMARY KEY (seq)"));
+        tx.execute("ALTER TABLE " + quoted(table) +
+                   (keyed ? " ADD UNIQUE (seq)" : " ADD PRIMARY KEY (seq)"));
     }
     return missing;
 }
@@ -109,10 +111,11 @@ const std::vector<std::string>& relay_columns() {
 
 TableLayout inspect_table(stores::Transaction& tx, Dialect dialect, const std::string& table) {
     auto r = dialect == Dialect::postgres
-                 ? tx.execute("SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
-                              "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
-                              "attisdropped ORDER BY attnum",
-                              {quoted(table)})
+                 ? tx.execute(
+                       "SELECT attname, format_type(atttypid, NULL) FROM pg_attribute "
+                       "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT "
+                       "attisdropped ORDER BY attnum",
+                       {quoted(table)})
                  : tx.execute("SELECT name, type FROM pragma_table_info(?)", {table});
     TableLayout layout;
     layout.exists = !r.rows.empty();
@@ -127,9 +130,8 @@ std::vector<std::string> adopt_table(stores::Transaction& tx, Dialect dialect,
     if (!layout.exists) return {};
     if (const auto lacking = layout.missing(event_columns()); !lacking.empty())
         throw ConfigurationError("table \"" + table +
-                                 "\" is not an outbox table: it has no column " +
-                                 listed(lacking) + " (an outbox row has " +
-                                 listed(event_columns()) +
+                                 "\" is not an outbox table: it has no column " + listed(lacking) +
+                                 " (an outbox row has " + listed(event_columns()) +
                                  ", as Debezium's outbox table does)");
     payload_column(layout, table);
     const auto lacking = layout.missing(relay_columns());
@@ -145,8 +147,8 @@ std::vector<std::string> adopt_table(stores::Transaction& tx, Dialect dialect,
             "aggregateid, type, payload) SELECT ... ORDER BY rowid)");
     if (!migrate)
         throw ConfigurationError(
-            what + ". Add them once, with: postroom outbox migrate --db " +
-            redacted(database_url) + " --table " + table +
+            what + ". Add them once, with: postroom outbox migrate --db " + redacted(database_url) +
+            " --table " + table +
             " (from Python: postroom.Outbox(..., migrate=True)); its rows are then published "
             "once each, in the order they were written");
     return add_relay_columns(tx, table);

@@ -19,12 +19,12 @@
 #include "../detail/structured_log.hpp"
 #include "../runtime/crash_points.hpp"
 #include "layout.hpp"
-#include "row_router.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/producer.hpp"
 #include "postroom/redis/streams.hpp"
+#include "row_router.hpp"
 
 namespace postroom::outbox {
 
@@ -152,7 +152,8 @@ std::string insert_statement(Dialect dialect, const std::string& table, bool num
         throw ConfigurationError("outbox table name '" + table + "' is not allowed");
     std::vector<std::string> values;
     for (int n = 1; n <= 7; ++n)
-        values.push_back(dialect == Dialect::postgres && !numbered ? "%s" : placeholder(dialect, n));
+        values.push_back(dialect == Dialect::postgres && !numbered ? "%s"
+                                                                   : placeholder(dialect, n));
     if (dialect == Dialect::postgres && payload != PayloadColumn::bytea) {
         // The payload comes as bytes: text, json and jsonb columns take it as UTF-8 text.
         values[4] = "convert_from(" + values[4] + ", 'UTF8')";
@@ -162,8 +163,7 @@ std::string insert_statement(Dialect dialect, const std::string& table, bool num
     std::string list;
     for (const auto& v : values) list += (list.empty() ? "" : ", ") + v;
     return "INSERT INTO " + quoted(table) +
-           " (id, aggregatetype, aggregateid, type, payload, headers, topic) VALUES (" + list +
-           ")";
+           " (id, aggregatetype, aggregateid, type, payload, headers, topic) VALUES (" + list + ")";
 }
 
 void add(stores::Transaction& transaction, Dialect dialect, const std::string& table,
@@ -238,8 +238,8 @@ struct Outbox::Impl {
             // An existing table: checked, and given the relay's columns if it lacks them and
             // `migrate` allows it (layout.cpp).
             const bool existed = detail::inspect_table(tx, dialect, config.table).exists;
-            added_columns = detail::adopt_table(tx, dialect, config.table, config.database_url,
-                                                config.migrate);
+            added_columns =
+                detail::adopt_table(tx, dialect, config.table, config.database_url, config.migrate);
             // A table new (or new to seq) numbers its rows from 1: a cursor left behind by a
             // table dropped under the same name would pass over them.
             const bool new_seq = !existed || !added_columns.empty();
@@ -284,9 +284,9 @@ struct Outbox::Impl {
                        "expires_at bigint NOT NULL DEFAULT 0" +
                        (pg ? ", sent_through bigint" : "") + ")");
             if (new_seq)
-                tx.execute(std::string("DELETE FROM ") + relays_table +
-                               " WHERE outbox_table = " + p(1),
-                           {config.table});
+                tx.execute(
+                    std::string("DELETE FROM ") + relays_table + " WHERE outbox_table = " + p(1),
+                    {config.table});
             tx.execute(std::string("INSERT INTO ") + relays_table + " (outbox_table) VALUES (" +
                            p(1) + ") ON CONFLICT (outbox_table) DO NOTHING",
                        {config.table});
@@ -628,9 +628,9 @@ struct Outbox::Impl {
             auto r = tx.execute(
                 "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic, "
                 "status, (SELECT pg_current_snapshot()::text)" +
-                router.extra_select() + " FROM " + table() + " WHERE seq > " + std::to_string(from) + " AND (seq > " +
-                std::to_string(at.read_from) + ranges + ") ORDER BY seq LIMIT " +
-                std::to_string(limit));
+                router.extra_select() + " FROM " + table() + " WHERE seq > " +
+                std::to_string(from) + " AND (seq > " + std::to_string(at.read_from) + ranges +
+                ") ORDER BY seq LIMIT " + std::to_string(limit));
             const bool full = r.rows.size() == limit;
             const int64_t last = r.rows.empty() ? at.read_from : int_of(r.rows.back()[0]);
             // The part of each gap the read covered: settled if the gap is ready, else it
@@ -669,8 +669,7 @@ struct Outbox::Impl {
                         }
                         previous = seq;
                     }
-                    if (is_text(row[8], "pending"))
-                        rows.push_back(to_pending(std::move(row), 10));
+                    if (is_text(row[8], "pending")) rows.push_back(to_pending(std::move(row), 10));
                 }
                 at.read_from = std::max(at.read_from, previous);
             }
@@ -689,10 +688,10 @@ struct Outbox::Impl {
         std::string skip;
         for (const auto& [lo, hi] : in_flight)
             skip += " AND seq NOT BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi);
-        auto r = tx.execute(
-            "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic" +
-            router.extra_select() + " FROM " + table() + " WHERE status = 'pending'" + skip + " ORDER BY seq LIMIT " +
-            std::to_string(config.batch_size));
+        auto r =
+            tx.execute("SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic" +
+                       router.extra_select() + " FROM " + table() + " WHERE status = 'pending'" +
+                       skip + " ORDER BY seq LIMIT " + std::to_string(config.batch_size));
         std::vector<Pending> rows;
         rows.reserve(r.rows.size());
         for (auto& row : r.rows) rows.push_back(to_pending(std::move(row), 8));
@@ -1209,9 +1208,10 @@ OutboxStatus Outbox::status() {
                 s.sent = n;
             }
         }
-        auto f = tx.execute("SELECT seq, id, aggregateid, topic, aggregatetype, COALESCE(error, '')" +
-                            impl.router.extra_select() + " FROM " + impl.table() +
-                            " WHERE status = 'failed' ORDER BY seq LIMIT 100");
+        auto f =
+            tx.execute("SELECT seq, id, aggregateid, topic, aggregatetype, COALESCE(error, '')" +
+                       impl.router.extra_select() + " FROM " + impl.table() +
+                       " WHERE status = 'failed' ORDER BY seq LIMIT 100");
         for (auto& row : f.rows) {
             const auto extras = impl.extras_of(row, 6);
             auto topic = impl.router.topic(text_of(row[3]), text_of(row[4]), extras);

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 
-#include "row_router.hpp"
 #include "postroom/error.hpp"
 #include "postroom/stores/store.hpp"
+#include "row_router.hpp"
 
 namespace postroom::outbox {
 
@@ -78,17 +78,18 @@ std::vector<AdditionalField> parse_additional_placement(std::string_view spec) {
     for (auto item : split(spec, ',')) {
         const auto parts = split(trimmed(item), ':');
         const auto bad = [&](const std::string& why) {
-            return ConfigurationError("outbox additional placement '" + std::string(item) +
-                                      "': " + why +
-                                      " (expected column:header or column:header:alias)");
+            return ConfigurationError("outbox additional placement '" + std::string(item) + "': " +
+                                      why + " (expected column:header or column:header:alias)");
         };
         if (parts.size() < 2 || parts.size() > 3) throw bad("not column:placement[:alias]");
         const std::string column(trimmed(parts[0]));
         const std::string placement(trimmed(parts[1]));
-        if (!stores::is_valid_table_name(column)) throw bad("'" + column + "' is not a column name");
+        if (!stores::is_valid_table_name(column))
+            throw bad("'" + column + "' is not a column name");
         if (placement == "envelope" || placement == "partition")
-            throw bad("the " + placement +
-                      " placement is Debezium's only; postroom places additional fields in headers");
+            throw bad(
+                "the " + placement +
+                " placement is Debezium's only; postroom places additional fields in headers");
         if (placement != "header") throw bad("unknown placement '" + placement + "'");
         AdditionalField f{column, parts.size() == 3 ? std::string(trimmed(parts[2])) : column};
         if (f.header.empty()) throw bad("empty alias");
