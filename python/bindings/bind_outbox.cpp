@@ -32,6 +32,23 @@ py::dict status_dict(const OutboxStatus& s) {
     return d;
 }
 
+const char* payload_name(PayloadColumn p) {
+    switch (p) {
+        case PayloadColumn::text: return "text";
+        case PayloadColumn::json: return "json";
+        case PayloadColumn::jsonb: return "jsonb";
+        default: return "bytea";
+    }
+}
+
+PayloadColumn payload_of(const std::string& name) {
+    if (name == "bytea") return PayloadColumn::bytea;
+    if (name == "text") return PayloadColumn::text;
+    if (name == "json") return PayloadColumn::json;
+    if (name == "jsonb") return PayloadColumn::jsonb;
+    throw py::value_error("payload must be 'bytea', 'text', 'json' or 'jsonb'");
+}
+
 py::dict counters_dict(const RelayCounters& c) {
     py::dict d;
     d["published"] = c.published;
@@ -83,13 +100,27 @@ void bind_outbox(py::module_& m) {
         "topic).");
     m.def(
         "outbox_insert_statement",
-        [](const std::string& dialect, const std::string& table) {
+        [](const std::string& dialect, const std::string& table, const std::string& payload) {
+            const auto column = payload_of(payload);
             if (dialect == "sqlite") return insert_statement(Dialect::sqlite, table);
-            if (dialect == "psycopg") return insert_statement(Dialect::postgres, table, false);
-            if (dialect == "postgres") return insert_statement(Dialect::postgres, table, true);
+            if (dialect == "psycopg")
+                return insert_statement(Dialect::postgres, table, false, column);
+            if (dialect == "postgres")
+                return insert_statement(Dialect::postgres, table, true, column);
             throw py::value_error("dialect must be 'sqlite', 'psycopg' or 'postgres'");
         },
-        py::arg("dialect"), py::arg("table"));
+        py::arg("dialect"), py::arg("table"), py::arg("payload") = "bytea");
+    m.def(
+        "parse_additional_placement",
+        [](const std::string& spec) {
+            std::vector<std::pair<std::string, std::string>> out;
+            for (const auto& f : parse_additional_placement(spec))
+                out.emplace_back(f.column, f.header);
+            return out;
+        },
+        py::arg("spec"),
+        "Debezium's table.fields.additional.placement ('column:header[:alias],...') as "
+        "(column, header) pairs.");
 
     py::class_<PyOutbox>(m, "Outbox")
         .def(py::init([](const std::string& database_url, const std::string& broker_url,
@@ -97,7 +128,10 @@ void bind_outbox(py::module_& m) {
                          const std::string& source, std::size_t batch_size, double poll_interval,
                          double publish_timeout, double lease, double blocked_backoff_max,
                          bool delete_sent, double retention, double purge_interval,
-                         std::size_t max_message_bytes, const py::dict& producer_properties) {
+                         std::size_t max_message_bytes, const py::dict& producer_properties,
+                         const std::string& topic_template, const std::string& route_by_field,
+                         const std::vector<std::pair<std::string, std::string>>& additional_fields,
+                         bool migrate) {
                  OutboxConfig c;
                  c.database_url = database_url;
                  c.broker_url = broker_url;
@@ -114,6 +148,11 @@ void bind_outbox(py::module_& m) {
                  c.purge_interval = std::chrono::seconds(static_cast<int64_t>(purge_interval));
                  c.max_message_bytes = max_message_bytes;
                  c.producer_properties = to_properties(producer_properties);
+                 c.routing.topic_template = topic_template;
+                 c.routing.route_by_field = route_by_field;
+                 for (const auto& [column, header] : additional_fields)
+                     c.routing.additional_fields.push_back({column, header});
+                 c.migrate = migrate;
                  auto self = std::make_unique<PyOutbox>();
                  auto pending = self->pending_error;
                  auto* raw = self.get();
@@ -134,12 +173,20 @@ void bind_outbox(py::module_& m) {
              py::arg("topic"), py::arg("source"), py::arg("batch_size"), py::arg("poll_interval"),
              py::arg("publish_timeout"), py::arg("lease"), py::arg("blocked_backoff_max"),
              py::arg("delete_sent"), py::arg("retention"), py::arg("purge_interval"),
-             py::arg("max_message_bytes"), py::arg("producer_properties"))
+             py::arg("max_message_bytes"), py::arg("producer_properties"),
+             py::arg("topic_template") = "", py::arg("route_by_field") = "aggregatetype",
+             py::arg("additional_fields") = std::vector<std::pair<std::string, std::string>>{},
+             py::arg("migrate") = false)
         .def_property_readonly("dialect",
                                [](const PyOutbox& o) {
                                    return o.outbox->dialect() == Dialect::sqlite ? "sqlite"
                                                                                  : "postgres";
                                })
+        .def_property_readonly(
+            "payload_column",
+            [](const PyOutbox& o) { return payload_name(o.outbox->payload_column()); })
+        .def_property_readonly("added_columns",
+                               [](const PyOutbox& o) { return o.outbox->added_columns(); })
         .def("relay_once",
              [](PyOutbox& o) {
                  std::size_t n;

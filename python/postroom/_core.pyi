@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchContext', 'BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'set_default_log_level']
+__all__: list[str] = ['BatchContext', 'BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'parse_additional_placement', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -386,7 +386,7 @@ class Processor:
     def stopping(self) -> bool:
         ...
 class Outbox:
-    def __init__(self, *, database_url: str, broker_url: str, table: str, topic: str, source: str, batch_size: typing.SupportsInt | typing.SupportsIndex, poll_interval: typing.SupportsFloat | typing.SupportsIndex, publish_timeout: typing.SupportsFloat | typing.SupportsIndex, lease: typing.SupportsFloat | typing.SupportsIndex, blocked_backoff_max: typing.SupportsFloat | typing.SupportsIndex, delete_sent: bool, retention: typing.SupportsFloat | typing.SupportsIndex, purge_interval: typing.SupportsFloat | typing.SupportsIndex, max_message_bytes: typing.SupportsInt | typing.SupportsIndex, producer_properties: dict[str, str]) -> None:
+    def __init__(self, *, database_url: str, broker_url: str, table: str, topic: str, source: str, batch_size: typing.SupportsInt | typing.SupportsIndex, poll_interval: typing.SupportsFloat | typing.SupportsIndex, publish_timeout: typing.SupportsFloat | typing.SupportsIndex, lease: typing.SupportsFloat | typing.SupportsIndex, blocked_backoff_max: typing.SupportsFloat | typing.SupportsIndex, delete_sent: bool, retention: typing.SupportsFloat | typing.SupportsIndex, purge_interval: typing.SupportsFloat | typing.SupportsIndex, max_message_bytes: typing.SupportsInt | typing.SupportsIndex, producer_properties: dict[str, str], topic_template: str = '', route_by_field: str = 'aggregatetype', additional_fields: collections.abc.Sequence[tuple[str, str]] = [], migrate: bool = False) -> None:
         ...
     def close(self) -> None:
         ...
@@ -405,7 +405,13 @@ class Outbox:
     def stop(self) -> None:
         ...
     @property
+    def added_columns(self) -> list[str]:
+        ...
+    @property
     def dialect(self) -> str:
+        ...
+    @property
+    def payload_column(self) -> str:
         ...
     @property
     def stopping(self) -> bool:
@@ -614,11 +620,15 @@ def normalise_error_message(message: str) -> str:
     ...
 def open_store(url: str) -> IdempotencyStore:
     ...
-def outbox_insert_statement(dialect: str, table: str) -> str:
+def outbox_insert_statement(dialect: str, table: str, payload: str = 'bytea') -> str:
     ...
 def outbox_row(event: Event, aggregate_type: str, aggregate_id: str, topic: str | None = None) -> tuple[str, str, str, str, typing.Any, str, typing.Any]:
     """
     The outbox row for an event: (id, aggregatetype, aggregateid, type, payload, headers, topic).
+    """
+def parse_additional_placement(spec: str) -> list[tuple[str, str]]:
+    """
+    Debezium's table.fields.additional.placement ('column:header[:alias],...') as (column, header) pairs.
     """
 def set_default_log_level(level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

@@ -694,7 +694,17 @@ def outbox() -> None:
 @db_option
 @table_option
 @click.option("--topic", default=None, help="Topic for rows without one (default: their "
-              "aggregate type).")
+              "aggregate type, or the topic template).")
+@click.option("--routing", type=click.Choice(["postroom", "debezium"]), default="postroom",
+              show_default=True, help="debezium: Debezium's outbox event router defaults, "
+              "topic outbox.event.${routedByValue}.")
+@click.option("--topic-template", default=None, help="Topic for rows without one, "
+              "${routedByValue} being the route-by column's value (Debezium's "
+              "route.topic.replacement).")
+@click.option("--route-by-field", default="aggregatetype", show_default=True,
+              help="The column ${routedByValue} stands for (Debezium's route.by.field).")
+@click.option("--additional-placement", default=None, help="Columns copied to headers, in "
+              "Debezium's table.fields.additional.placement syntax: column:header[:alias],...")
 @click.option("--batch-size", default=500, show_default=True)
 @click.option("--poll-interval", default=0.5, show_default=True, help="Seconds between polls "
               "when idle.")
@@ -706,13 +716,16 @@ def outbox() -> None:
 @json_option
 @reports_errors
 def outbox_relay(broker_url: str, database_url: str, table: str, topic: str | None,
-                 batch_size: int, poll_interval: float, retention: float,
-                 idle_exit: float | None, as_json: bool) -> None:
+                 routing: str, topic_template: str | None, route_by_field: str,
+                 additional_placement: str | None, batch_size: int, poll_interval: float,
+                 retention: float, idle_exit: float | None, as_json: bool) -> None:
     """Publish committed outbox rows until stopped (SIGINT/SIGTERM stop it cleanly)."""
     from .outbox import Outbox
 
     with Outbox(database_url, broker_url, table=table, topic=topic, batch_size=batch_size,
-                poll_interval=poll_interval, retention=retention) as box:
+                poll_interval=poll_interval, retention=retention, routing=routing,
+                topic_template=topic_template, route_by_field=route_by_field,
+                additional_headers=additional_placement) as box:
         if not as_json:
             err.print(f"relaying {table} from {database_url} to {broker_url} "
                       "(Ctrl-C to stop)")
@@ -725,6 +738,32 @@ def outbox_relay(broker_url: str, database_url: str, table: str, topic: str | No
     else:
         out.print(f"published {counters.published}, failed {counters.failed}, "
                   f"still pending {status.pending}")
+
+
+@outbox.command("migrate")
+@db_option
+@table_option
+@json_option
+@reports_errors
+def outbox_migrate(database_url: str, table: str, as_json: bool) -> None:
+    """Create the outbox table, or add the relay's columns to an existing one laid out as
+    Debezium's documentation shows (id, aggregatetype, aggregateid, type, payload), in place
+    (PostgreSQL). It waits for the transactions writing the table; its rows become pending,
+    to be published once each in the order they were written."""
+    from .outbox import Outbox
+
+    with Outbox(database_url, table=table, migrate=True) as box:
+        added = box.added_columns
+        payload = box.payload_column
+        pending = box.status().pending
+    if as_json:
+        emit_json({"table": table, "added_columns": added, "payload": payload,
+                   "pending": pending})
+    elif added:
+        out.print(f"{table}: added {', '.join(added)}; payload {payload}; "
+                  f"{pending} row(s) pending")
+    else:
+        out.print(f"{table}: nothing to add (payload {payload}, {pending} row(s) pending)")
 
 
 @outbox.command("status")

@@ -27,6 +27,9 @@ from ._core import Event
 from ._signals import stop_on_signals
 from .kafka import Broker
 
+ROUTINGS = ("postroom", "debezium")
+DEBEZIUM_TOPIC_TEMPLATE = "outbox.event.${routedByValue}"  # Debezium's route.topic.replacement
+
 
 @dataclass(frozen=True)
 class FailedRow:
@@ -61,9 +64,20 @@ class Outbox:
     relayed to ``broker``. The table (default ``postroom_outbox``) is created or migrated on
     construction; its name must be letters, digits and ``_`` (at most 63 bytes).
 
-    Rows go to their own ``topic``, else the outbox's ``topic``, else their aggregate type.
-    The key is the aggregate id, so per-aggregate order holds; the event id is the outbox
-    id, so idempotent consumers absorb the duplicates a relay crash can cause.
+    Routing (``routing``): rows go to their own ``topic`` column, else to the outbox's
+    ``topic``, else to ``topic_template`` with ``${routedByValue}`` replaced by the row's
+    ``route_by_field`` column (default ``aggregatetype``); without a template, to that value
+    itself. ``routing="debezium"`` makes the template default to Debezium's outbox event
+    router's, ``outbox.event.${routedByValue}``. The key is the aggregate id, so
+    per-aggregate order holds; the event id is the outbox id and travels as the CloudEvent's
+    ``ce_id`` and as the header ``id`` (Debezium's), so idempotent consumers absorb the
+    duplicates a relay crash can cause. ``additional_headers`` copies columns to headers:
+    ``{"column": "header"}``, or Debezium's ``"column:header[:alias],..."``.
+
+    A table that exists with the event columns only (laid out as Debezium's documentation
+    shows) is refused with the command that adds the relay's columns; ``migrate=True`` adds
+    them in place (PostgreSQL). The payload column may be ``bytea``, ``jsonb``, ``json`` or
+    ``text``; it is published as the database returns it.
 
     ``retention`` (seconds, 0 = keep): sent rows older than this are deleted by the relay,
     at most every ``purge_interval``; ``delete_sent=True`` deletes them at once instead.
@@ -76,7 +90,20 @@ class Outbox:
                  lease: float = 5.0, blocked_backoff_max: float = 10.0,
                  delete_sent: bool = False, retention: float = 0.0,
                  purge_interval: float = 600.0, max_message_bytes: int = 1 << 20,
-                 producer_properties: Mapping[str, str] | None = None) -> None:
+                 producer_properties: Mapping[str, str] | None = None,
+                 routing: str = "postroom", topic_template: str | None = None,
+                 route_by_field: str = "aggregatetype",
+                 additional_headers: Mapping[str, str] | str | None = None,
+                 migrate: bool = False) -> None:
+        if routing not in ROUTINGS:
+            raise errors.ConfigurationError(
+                f"outbox routing {routing!r} is not known: use one of {', '.join(ROUTINGS)}")
+        if topic_template is None and routing == "debezium":
+            topic_template = DEBEZIUM_TOPIC_TEMPLATE
+        if isinstance(additional_headers, str):
+            fields = _core.parse_additional_placement(additional_headers)
+        else:
+            fields = [(str(c), str(h)) for c, h in (additional_headers or {}).items()]
         if isinstance(broker, str):
             from .kafka import connect
 
@@ -92,7 +119,19 @@ class Outbox:
             blocked_backoff_max=blocked_backoff_max, delete_sent=delete_sent,
             retention=retention, purge_interval=purge_interval,
             max_message_bytes=max_message_bytes,
-            producer_properties={**broker.properties, **(producer_properties or {})})
+            producer_properties={**broker.properties, **(producer_properties or {})},
+            topic_template=topic_template or "", route_by_field=route_by_field,
+            additional_fields=fields, migrate=migrate)
+
+    @property
+    def payload_column(self) -> str:
+        """The payload column's type: ``bytea``, ``text``, ``json`` or ``jsonb``."""
+        return str(self._o.payload_column)
+
+    @property
+    def added_columns(self) -> list[str]:
+        """The relay's columns ``migrate=True`` added to an existing table (empty: none)."""
+        return list(self._o.added_columns)
 
     def __repr__(self) -> str:
         return f"Outbox({self.database!r}, table={self.table!r}, broker={self.broker.url!r})"
@@ -121,12 +160,15 @@ class Outbox:
         elif module.startswith("psycopg"):
             if self._o.dialect != "postgres":
                 raise TypeError("this outbox is in SQLite: add through a sqlite3 connection")
-            connection.execute(_core.outbox_insert_statement("psycopg", self.table), row)
+            connection.execute(self._insert_statement("psycopg"), row)
         else:
             raise TypeError(f"cannot add through a {type(connection).__qualname__}: pass a "
                             "sqlite3.Connection, a psycopg (3) Connection, or a SQLAlchemy "
                             "Connection or Session")
         return str(row[0])
+
+    def _insert_statement(self, dialect: str) -> str:
+        return _core.outbox_insert_statement(dialect, self.table, self.payload_column)
 
     def _add_through_sqlalchemy(self, connection: Any, row: tuple[Any, ...]) -> None:
         """A SQLAlchemy Session or Connection: the row joins its transaction."""
@@ -145,7 +187,7 @@ class Outbox:
         if style == "qmark":
             statement = _core.outbox_insert_statement("sqlite", self.table)
         elif style in ("format", "pyformat"):
-            statement = _core.outbox_insert_statement("psycopg", self.table)
+            statement = self._insert_statement("psycopg")
         else:
             raise TypeError(f"SQLAlchemy driver paramstyle {style!r} is not supported: use "
                             "sqlite3 (pysqlite) or psycopg")

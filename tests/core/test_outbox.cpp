@@ -304,3 +304,85 @@ TEST_F(EmbeddedOutbox, CreatesOnlyItsOwnTablesAndItsRetentionDeletesOldSentRows)
     EXPECT_EQ(box.counters().purged, 1);
     EXPECT_EQ(box.status().sent, 0);
 }
+
+TEST(OutboxRouting, TopicTemplatesAcceptOnlyRoutedByValueAndNameTheRest) {
+    EXPECT_NO_THROW(validate_topic_template("outbox.event.${routedByValue}"));
+    EXPECT_NO_THROW(validate_topic_template("fixed-topic"));
+    try {
+        validate_topic_template("x.${aggregateType}.${routedByValue}.${id}.${open");
+        FAIL();
+    } catch (const ConfigurationError& e) {
+        const std::string what = e.what();
+        for (const char* name : {"${aggregateType}", "${id}", "${open (unclosed)"})
+            EXPECT_NE(what.find(name), std::string::npos) << name << " in: " << what;
+        EXPECT_EQ(what.find("${routedByValue},"), std::string::npos) << what;
+    }
+    EXPECT_EQ(expand_topic_template("outbox.event.${routedByValue}", "order"),
+              "outbox.event.order");
+    EXPECT_EQ(expand_topic_template("${routedByValue}-${routedByValue}", "a"), "a-a");
+    EXPECT_EQ(Routing::debezium().topic_template, "outbox.event.${routedByValue}");
+    EXPECT_EQ(Routing::debezium().route_by_field, "aggregatetype");
+}
+
+TEST(OutboxRouting, AdditionalPlacementFollowsDebeziumsSyntaxWithHeadersOnly) {
+    EXPECT_EQ(parse_additional_placement("type:header:eventType, tenant:header"),
+              (std::vector<AdditionalField>{{"type", "eventType"}, {"tenant", "tenant"}}));
+    EXPECT_TRUE(parse_additional_placement("").empty());
+    EXPECT_THROW(parse_additional_placement("type:envelope:eventType"), ConfigurationError);
+    EXPECT_THROW(parse_additional_placement("p:partition"), ConfigurationError);
+    EXPECT_THROW(parse_additional_placement("type"), ConfigurationError);
+    EXPECT_THROW(parse_additional_placement("x\"y:header"), ConfigurationError);
+}
+
+TEST_F(EmbeddedOutbox, DebeziumRoutingSendsToOutboxEventWithTheIdHeader) {
+    broker->create_topic("outbox.event.order", 2);
+    auto c = config();
+    c.routing = Routing::debezium();
+    c.routing.additional_fields = {{"type", "eventType"}};
+    Outbox box(c);
+    {
+        auto tx = box.database()->begin();
+        add(*tx, box.dialect(), c.table, row_for(event("e1"), "order", "o1", std::nullopt));
+        tx->commit();
+    }
+    EXPECT_EQ(box.relay_once(), 1u);
+    auto got = read("outbox.event.order", 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(*got[0].key, "o1");
+    EXPECT_EQ(*got[0].value, R"({"id":"e1"})");
+    ASSERT_TRUE(find_header(got[0].headers, "id"));
+    EXPECT_EQ(find_header(got[0].headers, "id")->value, "e1");
+    ASSERT_TRUE(find_header(got[0].headers, "eventType"));
+    EXPECT_EQ(find_header(got[0].headers, "eventType")->value, "order.placed");
+    EXPECT_EQ(kafka::to_event(got[0]).id, "e1") << "still a CloudEvent";
+
+    auto both = config();
+    both.topic = "orders";
+    both.routing = Routing::debezium();
+    EXPECT_THROW(Outbox again(both), ConfigurationError);
+    auto missing = config();
+    missing.routing.route_by_field = "category";
+    EXPECT_THROW(Outbox again(missing), ConfigurationError) << "no such column";
+}
+
+TEST_F(EmbeddedOutbox, ATableWithTheEventColumnsOnlyIsRefusedNamingTheMissingOnes) {
+    {
+        auto db = stores::open_database("sqlite:///" + path.string());
+        auto tx = db->begin();
+        tx->execute(
+            "CREATE TABLE debezium_outbox (id TEXT NOT NULL, aggregatetype TEXT NOT NULL, "
+            "aggregateid TEXT NOT NULL, type TEXT NOT NULL, payload TEXT)");
+        tx->commit();
+    }
+    auto c = config();
+    c.table = "debezium_outbox";
+    try {
+        Outbox box(c);
+        FAIL();
+    } catch (const ConfigurationError& e) {
+        EXPECT_NE(std::string(e.what()).find(
+                      "seq, headers, topic, created_at, status, attempts, sent_at, error"),
+                  std::string::npos)
+            << e.what();
+    }
+}

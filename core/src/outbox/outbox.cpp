@@ -18,11 +18,13 @@
 
 #include "../detail/structured_log.hpp"
 #include "../runtime/crash_points.hpp"
+#include "layout.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/producer.hpp"
 #include "postroom/redis/streams.hpp"
+#include "row_router.hpp"
 
 namespace postroom::outbox {
 
@@ -48,12 +50,6 @@ std::string quoted(const std::string& name) {
 // "?" for SQLite; "$n" for PostgreSQL.
 std::string placeholder(Dialect d, int n) {
     return d == Dialect::sqlite ? "?" : "$" + std::to_string(n);
-}
-
-std::string placeholders(Dialect d, int from, int count) {
-    std::string out;
-    for (int i = 0; i < count; ++i) out += (i ? ", " : "") + placeholder(d, from + i);
-    return out;
 }
 
 SqlValue optional_text(const std::optional<std::string>& s) {
@@ -150,23 +146,30 @@ OutboxRow row_for(const Event& event, const std::string& aggregate_type,
     return row;
 }
 
-std::string insert_statement(Dialect dialect, const std::string& table, bool numbered) {
+std::string insert_statement(Dialect dialect, const std::string& table, bool numbered,
+                             PayloadColumn payload) {
     if (!stores::is_valid_table_name(table))
         throw ConfigurationError("outbox table name '" + table + "' is not allowed");
-    std::string values;
-    if (dialect == Dialect::postgres && !numbered)
-        values = "%s, %s, %s, %s, %s, %s, %s";
-    else
-        values = placeholders(dialect, 1, 7);
+    std::vector<std::string> values;
+    for (int n = 1; n <= 7; ++n)
+        values.push_back(dialect == Dialect::postgres && !numbered ? "%s"
+                                                                   : placeholder(dialect, n));
+    if (dialect == Dialect::postgres && payload != PayloadColumn::bytea) {
+        // The payload comes as bytes: text, json and jsonb columns take it as UTF-8 text.
+        values[4] = "convert_from(" + values[4] + ", 'UTF8')";
+        if (payload == PayloadColumn::json) values[4] += "::json";
+        if (payload == PayloadColumn::jsonb) values[4] += "::jsonb";
+    }
+    std::string list;
+    for (const auto& v : values) list += (list.empty() ? "" : ", ") + v;
     return "INSERT INTO " + quoted(table) +
-           " (id, aggregatetype, aggregateid, type, payload, headers, topic) VALUES (" + values +
-           ")";
+           " (id, aggregatetype, aggregateid, type, payload, headers, topic) VALUES (" + list + ")";
 }
 
 void add(stores::Transaction& transaction, Dialect dialect, const std::string& table,
-         const OutboxRow& row) {
+         const OutboxRow& row, PayloadColumn payload) {
     transaction.execute(
-        insert_statement(dialect, table),
+        insert_statement(dialect, table, true, payload),
         {row.id, row.aggregate_type, row.aggregate_id, row.type,
          row.payload ? SqlValue(stores::Blob{*row.payload}) : SqlValue(std::monostate{}),
          row.headers_json, optional_text(row.topic)});
@@ -180,6 +183,9 @@ struct Outbox::Impl {
     std::unique_ptr<redis::StreamProducer> stream_producer;  // redis:// brokers
     bool to_redis = false;
     std::string owner = random_owner();
+    detail::RowRouter router;
+    PayloadColumn payload_column = PayloadColumn::bytea;
+    std::vector<std::string> added_columns;  // by `migrate`
     std::atomic<bool> stop_requested{false};
     mutable std::mutex counters_mutex;
     RelayCounters counts;
@@ -229,6 +235,14 @@ struct Outbox::Impl {
     void migrate() {
         const bool pg = dialect == Dialect::postgres;
         in_transaction([&](stores::Transaction& tx) {
+            // An existing table: checked, and given the relay's columns if it lacks them and
+            // `migrate` allows it (layout.cpp).
+            const bool existed = detail::inspect_table(tx, dialect, config.table).exists;
+            added_columns =
+                detail::adopt_table(tx, dialect, config.table, config.database_url, config.migrate);
+            // A table new (or new to seq) numbers its rows from 1: a cursor left behind by a
+            // table dropped under the same name would pass over them.
+            const bool new_seq = !existed || !added_columns.empty();
             tx.execute(
                 "CREATE TABLE IF NOT EXISTS " + table() + " (" +
                 (pg ? "seq bigserial PRIMARY KEY, " : "seq INTEGER PRIMARY KEY AUTOINCREMENT, ") +
@@ -269,9 +283,16 @@ struct Outbox::Impl {
                        " (outbox_table text PRIMARY KEY, owner text NOT NULL DEFAULT '', "
                        "expires_at bigint NOT NULL DEFAULT 0" +
                        (pg ? ", sent_through bigint" : "") + ")");
+            if (new_seq)
+                tx.execute(
+                    std::string("DELETE FROM ") + relays_table + " WHERE outbox_table = " + p(1),
+                    {config.table});
             tx.execute(std::string("INSERT INTO ") + relays_table + " (outbox_table) VALUES (" +
                            p(1) + ") ON CONFLICT (outbox_table) DO NOTHING",
                        {config.table});
+            const auto layout = detail::inspect_table(tx, dialect, config.table);
+            payload_column = detail::payload_column(layout, config.table);
+            detail::check_routing_columns(layout, config.table, router.extra_columns());
         });
         if (pg) migrate_to_cursor();
     }
@@ -400,18 +421,25 @@ struct Outbox::Impl {
         std::string error;
     };
 
-    Pending to_pending(std::vector<SqlValue>&& r) {
-        // seq, id, aggregatetype, aggregateid, type, payload, headers, topic
+    // The routing's extra columns of a row read from `from` on, as text.
+    std::vector<std::optional<std::string>> extras_of(std::vector<SqlValue>& r,
+                                                      std::size_t from) const {
+        std::vector<std::optional<std::string>> extras;
+        for (std::size_t i = from; i < r.size(); ++i) extras.push_back(take_text(r[i]));
+        return extras;
+    }
+
+    // r: seq, id, aggregatetype, aggregateid, type, payload, headers, topic, then (from
+    // `extras_from` on) the routing's extra columns.
+    Pending to_pending(std::vector<SqlValue>&& r, std::size_t extras_from) {
         Pending row{int_of(r[0]),
                     take_text(r[1]).value_or(""),
                     take_text(r[3]).value_or(""),
                     {},
                     std::nullopt,
                     {}};
-        if (auto topic = take_text(r[7]))
-            row.topic = std::move(*topic);
-        else
-            row.topic = config.topic.empty() ? take_text(r[2]).value_or("") : config.topic;
+        const auto extras = extras_of(r, extras_from);
+        row.topic = router.topic(take_text(r[7]), take_text(r[2]), extras);
         try {
             Event e(row.id, config.source, take_text(r[4]).value_or(""));
             e.data = take_text(r[5]);
@@ -432,6 +460,7 @@ struct Outbox::Impl {
                                  e.extensions[std::string(k)] = v;
                          });
             auto m = kafka::to_message(e, row.topic, row.aggregate_id);  // validates the event
+            router.add_headers(m, row.id, extras);
             const std::size_t size = (m.value ? m.value->size() : 0) + m.key->size();
             if (size > config.max_message_bytes)
                 throw CodecError("data", "the event is " + std::to_string(size) +
@@ -598,10 +627,10 @@ struct Outbox::Impl {
             const std::size_t limit = config.batch_size - rows.size();
             auto r = tx.execute(
                 "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic, "
-                "status, (SELECT pg_current_snapshot()::text) FROM " +
-                table() + " WHERE seq > " + std::to_string(from) + " AND (seq > " +
-                std::to_string(at.read_from) + ranges + ") ORDER BY seq LIMIT " +
-                std::to_string(limit));
+                "status, (SELECT pg_current_snapshot()::text)" +
+                router.extra_select() + " FROM " + table() + " WHERE seq > " +
+                std::to_string(from) + " AND (seq > " + std::to_string(at.read_from) + ranges +
+                ") ORDER BY seq LIMIT " + std::to_string(limit));
             const bool full = r.rows.size() == limit;
             const int64_t last = r.rows.empty() ? at.read_from : int_of(r.rows.back()[0]);
             // The part of each gap the read covered: settled if the gap is ready, else it
@@ -640,7 +669,7 @@ struct Outbox::Impl {
                         }
                         previous = seq;
                     }
-                    if (is_text(row[8], "pending")) rows.push_back(to_pending(std::move(row)));
+                    if (is_text(row[8], "pending")) rows.push_back(to_pending(std::move(row), 10));
                 }
                 at.read_from = std::max(at.read_from, previous);
             }
@@ -659,13 +688,13 @@ struct Outbox::Impl {
         std::string skip;
         for (const auto& [lo, hi] : in_flight)
             skip += " AND seq NOT BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi);
-        auto r = tx.execute(
-            "SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic FROM " +
-            table() + " WHERE status = 'pending'" + skip + " ORDER BY seq LIMIT " +
-            std::to_string(config.batch_size));
+        auto r =
+            tx.execute("SELECT seq, id, aggregatetype, aggregateid, type, payload, headers, topic" +
+                       router.extra_select() + " FROM " + table() + " WHERE status = 'pending'" +
+                       skip + " ORDER BY seq LIMIT " + std::to_string(config.batch_size));
         std::vector<Pending> rows;
         rows.reserve(r.rows.size());
-        for (auto& row : r.rows) rows.push_back(to_pending(std::move(row)));
+        for (auto& row : r.rows) rows.push_back(to_pending(std::move(row), 8));
         return rows;
     }
 
@@ -1079,6 +1108,7 @@ Outbox::Outbox(OutboxConfig config) : impl_(std::make_unique<Impl>()) {
         throw ConfigurationError("outbox database URL '" + url +
                                  "' is not supported: use sqlite:///path.db or postgresql://...");
     }
+    impl_->router = detail::RowRouter(c.routing, c.topic);  // validated before the database
     impl_->to_redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
     impl_->db = stores::open_database(url);
     impl_->config = std::move(config);
@@ -1100,6 +1130,14 @@ Outbox& Outbox::operator=(Outbox&&) noexcept = default;
 
 Dialect Outbox::dialect() const noexcept {
     return impl_->dialect;
+}
+
+PayloadColumn Outbox::payload_column() const noexcept {
+    return impl_->payload_column;
+}
+
+const std::vector<std::string>& Outbox::added_columns() const noexcept {
+    return impl_->added_columns;
 }
 
 const OutboxConfig& Outbox::config() const noexcept {
@@ -1170,15 +1208,13 @@ OutboxStatus Outbox::status() {
                 s.sent = n;
             }
         }
-        auto f = tx.execute(
-            "SELECT seq, id, aggregateid, COALESCE(topic, ''), aggregatetype, "
-            "COALESCE(error, '') FROM " +
-            impl.table() + " WHERE status = 'failed' ORDER BY seq LIMIT 100");
-        for (const auto& row : f.rows) {
-            auto topic = text_of(row[3]).value_or("");
-            if (topic.empty())
-                topic =
-                    impl.config.topic.empty() ? text_of(row[4]).value_or("") : impl.config.topic;
+        auto f =
+            tx.execute("SELECT seq, id, aggregateid, topic, aggregatetype, COALESCE(error, '')" +
+                       impl.router.extra_select() + " FROM " + impl.table() +
+                       " WHERE status = 'failed' ORDER BY seq LIMIT 100");
+        for (auto& row : f.rows) {
+            const auto extras = impl.extras_of(row, 6);
+            auto topic = impl.router.topic(text_of(row[3]), text_of(row[4]), extras);
             s.failed_rows.push_back({int_of(row[0]), text_of(row[1]).value_or(""),
                                      text_of(row[2]).value_or(""), topic,
                                      text_of(row[5]).value_or("")});

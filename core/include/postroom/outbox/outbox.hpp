@@ -4,10 +4,14 @@
 // broker and marks them sent only after the broker acknowledged them.
 //
 // The table (created and migrated here) follows Debezium's outbox event router — id,
-// aggregatetype, aggregateid, type, payload — so a writer can later switch to CDC unchanged,
-// plus what the relay needs: seq (insertion order), headers (the event's other CloudEvent
-// attributes as a JSON object), topic (destination; default: the relay's topic, else
-// aggregatetype), created_at, status (pending | sent | failed), attempts, sent_at, error.
+// aggregatetype, aggregateid, type, payload — so a writer can switch to or from CDC
+// unchanged, plus what the relay needs: seq (insertion order), headers (the event's other
+// CloudEvent attributes as a JSON object), topic (destination override), created_at, status
+// (pending | sent | failed), attempts, sent_at, error. The payload may be bytea (what
+// postroom creates), jsonb, json or text; it is published as PostgreSQL returns it. A table
+// laid out as Debezium's documentation shows (the event columns only) is refused with the
+// command that adds the relay's columns, or adopted in place with `migrate` (PostgreSQL).
+// Where a row goes and which headers it gets: routing.hpp (postroom's or Debezium's).
 //
 // Relay rules:
 // - Rows are claimed by status, never "seq greater than the last one seen": a transaction
@@ -39,11 +43,16 @@
 #include "postroom/event.hpp"
 #include "postroom/kafka/config.hpp"
 #include "postroom/message.hpp"
+#include "postroom/outbox/routing.hpp"
 #include "postroom/stores/store.hpp"
 
 namespace postroom::outbox {
 
 enum class Dialect { sqlite, postgres };
+
+// The type of the payload column, which decides how a writer's bytes are stored in it
+// (bytea as they are; text, json and jsonb as UTF-8 text). SQLite stores bytes in any case.
+enum class PayloadColumn { bytea, text, json, jsonb };
 
 // What a writer adds: an event bound for the broker.
 struct OutboxRow {
@@ -63,13 +72,15 @@ OutboxRow row_for(const Event& event, const std::string& aggregate_type,
 
 // The INSERT statement for writers with their own connection, in the dialect's placeholder
 // style ("?" for SQLite, "$1".. for PostgreSQL when `numbered`, else "%s" for psycopg):
-// parameters id, aggregatetype, aggregateid, type, payload, headers, topic.
-std::string insert_statement(Dialect dialect, const std::string& table, bool numbered = true);
+// parameters id, aggregatetype, aggregateid, type, payload, headers, topic. The payload
+// parameter is bytes; for a text, json or jsonb column it is converted from UTF-8.
+std::string insert_statement(Dialect dialect, const std::string& table, bool numbered = true,
+                             PayloadColumn payload = PayloadColumn::bytea);
 
 // Adds `row` inside `transaction` (a SQLite or PostgreSQL store transaction on the outbox's
 // database): it commits or rolls back with the caller's own writes.
 void add(stores::Transaction& transaction, Dialect dialect, const std::string& table,
-         const OutboxRow& row);
+         const OutboxRow& row, PayloadColumn payload = PayloadColumn::bytea);
 
 struct FailedRow {
     int64_t seq = 0;
@@ -105,7 +116,13 @@ struct OutboxConfig {
     // of XADD per batch to the streams; a lost connection re-sends the batch, which may add
     // an entry twice: consumers dedupe on the event id).
     std::string broker_url = "embedded://";
-    std::string topic;  // destination for rows without one; empty: their aggregatetype
+    // Destination for rows without a topic of their own; empty: the routing's topic
+    // template, else their aggregatetype. Exclusive with routing.topic_template.
+    std::string topic;
+    Routing routing;  // postroom's by default; Routing::debezium() for Debezium's defaults
+    // An existing table without the relay's columns (Debezium's layout) gets them, in place
+    // (PostgreSQL); without it such a table is refused with the command that adds them.
+    bool migrate = false;
     std::string source = "/postroom/outbox";  // CloudEvent source for rows that have none
     std::size_t batch_size = 500;
     std::chrono::milliseconds poll_interval{500};
@@ -128,13 +145,17 @@ struct OutboxConfig {
 class Outbox {
 public:
     // Opens the database and creates or migrates the outbox table. Throws
-    // ConfigurationError for a table name that is not allowed.
+    // ConfigurationError for a table name that is not allowed, a routing that is not valid
+    // or names columns the table lacks, and a table the relay cannot use (see above).
     explicit Outbox(OutboxConfig config);
     ~Outbox();
     Outbox(Outbox&&) noexcept;
     Outbox& operator=(Outbox&&) noexcept;
 
     Dialect dialect() const noexcept;
+    PayloadColumn payload_column() const noexcept;
+    // The relay's columns `migrate` added to an existing table (empty: none).
+    const std::vector<std::string>& added_columns() const noexcept;
     const OutboxConfig& config() const noexcept;
     // The database the outbox lives in, for add() in postroom's own transactions.
     std::shared_ptr<stores::IdempotencyStore> database() const;
