@@ -22,6 +22,7 @@
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/producer.hpp"
+#include "postroom/redact.hpp"
 #include "postroom/redis/streams.hpp"
 
 namespace postroom::outbox {
@@ -1012,8 +1013,9 @@ struct Outbox::Impl {
         if (r) PQclear(r);
         if (!ok) {
             log(3, "listen-failed",
-                std::string(PQerrorMessage(listener.get())) + "; polling every " +
-                    std::to_string(config.poll_interval.count()) + " ms meanwhile");
+                redact_secrets(PQerrorMessage(listener.get()), config.database_url) +
+                    "; polling every " + std::to_string(config.poll_interval.count()) +
+                    " ms meanwhile");
             listener.reset();
             listener_retry = Clock::now() + seconds(5);
         }
@@ -1076,7 +1078,7 @@ Outbox::Outbox(OutboxConfig config) : impl_(std::make_unique<Impl>()) {
     } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
         impl_->dialect = Dialect::postgres;
     } else {
-        throw ConfigurationError("outbox database URL '" + url +
+        throw ConfigurationError("outbox database URL '" + redacted_url(url) +
                                  "' is not supported: use sqlite:///path.db or postgresql://...");
     }
     impl_->to_redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
