@@ -59,7 +59,8 @@ void parameter_secrets(std::string_view s, std::vector<Span>& out) {
         ++k;
         while (k < s.size() && is_space(s[k])) ++k;
         std::size_t end = k;
-        if (end < s.size() && s[end] == '\'') {  // conninfo: 'quoted \' value'
+        const bool in_query = i > 0 && (s[i - 1] == '?' || s[i - 1] == '&' || s[i - 1] == ';');
+        if (!in_query && end < s.size() && s[end] == '\'') {  // conninfo: 'quoted \' value'
             for (++end; end < s.size() && s[end] != '\''; ++end)
                 if (s[end] == '\\') ++end;
             end = std::min(end + 1, s.size());
@@ -120,13 +121,6 @@ std::string unquoted(std::string_view s) {
     return out;
 }
 
-void replace_all(std::string& text, const std::string& secret) {
-    if (secret.empty()) return;
-    for (auto pos = text.find(secret); pos != std::string::npos;
-         pos = text.find(secret, pos + mask.size()))
-        text.replace(pos, secret.size(), mask);
-}
-
 }  // namespace
 
 std::string redacted_url(std::string_view url) {
@@ -142,18 +136,26 @@ std::string redacted_url(std::string_view url) {
 }
 
 std::string redact_secrets(std::string_view text, std::string_view url) {
-    std::vector<std::string> words;
+    // Every occurrence of every form of every secret is marked in the original text, then each
+    // marked run becomes one "***" (replacing in place could match inside a mask).
+    std::vector<bool> hidden(text.size(), false);
     for (const auto& [begin, end] : secrets(url)) {
         const auto raw = url.substr(begin, end - begin);
-        for (auto form : {std::string(raw), percent_decoded(raw), unquoted(raw),
-                          percent_decoded(unquoted(raw))})
-            if (!form.empty()) words.push_back(std::move(form));
+        for (const auto& form : {std::string(raw), percent_decoded(raw), unquoted(raw),
+                                 percent_decoded(unquoted(raw))}) {
+            if (form.empty()) continue;
+            for (auto pos = text.find(form); pos != std::string_view::npos;
+                 pos = text.find(form, pos + 1))
+                std::fill_n(hidden.begin() + static_cast<std::ptrdiff_t>(pos), form.size(), true);
+        }
     }
-    // Longest first, so that a secret containing another one is replaced whole.
-    std::sort(words.begin(), words.end(),
-              [](const auto& a, const auto& b) { return a.size() > b.size(); });
-    std::string out(text);
-    for (const auto& word : words) replace_all(out, word);
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (!hidden[i])
+            out += text[i];
+        else if (i == 0 || !hidden[i - 1])
+            out += mask;
+    }
     return out;
 }
 
