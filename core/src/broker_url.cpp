@@ -2,7 +2,9 @@
 
 #include <charconv>
 
+#include "detail/redact.hpp"
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 
 namespace postroom {
 namespace {
@@ -10,9 +12,15 @@ namespace {
 constexpr std::string_view accepted =
     "expected kafka://host:port[,host:port...], redis://host:port/db or embedded://[name]";
 
+// The URL is shown redacted, and so is any piece of it that `why` quotes (see shown()).
 [[noreturn]] void bad_url(std::string_view url, const std::string& why) {
-    throw ConfigurationError("broker URL '" + std::string(url) + "': " + why + " (" +
+    throw ConfigurationError("broker URL '" + redacted_url(url) + "': " + why + " (" +
                              std::string(accepted) + ")");
+}
+
+// A piece of `url` (a view into it) for an error message: quoted, with any password hidden.
+std::string shown(std::string_view url, std::string_view piece) {
+    return "'" + detail::redacted_part(url, piece) + "'";
 }
 
 HostPort parse_host_port(std::string_view url, std::string_view item, uint16_t default_port) {
@@ -34,7 +42,7 @@ HostPort parse_host_port(std::string_view url, std::string_view item, uint16_t d
     if (host.empty()) bad_url(url, "missing host");
     for (char c : host)
         if (static_cast<unsigned char>(c) <= 0x20 || c == '/' || c == '@' || c == '?')
-            bad_url(url, "invalid character in host '" + std::string(host) + "'");
+            bad_url(url, "invalid character in host " + shown(url, host));
     hp.host = std::string(host);
     if (port.empty() && item.find(':') != std::string_view::npos && item.front() != '[')
         bad_url(url, "empty port");
@@ -44,7 +52,7 @@ HostPort parse_host_port(std::string_view url, std::string_view item, uint16_t d
         unsigned value = 0;
         auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
         if (ec != std::errc() || p != port.data() + port.size() || value == 0 || value > 65535)
-            bad_url(url, "port '" + std::string(port) + "' is not a number from 1 to 65535");
+            bad_url(url, "port " + shown(url, port) + " is not a number from 1 to 65535");
         hp.port = static_cast<uint16_t>(value);
     }
     return hp;
@@ -84,6 +92,10 @@ BrokerUrl parse_broker_url(std::string_view url) {
         out.scheme = BrokerScheme::kafka;
         while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
         if (rest.empty()) bad_url(url, "no broker address");
+        if (rest.find('@') != std::string_view::npos)
+            bad_url(url,
+                    "a kafka:// URL takes no user or password; give them as client properties "
+                    "(security.protocol, sasl.mechanisms, sasl.username, sasl.password)");
         if (rest.find_first_of("/?#") != std::string_view::npos)
             bad_url(url, "paths and query strings are not accepted in a kafka:// URL");
         std::size_t start = 0;
@@ -111,12 +123,12 @@ BrokerUrl parse_broker_url(std::string_view url) {
             int value = 0;
             auto [p, ec] = std::from_chars(db.data(), db.data() + db.size(), value);
             if (ec != std::errc() || p != db.data() + db.size() || value < 0)
-                bad_url(url, "Redis database '" + std::string(db) + "' is not a number");
+                bad_url(url, "Redis database " + shown(url, db) + " is not a number");
             out.redis_db = value;
         }
         return out;
     }
-    bad_url(url, "unknown scheme '" + std::string(scheme) + "'");
+    bad_url(url, "unknown scheme " + shown(url, scheme));
 }
 
 }  // namespace postroom

@@ -15,6 +15,7 @@
 #include "postroom/broker_url.hpp"
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 
 namespace {
 
@@ -25,7 +26,7 @@ bool createDemoTopics(const QString& brokerUrl) {
         const auto url = postroom::parse_broker_url(brokerUrl.toStdString());
         if (url.scheme != postroom::BrokerScheme::embedded) {
             std::fprintf(stderr, "--demo-topics needs an embedded:// broker URL, not %s\n",
-                         qPrintable(brokerUrl));
+                         postroom::redacted_url(brokerUrl.toStdString()).c_str());
             return false;
         }
         auto broker = postroom::embedded::Broker::shared(url.embedded_name);

@@ -11,6 +11,13 @@
 
 #include "app/topicscontroller.h"
 #include "models/topiclistmodel.h"
+#include "postroom/redact.hpp"
+
+namespace {
+QString redacted(const QString& url) {
+    return QString::fromStdString(postroom::redacted_url(url.toStdString()));
+}
+}  // namespace
 
 MainWindow::MainWindow(TopicsController& controller, TopicListModel& model, QWidget* parent)
     : QMainWindow(parent),
@@ -48,13 +55,21 @@ MainWindow::MainWindow(TopicsController& controller, TopicListModel& model, QWid
 }
 
 QString MainWindow::brokerUrl() const {
+    const QString shown = shownBrokerUrl();
+    return shown == redacted(m_brokerUrl) ? m_brokerUrl : shown;
+}
+
+QString MainWindow::shownBrokerUrl() const {
     return m_brokerEdit->text().trimmed();
 }
 
 void MainWindow::setBrokerUrl(const QString& brokerUrl) {
-    m_brokerEdit->setText(brokerUrl);
+    m_brokerUrl = brokerUrl.trimmed();
+    m_brokerEdit->setText(redacted(m_brokerUrl));
 }
 
 void MainWindow::connectToBroker() {
-    m_controller.refresh(brokerUrl());
+    const QString url = brokerUrl();
+    setBrokerUrl(url);  // a password just typed is masked from now on
+    m_controller.refresh(url);
 }

@@ -2,6 +2,7 @@
 
 #include "backend/brokerbackend.h"
 #include "models/topiclistmodel.h"
+#include "postroom/redact.hpp"
 
 TopicsController::TopicsController(BrokerBackend& backend, TopicListModel& model, QObject* parent)
     : QObject(parent), m_backend(backend), m_model(model) {
@@ -10,7 +11,7 @@ TopicsController::TopicsController(BrokerBackend& backend, TopicListModel& model
 }
 
 void TopicsController::refresh(const QString& brokerUrl) {
-    m_brokerUrl = brokerUrl;
+    m_brokerUrl = QString::fromStdString(postroom::redacted_url(brokerUrl.toStdString()));
     m_pendingRequestId = m_backend.requestTopics(brokerUrl);
     setStatus(tr("loading…"));
 }

@@ -40,6 +40,6 @@ private:
     BrokerBackend& m_backend;
     TopicListModel& m_model;
     quint64 m_pendingRequestId = 0;
-    QString m_brokerUrl;
+    QString m_brokerUrl;  // redacted: for the status line
     QString m_status;
 };

@@ -1,3 +1,4 @@
+#include <QLineEdit>
 #include <QSet>
 #include <QSignalSpy>
 #include <QStatusBar>
@@ -68,6 +69,40 @@ private slots:
         QVERIFY(failed.wait(30'000));
         const QString message = window.statusBar()->currentMessage();
         QVERIFY2(message.contains(QStringLiteral("embedded://[name]")), qPrintable(message));
+    }
+
+    // Issue 23, item 4: a password in the broker URL is shown nowhere — not in the URL
+    // field, the status line, its tooltip or an error — yet connecting still uses it.
+    void passwordInTheUrlIsShownNowhere() {
+        const QString secret = QStringLiteral("s3cr3t-P4ss");
+        BrokerBackend backend;
+        TopicListModel model;
+        TopicsController controller(backend, model);
+        MainWindow window(controller, model);
+        QSignalSpy failed(&controller, &TopicsController::loadFailed);
+
+        // Typed into the field, then Connect: the field masks it, the URL used keeps it.
+        const QString url = QStringLiteral("kafka://alice:s3cr3t-P4ss@127.0.0.1:1");
+        window.findChild<QLineEdit*>()->setText(url);
+        window.connectToBroker();
+        QCOMPARE(window.shownBrokerUrl(), QStringLiteral("kafka://alice:***@127.0.0.1:1"));
+        QCOMPARE(window.brokerUrl(), url);
+        QVERIFY(failed.wait(30'000));
+        const QString error = window.statusBar()->currentMessage();
+        QVERIFY2(error.contains(QStringLiteral("kafka://alice:***@127.0.0.1:1")),
+                 qPrintable(error));
+        for (const QString& shown : {error, window.statusBar()->toolTip(), window.shownBrokerUrl(),
+                                     failed.first().first().toString()})
+            QVERIFY2(!shown.contains(secret), qPrintable(shown));
+
+        // A new URL typed over the masked one is used as typed.
+        window.findChild<QLineEdit*>()->setText(QStringLiteral("embedded://gui-other"));
+        QCOMPARE(window.brokerUrl(), QStringLiteral("embedded://gui-other"));
+
+        // The status line of a successful load names the broker redacted.
+        controller.refresh(QStringLiteral("redis://bob:s3cr3t-P4ss@127.0.0.1:1/0"));
+        controller.applyTopics(controller.pendingRequestId(), {{"orders", 1, 1}});
+        QCOMPARE(controller.status(), QStringLiteral("1 topic on redis://bob:***@127.0.0.1:1/0"));
     }
 
     void windowRendersToPng() {

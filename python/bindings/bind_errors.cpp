@@ -1,7 +1,9 @@
-// Maps postroom::Error kinds onto the Python hierarchy in postroom/errors.py.
+// Maps postroom::Error kinds onto the Python hierarchy in postroom/errors.py, and exposes the
+// redaction rule every error, repr and CLI line uses for URLs (postroom/redact.hpp).
 #include "common.hpp"
 
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 
 namespace postroom::python {
 
@@ -46,6 +48,10 @@ void bind_errors(py::module_& m) {
             }
         }
     });
+    m.def("redacted_url", &redacted_url, py::arg("url"),
+          "The URL with its password(s) replaced by '***' (user, hosts, path kept).");
+    m.def("redact_secrets", &redact_secrets, py::arg("text"), py::arg("url"),
+          "text with every password that url holds replaced by '***'.");
     m.attr("ERROR_KINDS") =
         py::make_tuple("configuration", "transport", "fatal_client", "storage", "codec", "usage");
 }

@@ -25,6 +25,7 @@ from ._core import (
     Message,
     TopicInfo,
     new_event_id,
+    redacted_url,
 )
 from .kafka import Broker, Consumer, Producer, connect
 from .outbox import Outbox, OutboxStatus
@@ -52,5 +53,6 @@ __all__ = [
     "connect",
     "errors",
     "new_event_id",
+    "redacted_url",
     "stores",
 ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchContext', 'BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'parse_additional_placement', 'set_default_log_level']
+__all__: list[str] = ['BatchContext', 'BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'parse_additional_placement', 'redact_secrets', 'redacted_url', 'set_default_log_level']
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -629,6 +629,14 @@ def outbox_row(event: Event, aggregate_type: str, aggregate_id: str, topic: str 
 def parse_additional_placement(spec: str) -> list[tuple[str, str]]:
     """
     Debezium's table.fields.additional.placement ('column:header[:alias],...') as (column, header) pairs.
+    """
+def redact_secrets(text: str, url: str) -> str:
+    """
+    text with every password that url holds replaced by '***'.
+    """
+def redacted_url(url: str) -> str:
+    """
+    The URL with its password(s) replaced by '***' (user, hosts, path kept).
     """
 def set_default_log_level(level: typing.SupportsInt | typing.SupportsIndex) -> None:
     """

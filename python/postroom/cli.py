@@ -21,11 +21,19 @@ from typing import IO, Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__, connect
-from ._core import DeadLetter, Event, Message, set_default_log_level
+from ._core import (
+    DeadLetter,
+    Event,
+    Message,
+    redact_secrets,
+    redacted_url,
+    set_default_log_level,
+)
 from .errors import PostroomError
 from .redis import RedisBroker
 
@@ -44,14 +52,20 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Machine-read
 
 
 def reports_errors(fn: F) -> F:
-    """Turns postroom errors into a one-line message and exit code 1."""
+    """Turns postroom errors into a one-line message and exit code 1. The message never
+    shows a password of the command's URLs (the core redacts them already; this is the
+    second lock)."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except PostroomError as e:
-            err.print(f"[bold red]error:[/] {e}")
+            message = str(e)
+            for value in (*args, *kwargs.values()):
+                if isinstance(value, str) and "://" in value:
+                    message = redact_secrets(message, value)
+            err.print(f"[bold red]error:[/] {escape(message)}")
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -123,7 +137,8 @@ def demo(broker_url: str, events: int, topic: str, keys: int, as_json: bool) -> 
 
     elapsed = time.monotonic() - started
     summary = {
-        "broker": broker_url, "topic": topic, "sent": len(sent), "received": len(received),
+        "broker": redacted_url(broker_url), "topic": topic, "sent": len(sent),
+        "received": len(received),
         "lost": len(sent_ids - {r["id"] for r in received}),
         "duplicates": len(received) - len({r["id"] for r in received}),
         "per_key_order_kept": order_ok, "committed": committed, "seconds": round(elapsed, 2),
@@ -134,7 +149,7 @@ def demo(broker_url: str, events: int, topic: str, keys: int, as_json: bool) -> 
         per_partition: dict[int, int] = defaultdict(int)
         for r in received:
             per_partition[r["partition"]] += 1
-        table = Table(title=f"postroom demo on {broker_url}: {topic}")
+        table = Table(title=f"postroom demo on {redacted_url(broker_url)}: {topic}")
         for column in ("key", "partition", "offset", "subject", "id"):
             table.add_column(column)
         for r in received[:15]:
@@ -172,7 +187,7 @@ def topics(ctx: click.Context, broker_url: str, as_json: bool) -> None:
         emit_json([{"name": t.name, "partitions": t.partitions,
                     "replication_factor": t.replication_factor} for t in infos])
         return
-    table = Table(title=f"topics on {broker_url}")
+    table = Table(title=f"topics on {redacted_url(broker_url)}")
     table.add_column("name")
     table.add_column("partitions", justify="right")
     table.add_column("replication", justify="right")
@@ -207,7 +222,8 @@ def topics_delete(broker_url: str, name: str, yes: bool, sub_broker: str | None)
     """Delete a topic and all its messages."""
     broker_url = sub_broker or broker_url
     if not yes:
-        click.confirm(f"Delete topic {name} and all its messages on {broker_url}?", abort=True)
+        click.confirm(f"Delete topic {name} and all its messages on {redacted_url(broker_url)}?",
+                      abort=True)
     connect(broker_url).delete_topic(name)
     out.print(f"deleted topic {name}")
 
@@ -229,7 +245,8 @@ def tail(topic: str, broker_url: str, from_beginning: bool, limit: int | None,
     broker = connect(broker_url)
     info = broker.topic(topic)
     if info is None:
-        raise click.ClickException(f"topic {topic!r} does not exist on {broker_url}; "
+        raise click.ClickException(f"topic {topic!r} does not exist on "
+                                   f"{redacted_url(broker_url)}; "
                                    "list topics with `postroom topics`")
     def show(messages: Iterable[Message]) -> None:
         for message in messages:
@@ -727,8 +744,8 @@ def outbox_relay(broker_url: str, database_url: str, table: str, topic: str | No
                 topic_template=topic_template, route_by_field=route_by_field,
                 additional_headers=additional_placement) as box:
         if not as_json:
-            err.print(f"relaying {table} from {database_url} to {broker_url} "
-                      "(Ctrl-C to stop)")
+            err.print(f"relaying {table} from {redacted_url(database_url)} to "
+                      f"{redacted_url(broker_url)} (Ctrl-C to stop)")
         counters = box.run(idle_timeout=idle_exit)
         status = box.status()
     result = {"published": counters.published, "failed": counters.failed,

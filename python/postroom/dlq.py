@@ -76,7 +76,7 @@ class DeadLetters:
         self._q = _core.DeadLetterQueue(broker_url=broker.url, topic=topic, timeout=timeout)
 
     def __repr__(self) -> str:
-        return f"DeadLetters({self.broker.url!r}, {self.topic!r})"
+        return f"DeadLetters({self.broker.redacted_url!r}, {self.topic!r})"
 
     def __len__(self) -> int:
         """Records in the topic (settled ones included)."""
@@ -246,8 +246,8 @@ def lag(broker: Broker, group: str, topics: Iterable[str] | None = None) -> list
     for topic in topics:
         info = broker.topic(topic)
         if info is None:
-            raise UsageError(f"topic {topic!r} does not exist on {broker.url}; list topics "
-                             "with `postroom topics`")
+            raise UsageError(f"topic {topic!r} does not exist on {broker.redacted_url}; list "
+                             "topics with `postroom topics`")
         partitions += [(topic, p) for p in range(info.partitions)]
     with broker.consumer(group) as consumer:  # never subscribes: reads offsets only
         committed = {(t, p): o for t, p, o in consumer.committed(partitions)}

@@ -23,6 +23,11 @@ EventMode = Literal["binary", "structured"]
 _SCHEMES = ("kafka://", "embedded://")
 
 
+def _shown(url: object) -> str:
+    """``url`` for a message: quoted, its password replaced by ``***``."""
+    return repr(_core.redacted_url(url)) if isinstance(url, str) else repr(url)
+
+
 def connect(url: str = "embedded://", *, client_id: str = "postroom", timeout: float = 15.0,
             properties: Mapping[str, str] | None = None) -> Broker:
     """Returns a handle on the broker named by ``url``.
@@ -51,10 +56,10 @@ class Broker:
         if not isinstance(url, str) or not url.startswith(_SCHEMES):
             if isinstance(url, str) and url.startswith("redis://"):
                 raise ConfigurationError(
-                    f"broker URL {url!r}: a Redis server is opened with postroom.connect(url) "
-                    "(a RedisBroker)")
+                    f"broker URL {_shown(url)}: a Redis server is opened with "
+                    "postroom.connect(url) (a RedisBroker)")
             raise ConfigurationError(
-                f"broker URL {url!r}: expected kafka://host:port[,host:port...], "
+                f"broker URL {_shown(url)}: expected kafka://host:port[,host:port...], "
                 "redis://host:port/db or embedded://[name]")
         self.url = url
         self.client_id = client_id
@@ -64,7 +69,13 @@ class Broker:
                                        timeout=timeout, properties=self.properties)
 
     def __repr__(self) -> str:
-        return f"Broker({self.url!r})"
+        return f"Broker({self.redacted_url!r})"
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL with its password replaced by ``***``: what postroom shows in reprs, errors,
+        logs and command-line output. ``url`` is the URL as given, for connecting."""
+        return _core.redacted_url(self.url)
 
     @property
     def is_embedded(self) -> bool:
@@ -167,7 +178,7 @@ class Producer:
 
     def __repr__(self) -> str:
         state = "closed" if self._p.closed else f"in_flight={self._p.in_flight}"
-        return f"Producer({self.broker.url!r}, {state})"
+        return f"Producer({self.broker.redacted_url!r}, {state})"
 
     def __enter__(self) -> Producer:
         return self
@@ -265,7 +276,7 @@ class Consumer:
             max_poll_interval=max_poll_interval, properties=merged)
 
     def __repr__(self) -> str:
-        return f"Consumer({self.broker.url!r}, group={self.group!r})"
+        return f"Consumer({self.broker.redacted_url!r}, group={self.group!r})"
 
     def __enter__(self) -> Consumer:
         return self

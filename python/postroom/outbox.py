@@ -134,7 +134,8 @@ class Outbox:
         return list(self._o.added_columns)
 
     def __repr__(self) -> str:
-        return f"Outbox({self.database!r}, table={self.table!r}, broker={self.broker.url!r})"
+        return (f"Outbox({_core.redacted_url(self.database)!r}, table={self.table!r}, "
+                f"broker={self.broker.redacted_url!r})")
 
     def __enter__(self) -> Outbox:
         return self

@@ -163,7 +163,7 @@ class Processor:
             producer_properties={**broker.properties, **(producer_properties or {})})
 
     def __repr__(self) -> str:
-        return (f"Processor({self.name!r}, broker={self.broker.url!r}, "
+        return (f"Processor({self.name!r}, broker={self.broker.redacted_url!r}, "
                 f"dead_letter_topic={self.dead_letter_topic!r})")
 
     def __enter__(self) -> Processor:

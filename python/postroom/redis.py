@@ -16,7 +16,16 @@ from typing import Any, Literal
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
 from .errors import ConfigurationError, UsageError
-from .kafka import Broker, Bytes, Consumer, EventMode, HeaderPairs, PartitionCallback, Producer
+from .kafka import (
+    Broker,
+    Bytes,
+    Consumer,
+    EventMode,
+    HeaderPairs,
+    PartitionCallback,
+    Producer,
+    _shown,
+)
 
 _NOT_ON_REDIS = ("Redis Streams have no partitions or numeric offsets: a stream is partition 0 "
                  "and entries are named by id")
@@ -32,7 +41,7 @@ class RedisBroker(Broker):
     def __init__(self, url: str, *, client_id: str = "postroom", timeout: float = 15.0,
                  properties: Mapping[str, str] | None = None) -> None:
         if not isinstance(url, str) or not url.startswith("redis://"):
-            raise ConfigurationError(f"broker URL {url!r}: expected redis://host:port/db")
+            raise ConfigurationError(f"broker URL {_shown(url)}: expected redis://host:port/db")
         if properties:
             raise ConfigurationError(
                 "a redis:// broker takes no client properties; pass maxlen= to producer() and "
@@ -44,7 +53,7 @@ class RedisBroker(Broker):
         self._redis = _core.RedisAdmin(broker_url=url)
 
     def __repr__(self) -> str:
-        return f"RedisBroker({self.url!r})"
+        return f"RedisBroker({self.redacted_url!r})"
 
     @property
     def is_embedded(self) -> bool:
@@ -186,7 +195,7 @@ class RedisProducer(Producer):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"RedisProducer({self.broker.url!r}{', closed' if self._closed else ''})"
+        return f"RedisProducer({self.broker.redacted_url!r}{', closed' if self._closed else ''})"
 
     def _check(self) -> None:
         if self._closed:
@@ -283,7 +292,7 @@ class RedisConsumer(Consumer):
         return self._c  # type: ignore[return-value]
 
     def __repr__(self) -> str:
-        return (f"RedisConsumer({self.broker.url!r}, group={self.group!r}, "
+        return (f"RedisConsumer({self.broker.redacted_url!r}, group={self.group!r}, "
                 f"name={self.consumer_name!r})")
 
     def __iter__(self) -> Iterator[Message]:

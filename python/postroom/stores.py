@@ -58,7 +58,7 @@ class PostgresStore(_core.PostgresStore):
         self._url = url
 
     def __repr__(self) -> str:
-        return "PostgresStore(...)"  # the URL may hold a password
+        return f"PostgresStore({_core.redacted_url(self._url)!r})"
 
 
 class RedisStore(_core.RedisStore):
@@ -72,9 +72,10 @@ class RedisStore(_core.RedisStore):
     def __init__(self, url: str, *, retention: float = 7 * 24 * 3600.0,
                  prefix: str = "postroom:processed:", lease: float = 60.0) -> None:
         super().__init__(url, retention, prefix, lease)
+        self._url = url
 
     def __repr__(self) -> str:
-        return "RedisStore(...)"  # the URL may hold a password
+        return f"RedisStore({_core.redacted_url(self._url)!r})"
 
 
 def open_store(url: str) -> IdempotencyStore:

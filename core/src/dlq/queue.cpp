@@ -20,6 +20,7 @@
 #include "postroom/kafka/admin.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
+#include "postroom/redact.hpp"
 #include "postroom/redis/streams.hpp"
 
 namespace postroom::dlq {
@@ -185,7 +186,7 @@ struct DeadLetterQueue::Impl {
 
     [[noreturn]] void missing() const {
         throw UsageError("dead-letter topic '" + config.topic + "' does not exist on " +
-                         config.broker_url + "; list topics with `postroom topics`");
+                         redacted_url(config.broker_url) + "; list topics with `postroom topics`");
     }
 
     // Kafka: (partition, low, high) of every partition with records.
@@ -242,8 +243,8 @@ struct DeadLetterQueue::Impl {
             auto batch = consumer.poll_views(2048, milliseconds(100));
             if (batch.empty()) {
                 if (Clock::now() - quiet_since > config.timeout)
-                    throw TimeoutError("reading '" + topic + "' from " + config.broker_url +
-                                       ": no records for " +
+                    throw TimeoutError("reading '" + topic + "' from " +
+                                       redacted_url(config.broker_url) + ": no records for " +
                                        std::to_string(config.timeout.count()) +
                                        " ms although the watermarks promise more");
                 continue;
@@ -642,7 +643,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
             while (!impl.the_producer().wait(*f.delivery, seconds(1)))
                 if (Clock::now() > give_up)
-                    throw TimeoutError("replay: no acknowledgement from " + impl.config.broker_url +
+                    throw TimeoutError("replay: no acknowledgement from " +
+                                       redacted_url(impl.config.broker_url) +
                                        " in time; run it again to resume");
         }
         // Why letter k was not acknowledged; "" when it was.
@@ -926,11 +928,12 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         w->raise_for_failures();
     }
     if (!missing_target.empty())
-        throw UsageError(
-            "replay: topic '" + missing_target + "' does not exist on " + impl.config.broker_url +
-            "; create it, or choose another destination "
-            "(to / --to). " +
-            std::to_string(report.replayed) + " letters before it were replayed and recorded.");
+        throw UsageError("replay: topic '" + missing_target + "' does not exist on " +
+                         redacted_url(impl.config.broker_url) +
+                         "; create it, or choose another destination "
+                         "(to / --to). " +
+                         std::to_string(report.replayed) +
+                         " letters before it were replayed and recorded.");
     if (!first_error.empty())
         throw TransportError(first_error + " (" + std::to_string(report.replayed) +
                                  " replayed and recorded; run the replay again to resume)",

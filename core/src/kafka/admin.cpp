@@ -7,6 +7,7 @@
 #include "../detail/excerpt.hpp"
 #include "common.hpp"
 #include "postroom/embedded/broker.hpp"
+#include "postroom/redact.hpp"
 
 namespace postroom::kafka {
 
@@ -39,7 +40,7 @@ struct Admin::Impl : ClientBase {
         if (topic) rkt = rd_kafka_topic_new(rk.get(), topic, nullptr);
         auto err = rd_kafka_metadata(rk.get(), topic ? 0 : 1, rkt, &raw, timeout_ms());
         if (rkt) rd_kafka_topic_destroy(rkt);
-        if (err) throw_error(err, "metadata request to " + config.broker_url);
+        if (err) throw_error(err, "metadata request to " + redacted_url(config.broker_url));
         return MetadataHandle(raw);
     }
 
@@ -64,8 +65,9 @@ struct Admin::Impl : ClientBase {
     EventHandle await(QueueHandle& queue, rd_kafka_event_type_t type, const std::string& what) {
         EventHandle ev(rd_kafka_queue_poll(queue.get(), timeout_ms() + 1000));
         if (!ev)
-            throw TimeoutError(what + ": no answer from " + config.broker_url + " within " +
-                               std::to_string(timeout_ms()) + " ms; is the broker running?");
+            throw TimeoutError(what + ": no answer from " + redacted_url(config.broker_url) +
+                               " within " + std::to_string(timeout_ms()) +
+                               " ms; is the broker running?");
         if (rd_kafka_event_type(ev.get()) != type || rd_kafka_event_error(ev.get()))
             throw_error(rd_kafka_event_error(ev.get()), what,
                         rd_kafka_event_error_string(ev.get()));

@@ -7,6 +7,7 @@
 
 #include "postroom/broker_url.hpp"
 #include "postroom/embedded/broker.hpp"
+#include "postroom/redact.hpp"
 
 namespace postroom::kafka::detail {
 
@@ -138,7 +139,7 @@ ResolvedBroker resolve(std::string_view broker_url) {
         }
         case BrokerScheme::redis: break;
     }
-    throw ConfigurationError("broker URL '" + std::string(broker_url) +
+    throw ConfigurationError("broker URL '" + redacted_url(broker_url) +
                              "' names a Redis server; Kafka clients need kafka://host:port or "
                              "embedded://");
 }

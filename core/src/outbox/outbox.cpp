@@ -23,6 +23,7 @@
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/producer.hpp"
+#include "postroom/redact.hpp"
 #include "postroom/redis/streams.hpp"
 #include "row_router.hpp"
 
@@ -1041,8 +1042,9 @@ struct Outbox::Impl {
         if (r) PQclear(r);
         if (!ok) {
             log(3, "listen-failed",
-                std::string(PQerrorMessage(listener.get())) + "; polling every " +
-                    std::to_string(config.poll_interval.count()) + " ms meanwhile");
+                redact_secrets(PQerrorMessage(listener.get()), config.database_url) +
+                    "; polling every " + std::to_string(config.poll_interval.count()) +
+                    " ms meanwhile");
             listener.reset();
             listener_retry = Clock::now() + seconds(5);
         }
@@ -1105,7 +1107,7 @@ Outbox::Outbox(OutboxConfig config) : impl_(std::make_unique<Impl>()) {
     } else if (url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0) {
         impl_->dialect = Dialect::postgres;
     } else {
-        throw ConfigurationError("outbox database URL '" + url +
+        throw ConfigurationError("outbox database URL '" + redacted_url(url) +
                                  "' is not supported: use sqlite:///path.db or postgresql://...");
     }
     impl_->router = detail::RowRouter(c.routing, c.topic);  // validated before the database

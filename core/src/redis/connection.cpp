@@ -4,6 +4,7 @@
 
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 
 namespace postroom::redis::detail {
 
@@ -42,7 +43,7 @@ Address Address::from_url(const std::string& url, std::string_view who) {
     auto parsed = parse_broker_url(url);
     if (parsed.scheme != BrokerScheme::redis)
         throw ConfigurationError(std::string(who) + " needs a redis://host:port/db URL, got '" +
-                                 url + "'");
+                                 redacted_url(url) + "'");
     Address a;
     a.host = parsed.hosts.at(0).host;
     a.port = parsed.hosts.at(0).port;

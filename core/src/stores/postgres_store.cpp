@@ -8,6 +8,7 @@
 
 #include "../detail/deleter.hpp"
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 #include "postroom/stores/store.hpp"
 
 namespace postroom::stores {
@@ -17,16 +18,6 @@ namespace {
 using postroom::detail::Deleter;
 using ConnectionHandle = std::unique_ptr<PGconn, Deleter<PQfinish>>;
 using ResultHandle = std::unique_ptr<PGresult, Deleter<PQclear>>;
-
-// libpq's conninfo may hold a password: never echo it in errors.
-std::string redact(const std::string& conninfo) {
-    auto at = conninfo.find('@');
-    auto scheme = conninfo.find("://");
-    if (at == std::string::npos || scheme == std::string::npos || at < scheme) return conninfo;
-    auto colon = conninfo.find(':', scheme + 3);
-    if (colon == std::string::npos || colon > at) return conninfo;
-    return conninfo.substr(0, colon) + ":***" + conninfo.substr(at);
-}
 
 // The one translation from PostgreSQL failures to postroom errors, by SQLSTATE class.
 [[noreturn]] void throw_pg(PGconn* conn, const PGresult* result, std::string_view context) {
@@ -88,7 +79,10 @@ struct PostgresStore::Impl {
         if (!c || PQstatus(c.get()) != CONNECTION_OK) {
             std::string why = c ? PQerrorMessage(c.get()) : "out of memory";
             while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
-            throw StorageError("cannot connect to PostgreSQL at " + redact(conninfo) + ": " + why +
+            // libpq's conninfo may hold a password, and libpq quotes parts of a URL it
+            // cannot parse: never echo either.
+            throw StorageError("cannot connect to PostgreSQL at " + redacted_url(conninfo) + ": " +
+                                   redact_secrets(why, conninfo) +
                                    "; is it running, and are host, port and database right?",
                                Retriable::yes);
         }

@@ -5,6 +5,7 @@
 
 #include "../detail/deleter.hpp"
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 #include "postroom/stores/store.hpp"
 
 namespace postroom::stores {
@@ -287,7 +288,7 @@ std::shared_ptr<IdempotencyStore> open_store(std::string_view url) {
     if (url.substr(0, sqlite.size()) == sqlite) {
         auto rest = url.substr(sqlite.size());  // "/relative.db" or "//absolute.db"
         if (rest.empty() || rest == "/")
-            throw ConfigurationError("store URL '" + std::string(url) +
+            throw ConfigurationError("store URL '" + redacted_url(url) +
                                      "' names no file: use sqlite:///relative.db, "
                                      "sqlite:////absolute/path.db or sqlite:///:memory:");
         return std::make_shared<SqliteStore>(std::string(rest.substr(1)));
@@ -295,7 +296,7 @@ std::shared_ptr<IdempotencyStore> open_store(std::string_view url) {
     if (url.substr(0, 8) == "redis://") return std::make_shared<RedisStore>(std::string(url));
     if (url.substr(0, 13) == "postgresql://" || url.substr(0, 11) == "postgres://")
         return std::make_shared<PostgresStore>(std::string(url));
-    throw ConfigurationError("store URL '" + std::string(url) +
+    throw ConfigurationError("store URL '" + redacted_url(url) +
                              "': expected memory://, sqlite:///path.db, redis://host:port/db or "
                              "postgresql://...");
 }
@@ -305,7 +306,7 @@ std::shared_ptr<IdempotencyStore> open_database(std::string_view url) {
     if (url.substr(0, sqlite.size()) == sqlite) {
         auto rest = url.substr(sqlite.size());
         if (rest.empty() || rest == "/")
-            throw ConfigurationError("database URL '" + std::string(url) +
+            throw ConfigurationError("database URL '" + redacted_url(url) +
                                      "' names no file: use sqlite:///relative.db or "
                                      "sqlite:////absolute/path.db");
         return std::make_shared<SqliteStore>(std::string(rest.substr(1)), "postroom_processed",
@@ -313,7 +314,7 @@ std::shared_ptr<IdempotencyStore> open_database(std::string_view url) {
     }
     if (url.substr(0, 13) == "postgresql://" || url.substr(0, 11) == "postgres://")
         return std::make_shared<PostgresStore>(std::string(url), "postroom_processed", 4, false);
-    throw ConfigurationError("database URL '" + std::string(url) +
+    throw ConfigurationError("database URL '" + redacted_url(url) +
                              "' is not supported: use sqlite:///path.db or postgresql://...");
 }
 
