@@ -174,12 +174,12 @@ void bind_dlq(py::module_& m) {
             "replay",
             [](DeadLetterQueue& q, const std::string& to, double rate, std::size_t batch_size,
                bool dry_run, bool again, int max_replays, const std::string& parking_topic,
-               bool keep_failure_headers, std::optional<int64_t> since_ms, std::optional<int64_t> until_ms,
-               const py::object& key, const std::string& header_name,
-               const py::object& header_value, const std::string& error_type,
-               const std::string& original_topic, const std::string& fingerprint,
-               const std::string& text, const std::vector<std::string>& ids,
-               const py::object& progress) {
+               bool keep_failure_headers, std::optional<int64_t> since_ms,
+               std::optional<int64_t> until_ms, const py::object& key,
+               const std::string& header_name, const py::object& header_value,
+               const std::string& error_type, const std::string& original_topic,
+               const std::string& fingerprint, const std::string& text,
+               const std::vector<std::string>& ids, const py::object& progress) {
                 ReplayOptions o;
                 o.filter = to_filter(since_ms, until_ms, key, header_name, header_value, error_type,
                                      original_topic, fingerprint, text, ids);

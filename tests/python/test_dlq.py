@@ -149,6 +149,74 @@ def test_foreign_letters_are_decoded_grouped_and_replayed_to_their_origin(
 
 
 @pytest.mark.kafka
+def test_a_replay_strips_every_conventions_failure_headers_unless_asked_to_keep_them(
+        kafka: postroom.Broker, topics: tuple[str, str]) -> None:
+    source, dlq = topics
+    write_foreign(kafka, dlq, source, per_style=1)
+    with kafka.producer() as producer:  # and one of postroom's own
+        producer.send(b"own", topic=dlq, key="postroom-0",
+                      headers=[("postroom-dlt-reason", b"non-retryable"),
+                               ("postroom-dlt-error-type", b"ValueError"),
+                               ("postroom-dlt-original-topic", source.encode()),
+                               ("trace-id", b"t-postroom-0")])
+    letters = kafka.dead_letters(dlq)
+    ids = {d.record.key: d.id for d in letters.list(limit=100)}
+    report = letters.replay()
+    assert report.replayed == len(FOREIGN_STYLES) + 1
+    assert report.replay_id and report.truncated == 0
+    back = read_foreign(kafka, source, report.replayed)
+    assert len(back) == report.replayed
+    failure_names = {name for headers in FOREIGN_STYLES.values() for name, _ in headers}
+    failure_names |= set(TOPIC_HEADER.values()) - {"MT-Source-Address"}
+    failure_names |= {"postroom-dlt-reason", "postroom-dlt-error-type",
+                      "postroom-dlt-original-topic"}
+    for m in back:
+        headers = dict(m.headers())  # type: ignore[attr-defined]
+        style = m.key().decode().rsplit("-", 1)[0]  # type: ignore[attr-defined]
+        left = failure_names & set(headers)
+        assert not left, f"{style}: the replayed record still claims to have failed: {left}"
+        assert headers["trace-id"].startswith(b"t-"), "other headers are kept"
+        assert headers["postroom-replayed-from"] == ids[m.key()].encode()  # type: ignore
+        assert headers["postroom-replay-id"] == report.replay_id.encode()
+        assert headers["postroom-replay-count"] == b"1"
+
+    kept = letters.replay(again=True, keep_failure_headers=True, ids=[ids[b"spring-0"]])
+    assert kept.replayed == 1 and kept.replay_id != report.replay_id
+    [again] = read_foreign(kafka, source, report.replayed + 1)[-1:]
+    headers = dict(again.headers())  # type: ignore[attr-defined]
+    assert {name for name, _ in FOREIGN_STYLES["spring"]} <= set(headers), "kept when asked"
+    assert headers["postroom-replay-id"] == kept.replay_id.encode()
+
+
+@pytest.mark.kafka
+def test_a_replayed_event_that_fails_again_is_traced_to_its_first_letter(
+        kafka: postroom.Broker, topics: tuple[str, str]) -> None:
+    source, dlq = topics
+
+    def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+        raise postroom.errors.NonRetryableError("still broken")
+
+    with kafka.producer() as producer:
+        producer.send(postroom.Event(type="order", source="/t", id="ev-1"), topic=source, key="k")
+    name = unique("p")
+    with postroom.Processor(kafka, name=name, topics=source, handler=handler) as processor:
+        processor.run(idle_timeout=3.0, handle_signals=False)
+    letters = kafka.dead_letters(dlq)
+    [first] = letters.list(limit=10)
+    assert (first.replayed_from, first.replay_id) == ("", "")
+    report = letters.replay()
+    assert report.replayed == 1
+    with postroom.Processor(kafka, name=name, topics=source, handler=handler) as processor:
+        processor.run(idle_timeout=3.0, handle_signals=False)
+    [second] = letters.list(limit=10)
+    assert second.id != first.id
+    assert (second.replayed_from, second.replay_id) == (first.id, report.replay_id)
+    assert second.replay_count == 1 and second.error_message == "still broken"
+    headers = [name for name, _ in second.record.headers]
+    assert headers.count("postroom-dlt-reason") == 1, "one failure description, the latest"
+
+
+@pytest.mark.kafka
 def test_dry_run_rate_limit_loop_guard_and_purge(kafka: postroom.Broker,
                                                  topics: tuple[str, str]) -> None:
     source, dlq = topics

@@ -135,6 +135,18 @@ def test_an_event_too_large_for_its_retry_topic_is_dead_lettered_whole(
     assert "postroom-dlt-value-truncated" not in headers
     assert letter.value == big, "the dead-letter topic takes it whole"
 
+    # Replayed whole to its original topic, which takes it.
+    report = kafka.dead_letters(dlq).replay()
+    assert (report.replayed, report.truncated) == (1, 0)
+    replayed = read_all(kafka, source, 3)[-1]
+    assert replayed.value == big and dict(replayed.headers)["ce_id"] == b"big"
+
+    # To a topic that does not take it: a clear error, nothing recorded, resumable.
+    small = make_topic(kafka, unique("small"))
+    with pytest.raises(errors.PostroomError, match=r"max\.message\.bytes.*run the replay again"):
+        kafka.dead_letters(dlq).replay(to=small, again=True)
+    assert kafka.watermarks(small, 0) == (0, 0)
+
 
 @pytest.mark.kafka
 def test_a_dead_letter_topic_that_cannot_take_even_the_headers_stops_the_processor(
@@ -153,8 +165,8 @@ def test_a_dead_letter_topic_that_cannot_take_even_the_headers_stops_the_process
     processor = postroom.Processor(kafka, name=name, topics=source, handler=handler,
                                    blocked_backoff_max=0.2)
     started = time.monotonic()
-    with processor, pytest.raises(errors.ConfigurationError,
-                                  match=r"does not fit the dead-letter topic .*max\.message\.bytes"):
+    fits_not = r"does not fit the dead-letter topic .*max\.message\.bytes"
+    with processor, pytest.raises(errors.ConfigurationError, match=fits_not):
         run_guarded(processor, idle_timeout=30.0)
     assert time.monotonic() - started < 25, "stopped at once, not after the idle timeout"
     assert applied == [], "nothing past the poison event"

@@ -171,6 +171,9 @@ struct DeadLetterQueue::Impl {
             c.broker_url = config.broker_url;
             c.client_id = "postroom-dlq-replay";
             c.linger = milliseconds(5);
+            // A letter goes back as large as it came: the destination topic's own limit
+            // (max.message.bytes) is the one that counts.
+            c.properties["message.max.bytes"] = std::to_string(64 << 20);
             producer = std::make_unique<kafka::Producer>(c);
         }
         return *producer;

@@ -130,7 +130,14 @@ void BatchDelivery::report(std::size_t index, DeliveryReport report) {
 
 std::string DeliveryReport::error_message() const {
     if (!error_text.empty()) return error_text;
-    return ok() ? std::string() : rd_kafka_err2str(static_cast<rd_kafka_resp_err_t>(error_code));
+    if (ok()) return {};
+    const auto err = static_cast<rd_kafka_resp_err_t>(error_code);
+    std::string text = rd_kafka_err2str(err);
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        text +=
+            "; raise the topic's max.message.bytes (and the client's message.max.bytes), or "
+            "send smaller messages";
+    return text;
 }
 
 Retriable DeliveryReport::retriable() const noexcept {

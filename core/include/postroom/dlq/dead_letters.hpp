@@ -116,7 +116,8 @@ LetterFacts decode_facts(std::span<const HeaderView> headers);
 // kafka_original-* and retry_topic-*, Kafka Connect's __connect.errors.*, Kafka Streams'
 // __streams.errors.*, Watermill's *_poisoned, MassTransit's MT-Fault-*, MT-Reason and
 // MT-Host-*, NServiceBus's NServiceBus.ExceptionInfo.*, .FailedQ, .TimeOfFailure,
-// .Retries*, .ProcessingEndpoint and .ProcessingMachine). A replay leaves these out, so a replayed event does not claim to have failed.
+// .Retries*, .ProcessingEndpoint and .ProcessingMachine). A replay leaves these out, so a
+// replayed event does not claim to have failed.
 bool is_failure_header(std::string_view name) noexcept;
 
 // A letter read as views: its record, its facts and its fingerprint (16 hex digits).
