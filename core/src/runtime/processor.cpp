@@ -15,10 +15,12 @@
 #include "../detail/excerpt.hpp"
 #include "../detail/structured_log.hpp"
 #include "crash_points.hpp"
+#include "forwarder.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/runtime/dead_letter.hpp"
 #include "postroom/transport.hpp"
+#include "processor_state.hpp"
 
 namespace postroom::runtime {
 
@@ -33,55 +35,21 @@ using postroom::detail::excerpt;
 
 }  // namespace
 
-struct Processor::Impl {
-    ProcessorConfig config;
+struct Processor::Impl : detail::ProcessorState {
+    using Outcome = detail::Outcome;
+
+    explicit Impl(Handler h, BatchHandler bh)
+        : handler(std::move(h)), batch_handler(std::move(bh)) {}
+
     Handler handler;             // one of the two
     BatchHandler batch_handler;  // (a batch handler gets the fresh events of a batch at once)
-    std::unique_ptr<transport::Consumer> consumer;
-    std::mutex forwarder_mutex;
-    std::unique_ptr<transport::Producer> forwarder;  // dead letters and retries; made on first use
-    // Unless producer_properties say otherwise: records as large as the topics take (their
-    // limit is the one that counts).
-    static constexpr std::size_t forwarder_max_record_bytes = 64 << 20;
-    std::atomic<bool> stop_requested{false};
+    detail::Forwarder forwarder{*this};  // dead letters and retries
     bool closed = false;
     Clock::time_point last_commit = Clock::now();
     std::mt19937_64 rng{std::random_device{}()};
-    mutable std::mutex counters_mutex;
-    Counters counts;
-
-    enum class Outcome { done, abandoned };
 
     // Checks and completes `config`, opens the consumer and subscribes.
     void open(ProcessorConfig given);
-
-    template <typename F>
-    void count(F&& f) {
-        std::lock_guard lock(counters_mutex);
-        f(counts);
-    }
-
-    void log(int level, std::string_view what, const Message& m, const std::string& detail) {
-        std::string line = std::string("postroom level=") + (level <= 3 ? "error" : "warning") +
-                           " processor=\"" + escaped(config.name) + "\" event=\"" +
-                           std::string(what) + "\" topic=\"" + escaped(m.topic) +
-                           "\" partition=" + std::to_string(m.partition) +
-                           " offset=" + m.position() + " detail=\"" + escaped(detail) + "\"";
-        (config.log ? config.log : default_log)(level, line);
-    }
-
-    // Sleeps up to `d` in slices, calling on_wait; false when stop() was requested.
-    bool wait_for(milliseconds d) {
-        auto until = Clock::now() + d;
-        while (!abandoning()) {
-            // Compare time points, not truncated milliseconds: never wake up early.
-            auto left = until - Clock::now();
-            if (left <= Clock::duration::zero()) return true;
-            std::this_thread::sleep_for(std::min<Clock::duration>(left, milliseconds(100)));
-            if (config.on_wait) config.on_wait();
-        }
-        return false;
-    }
 
     std::mutex rng_mutex;
     double unit_random() {
@@ -109,212 +77,6 @@ struct Processor::Impl {
     std::condition_variable room;
     std::vector<Lane*> fed_lanes;  // the lanes the last non-empty poll gave messages to
     std::atomic<std::size_t> finished_by_lanes{0};
-    static inline thread_local Lane* current_lane = nullptr;
-
-    // Stop handling what is in hand: the processor stops, or the lane's partitions are revoked.
-    bool abandoning() const {
-        return stop_requested.load() || (current_lane && current_lane->interrupt.load());
-    }
-
-    // Backoff for a blocked resource (store, dead-letter topic): never a hot loop.
-    milliseconds blocked_backoff(int round) {
-        auto d = milliseconds(100) * (1LL << std::min(round, 12));
-        return std::min<milliseconds>(d, config.blocked_backoff_max);
-    }
-
-    // What the forwarder's topics take (dead-letter and retry topics), learned on first use
-    // and again when the broker refuses a record as too large.
-    std::map<std::string, transport::TopicLimits> limits;
-
-    // The forwarder (made on first use), under forwarder_mutex.
-    transport::Producer& the_forwarder() {
-        if (!forwarder) {
-            transport::ProducerOptions po;
-            po.broker_url = config.broker_url;
-            po.client_id = config.name + "-forwarder";
-            po.properties = config.producer_properties;
-            // Records as large as the topics take: the topic's limit is the one that counts.
-            po.max_record_bytes = forwarder_max_record_bytes;
-            forwarder = transport::open_producer(po);
-        }
-        return *forwarder;
-    }
-
-    // What `topic` takes, under forwarder_mutex; throws when the broker cannot be asked.
-    const transport::TopicLimits& limits_of(const std::string& topic, bool again = false) {
-        auto it = limits.find(topic);
-        if (it == limits.end() || again || !it->second.exists)
-            it = limits.insert_or_assign(topic, the_forwarder().limits(topic)).first;
-        return it->second;
-    }
-
-    // A failure that ends run(): set by the thread that meets it, thrown by run_once().
-    std::mutex fatal_mutex;
-    std::exception_ptr fatal;
-
-    void stop_with(std::exception_ptr error) {
-        {
-            std::lock_guard lock(fatal_mutex);
-            if (!fatal) fatal = std::move(error);
-        }
-        stop_requested.store(true);
-    }
-
-    void rethrow_fatal() {
-        std::exception_ptr error;
-        {
-            std::lock_guard lock(fatal_mutex);
-            error = fatal;
-        }
-        if (error) std::rethrow_exception(error);
-    }
-
-    // How often a forwarded record may be refused for a reason waiting does not mend (too
-    // large, invalid topic, not authorised) before the processor stops.
-    static constexpr int max_refusals = 5;
-
-    // Writes the record `make(limit)` builds for `topic` (a dead letter or a retry; `limit`:
-    // the largest record the topic takes, if known) and waits for the broker's
-    // acknowledgement. While the topic cannot be written for a passing reason (the broker is
-    // away, the topic does not exist yet) the processor backs off and does not progress. A
-    // refusal that waiting does not mend ends the processor after max_refusals tries, with the
-    // event left unfinished (redelivered after a restart). `make` returns nullopt when no
-    // record fits: then nothing is written and forward returns nullopt.
-    std::optional<Outcome> forward(
-        const Message& m, const std::string& topic, std::string_view blocked_what,
-        const std::function<std::optional<OutgoingMessage>(std::optional<std::size_t>)>& make,
-        const std::function<void(const OutgoingMessage&)>& on_written) {
-        int refusals = 0;
-        bool ask_again = false;
-        for (int round = 0;; ++round) {
-            std::string why;
-            try {
-                std::lock_guard lock(forwarder_mutex);
-                const auto& limit = limits_of(topic, ask_again);
-                ask_again = false;
-                auto record = make(limit.max_record_bytes);
-                if (!record) return std::nullopt;
-                if (!limit.exists)
-                    throw UsageError("topic '" + topic +
-                                     "' does not exist; create it (postroom does not rely on "
-                                     "topic auto-creation)");
-                the_forwarder().send(*record, seconds(30));
-                on_written(*record);
-                return Outcome::done;
-            } catch (const Error& e) {
-                why = e.what();
-                // The topic exists and still refuses the record for good (too large for it,
-                // an invalid name, no authorisation): a few more tries, then stop.
-                // A fatal client error is mended by a new producer, unless it comes back.
-                bool missing = false;
-                {
-                    std::lock_guard lock(forwarder_mutex);
-                    auto it = limits.find(topic);
-                    missing = it != limits.end() && !it->second.exists;
-                    if (e.kind() == ErrorKind::fatal_client) {
-                        forwarder.reset();  // recreate the producer on the next round
-                        limits.clear();
-                    }
-                }
-                if (e.retriable() == Retriable::no && !missing) {
-                    ask_again = true;  // the topic's limit may have changed
-                    if (++refusals >= max_refusals) {
-                        log(3, blocked_what, m,
-                            why + "; refused " + std::to_string(refusals) +
-                                " times: the processor stops");
-                        stop_with(std::make_exception_ptr(Error(
-                            e.kind(), e.retriable(),
-                            "the processor '" + config.name + "' stopped: the record for " +
-                                m.topic + "[" + std::to_string(m.partition) + "] at " +
-                                m.position() + " could not be written to '" + topic + "' (" +
-                                std::to_string(refusals) + " tries): " + why +
-                                ". Nothing was committed past it: fix the topic and start the "
-                                "processor again",
-                            e.code())));
-                        return Outcome::abandoned;
-                    }
-                } else {
-                    why += "; the processor waits until the topic '" + topic + "' can be written";
-                }
-            }
-            log(3, blocked_what, m, why);
-            count([](Counters& c) { ++c.blocked_waits; });
-            if (!wait_for(blocked_backoff(round))) return Outcome::abandoned;
-        }
-    }
-
-    Outcome dead_letter(const Message& m, const Failure& failure) {
-        const auto& topic = config.dead_letter_topic;
-        auto written = forward(
-            m, topic, "dead-letter-blocked",
-            [&](std::optional<std::size_t> limit) -> std::optional<OutgoingMessage> {
-                auto record = make_dead_letter(m, failure, topic, config.name, config.group_id);
-                if (limit && !fit_dead_letter(record, *limit)) {
-                    stop_with(std::make_exception_ptr(ConfigurationError(
-                        "the processor '" + config.name + "' stopped: the dead letter of " +
-                        m.topic + "[" + std::to_string(m.partition) + "] at " + m.position() +
-                        " does not fit the dead-letter topic '" + topic + "' even without its " +
-                        "value (" + std::to_string(record_bytes(record)) + " bytes of key and " +
-                        "headers, the topic takes " + std::to_string(*limit) +
-                        "); raise the topic's max.message.bytes. Nothing was committed past it")));
-                    return std::nullopt;
-                }
-                return record;
-            },
-            [&](const OutgoingMessage& record) {
-                count([](Counters& c) { ++c.dead_lettered; });
-                detail::crash_point("after-dead-letter");
-                std::string cut;
-                if (find_header(record.headers, dlt::value_truncated))
-                    cut = " (value cut to " + std::to_string(record.value->size()) + " of " +
-                          std::to_string(m.value ? m.value->size() : 0) +
-                          " bytes to fit the topic)";
-                log(4, "dead-lettered", m,
-                    std::string(to_string(failure.reason)) + " after " +
-                        std::to_string(failure.attempts) +
-                        " attempt(s): " + excerpt(failure.error_type, 200) + ": " +
-                        excerpt(failure.error_message, 1000) + " -> " + topic + cut);
-            });
-        return written.value_or(Outcome::abandoned);
-    }
-
-    // Sends the event to retry topic `level`, due after that level's delay. An event larger
-    // than the retry topic takes goes to the dead-letter topic instead.
-    Outcome schedule_retry(const Message& m, const Failure& failure, int level) {
-        const auto delay = config.retry_topic_delays.at(static_cast<std::size_t>(level - 1));
-        const int64_t due =
-            duration_cast<milliseconds>(system_clock::now().time_since_epoch() + delay).count();
-        const auto topic = retry_topic_name(origin_of(m).topic, level);
-        std::size_t too_large = 0, limit_bytes = 0;
-        auto written = forward(
-            m, topic, "retry-topic-blocked",
-            [&](std::optional<std::size_t> limit) -> std::optional<OutgoingMessage> {
-                auto record = make_retry(m, failure, level, due);
-                if (limit && record_bytes(record) > *limit) {
-                    too_large = record_bytes(record);
-                    limit_bytes = *limit;
-                    return std::nullopt;
-                }
-                return record;
-            },
-            [&](const OutgoingMessage& record) {
-                count([](Counters& c) { ++c.retry_topic_sends; });
-                log(4, "retry-scheduled", m,
-                    "attempt " + std::to_string(failure.attempts) +
-                        " failed: " + excerpt(failure.error_type, 200) + ": " +
-                        excerpt(failure.error_message, 1000) + "; retrying from " + record.topic +
-                        " in " + std::to_string(delay.count()) + " ms");
-            });
-        if (written) return *written;
-        if (stop_requested.load()) return Outcome::abandoned;
-        log(4, "retry-topic-too-small", m,
-            "the retry record of " + std::to_string(too_large) + " bytes exceeds what '" + topic +
-                "' takes (" + std::to_string(limit_bytes) +
-                " bytes): dead-lettered instead of retried");
-        Failure instead = failure;
-        instead.reason = DeadLetterReason::too_large_for_retry_topic;
-        return dead_letter(m, instead);
-    }
 
     // Handler outcomes of the most recent events (true = failed for good), for the flood guard.
     std::deque<bool> outcomes;
@@ -479,10 +241,10 @@ struct Processor::Impl {
             }
             record_outcome(true);
             if (retryable && p.origin.level < static_cast<int>(config.retry_topic_delays.size()))
-                return schedule_retry(m, failure, p.origin.level + 1);
+                return forwarder.schedule_retry(m, failure, p.origin.level + 1);
             failure.reason =
                 retryable ? DeadLetterReason::retries_exhausted : DeadLetterReason::non_retryable;
-            return dead_letter(m, failure);
+            return forwarder.dead_letter(m, failure);
         }
         auto delay = config.retry.delay_before(attempt + 1, unit_random());
         log(4, "retry", m,
@@ -842,7 +604,7 @@ struct Processor::Impl {
                 segment.push_back(std::move(*p));
             }
             if (segment.empty()) {
-                if (has_bad && dead_letter(*batch[i], bad) == Outcome::abandoned) break;
+                if (has_bad && forwarder.dead_letter(*batch[i], bad) == Outcome::abandoned) break;
                 finish(1);
                 continue;
             }
@@ -880,7 +642,7 @@ struct Processor::Impl {
     }
 
     void lane_main(Lane& lane) {
-        current_lane = &lane;
+        lane_interrupt = &lane.interrupt;
         const std::size_t take = config.batch_size;
         for (;;) {
             std::vector<Message> work;
@@ -1151,16 +913,15 @@ Processor::~Processor() {
     }
 }
 
-Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
+Processor::Processor(ProcessorConfig config, Handler handler) {
     if (!handler) throw ConfigurationError("processor needs a handler");
-    impl_->handler = std::move(handler);
+    impl_ = std::make_unique<Impl>(std::move(handler), BatchHandler{});
     impl_->open(std::move(config));
 }
 
-Processor::Processor(ProcessorConfig config, BatchHandler handler)
-    : impl_(std::make_unique<Impl>()) {
+Processor::Processor(ProcessorConfig config, BatchHandler handler) {
     if (!handler) throw ConfigurationError("processor needs a handler");
-    impl_->batch_handler = std::move(handler);
+    impl_ = std::make_unique<Impl>(Handler{}, std::move(handler));
     impl_->open(std::move(config));
 }
 
@@ -1172,7 +933,7 @@ std::size_t Processor::run_once(milliseconds timeout) {
     if (impl.closed) throw UsageError("the processor is closed");
     if (impl.stop_requested.load()) {
         const auto finished = impl.settle(false);
-        impl.rethrow_fatal();
+        impl.forwarder.rethrow_fatal();
         return finished;
     }
     if (!impl.waiting.empty()) impl.resume_due();
@@ -1215,7 +976,7 @@ std::size_t Processor::run_once(milliseconds timeout) {
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
     impl.purge_if_due();
-    impl.rethrow_fatal();
+    impl.forwarder.rethrow_fatal();
     return finished;
 }
 
@@ -1225,7 +986,7 @@ void Processor::run() {
 }
 
 void Processor::throw_if_failed() const {
-    impl_->rethrow_fatal();
+    impl_->forwarder.rethrow_fatal();
 }
 
 void Processor::stop() noexcept {
@@ -1243,7 +1004,7 @@ void Processor::close() {
     impl_->settle(false);
     impl_->stop_lanes();       // they finish the event in hand; the rest is redelivered
     impl_->consumer->close();  // commits what is done, leaves the group
-    if (impl_->forwarder) impl_->forwarder->close();
+    impl_->forwarder.close();
 }
 
 Counters Processor::counters() const {
