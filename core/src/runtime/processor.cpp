@@ -16,6 +16,7 @@
 #include "../detail/structured_log.hpp"
 #include "crash_points.hpp"
 #include "forwarder.hpp"
+#include "lanes.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
 #include "postroom/runtime/dead_letter.hpp"
@@ -57,26 +58,8 @@ struct Processor::Impl : detail::ProcessorState {
         return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
     }
 
-    // Lanes (concurrency > 1): each runs the handler for its share of the partitions on its
-    // own thread, in order per partition. The polling thread feeds them.
-    struct Lane {
-        std::thread thread;
-        std::mutex mutex;
-        std::condition_variable wake, idle;
-        std::deque<Message> queue;
-        std::size_t queued_bytes = 0;
-        bool busy = false;                 // handling messages taken from the queue
-        std::set<TopicPartition> revoked;  // being taken away: drop their messages
-        std::atomic<bool> interrupt{false};
-        bool quit = false;
-    };
-    std::vector<std::unique_ptr<Lane>> lanes;
-    std::set<TopicPartition> held_back;  // paused because their lane's queue is full
-    // Lanes signal `room` whenever they take work from their queue.
-    std::mutex room_mutex;
-    std::condition_variable room;
-    std::vector<Lane*> fed_lanes;  // the lanes the last non-empty poll gave messages to
-    std::atomic<std::size_t> finished_by_lanes{0};
+    detail::Lanes lanes{
+        *this, [this](const std::vector<const Message*>& batch) { return handle_batch(batch); }};
 
     // Handler outcomes of the most recent events (true = failed for good), for the flood guard.
     std::deque<bool> outcomes;
@@ -573,7 +556,7 @@ struct Processor::Impl : detail::ProcessorState {
         std::vector<TopicPartition> due;
         for (auto it = waiting.begin(); it != waiting.end();) {
             if (it->second <= now) {
-                if (!held_back.count(it->first)) due.push_back(it->first);
+                if (!lanes.holds_back(it->first)) due.push_back(it->first);
                 it = waiting.erase(it);
             } else {
                 ++it;
@@ -626,180 +609,6 @@ struct Processor::Impl : detail::ProcessorState {
             }
         }
         return i;
-    }
-
-    static std::size_t size_of(const Message& m) {
-        std::size_t n =
-            sizeof(Message) + (m.key ? m.key->size() : 0) + (m.value ? m.value->size() : 0);
-        for (const auto& h : m.headers) n += h.name.size() + (h.value ? h.value->size() : 0);
-        return n;
-    }
-
-    Lane& lane_of(const TopicPartition& tp) {
-        const auto h =
-            std::hash<std::string>{}(tp.topic) * 31 + static_cast<std::size_t>(tp.partition);
-        return *lanes[h % lanes.size()];
-    }
-
-    void lane_main(Lane& lane) {
-        lane_interrupt = &lane.interrupt;
-        const std::size_t take = config.batch_size;
-        for (;;) {
-            std::vector<Message> work;
-            {
-                std::unique_lock lock(lane.mutex);
-                // Not while interrupted or stopping: the work would come straight back.
-                lane.wake.wait(lock, [&] {
-                    return lane.quit ||
-                           (!lane.queue.empty() && !lane.interrupt && !stop_requested.load());
-                });
-                if (lane.quit) return;
-                while (!lane.queue.empty() && work.size() < take) {
-                    lane.queued_bytes -= size_of(lane.queue.front());
-                    work.push_back(std::move(lane.queue.front()));
-                    lane.queue.pop_front();
-                }
-                lane.busy = true;
-            }
-            { std::lock_guard lock(room_mutex); }
-            room.notify_all();
-            std::vector<const Message*> batch;
-            batch.reserve(work.size());
-            for (const auto& m : work) batch.push_back(&m);
-            const std::size_t finished = handle_batch(batch);
-            finished_by_lanes += finished;
-            std::lock_guard lock(lane.mutex);
-            // Interrupted (revoked partitions, or stopping): what was not finished goes back to
-            // the front of the queue, in order, except what was revoked.
-            for (std::size_t k = work.size(); k > finished; --k)
-                if (!lane.revoked.count(work[k - 1].topic_partition())) {
-                    lane.queued_bytes += size_of(work[k - 1]);
-                    lane.queue.push_front(std::move(work[k - 1]));
-                }
-            lane.busy = false;
-            lane.idle.notify_all();
-        }
-    }
-
-    void start_lanes(std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) lanes.push_back(std::make_unique<Lane>());
-        for (auto& lane : lanes)
-            lane->thread = std::thread([this, l = lane.get()] { lane_main(*l); });
-    }
-
-    void stop_lanes() {
-        for (auto& lane : lanes) {
-            std::lock_guard lock(lane->mutex);
-            lane->quit = true;
-            lane->interrupt = true;
-            lane->wake.notify_all();
-        }
-        for (auto& lane : lanes)
-            if (lane->thread.joinable()) lane->thread.join();
-    }
-
-    // Partitions taken away (revoked or lost): their queued messages are dropped, and lanes
-    // working on them stop at the next event boundary; returns once no lane handles them any
-    // more, so what is committed next is final.
-    void release_partitions(const std::vector<TopicPartition>& tps) {
-        if (lanes.empty()) return;
-        std::set<TopicPartition> gone(tps.begin(), tps.end());
-        for (const auto& tp : tps) held_back.erase(tp);
-        for (auto& lane : lanes) {
-            std::unique_lock lock(lane->mutex);
-            std::erase_if(lane->queue, [&](const Message& m) {
-                if (!gone.count(m.topic_partition())) return false;
-                lane->queued_bytes -= size_of(m);
-                return true;
-            });
-            if (!lane->busy) continue;
-            lane->revoked = gone;
-            lane->interrupt = true;
-            lane->idle.wait(lock, [&] { return !lane->busy; });
-            lane->interrupt = stop_requested.load();
-            lane->revoked.clear();
-            if (!lane->queue.empty()) lane->wake.notify_all();
-        }
-    }
-
-    bool full(Lane& lane) {
-        std::lock_guard lock(lane.mutex);
-        return lane.queue.size() >= config.lane_queue_messages ||
-               lane.queued_bytes >= config.lane_queue_bytes;
-    }
-
-    // When the last poll fed only lanes whose queues are full, polling more only fills them
-    // further: waits up to `timeout` for one of them to take work. Returns false if none did
-    // (slow handlers).
-    bool wait_for_room(milliseconds timeout) {
-        auto all_full = [&] {
-            return std::all_of(fed_lanes.begin(), fed_lanes.end(),
-                               [&](Lane* l) { return full(*l); });
-        };
-        std::unique_lock lock(room_mutex);
-        return room.wait_for(lock, timeout, [&] { return !all_full() || stop_requested.load(); });
-    }
-
-    // Hands polled messages to their lanes. Pausing is not free — librdkafka drops what it
-    // prefetched and fetches again on resume — so full lanes' partitions are paused only when
-    // polling goes on for others (this poll also fed a lane with room), or when the lanes
-    // stayed full through run_once's wait (`lanes_stuck`: slow handlers; the group still
-    // needs polls). Otherwise the next run_once waits for room before it polls.
-    // resume_drained() lets paused partitions go on at half.
-    void dispatch(std::vector<Message>& batch, const std::vector<const Message*>& due,
-                  bool lanes_stuck) {
-        // Per lane, all at once: a lane woken by the first message would take it alone.
-        std::set<const Message*> take(due.begin(), due.end());
-        std::map<Lane*, std::vector<Message*>> per_lane;
-        for (auto& m : batch)
-            if (take.count(&m)) per_lane[&lane_of(m.topic_partition())].push_back(&m);
-        for (auto& [lane, messages] : per_lane) {
-            std::lock_guard lock(lane->mutex);
-            for (auto* m : messages) {
-                lane->queued_bytes += size_of(*m);
-                lane->queue.push_back(std::move(*m));
-            }
-            lane->wake.notify_all();
-        }
-        if (per_lane.empty()) return;
-        fed_lanes.clear();
-        bool feeds_a_lane_with_room = false;
-        for (auto& [lane, messages] : per_lane) {
-            fed_lanes.push_back(lane);
-            feeds_a_lane_with_room = feeds_a_lane_with_room || !full(*lane);
-        }
-        if (!feeds_a_lane_with_room && !lanes_stuck) return;  // run_once waits for room
-        std::vector<TopicPartition> pause;
-        for (auto& lane : lanes) {
-            if (!full(*lane)) continue;
-            std::lock_guard lock(lane->mutex);
-            for (const auto& m : lane->queue)
-                if (held_back.insert(m.topic_partition()).second)
-                    pause.push_back(m.topic_partition());
-        }
-        count([&](Counters& c) { c.lane_pauses += static_cast<int64_t>(pause.size()); });
-        consumer->pause(pause);
-    }
-
-    // Resumes held-back partitions whose lane has drained to half its bounds.
-    void resume_drained() {
-        std::vector<TopicPartition> resume;
-        for (auto it = held_back.begin(); it != held_back.end();) {
-            auto& lane = lane_of(*it);
-            bool drained;
-            {
-                std::lock_guard lock(lane.mutex);
-                drained = lane.queue.size() <= config.lane_queue_messages / 2 &&
-                          lane.queued_bytes <= config.lane_queue_bytes / 2;
-            }
-            if (drained) {
-                if (!waiting.count(*it)) resume.push_back(*it);
-                it = held_back.erase(it);
-            } else {
-                ++it;
-            }
-        }
-        consumer->resume(resume);
     }
 
     std::optional<Clock::time_point> last_purge;
@@ -892,7 +701,7 @@ void Processor::Impl::open(ProcessorConfig given) {
         for (const auto& tp : tps) impl->waiting.erase(tp);
         // Both before the revoked partitions' offsets are committed.
         impl->settle(false, tps);
-        impl->release_partitions(tps);
+        impl->lanes.release_partitions(tps);
         if (impl->ahead)  // their next owner reads them
             std::erase_if(*impl->ahead, [&](const Message& m) {
                 return std::find(tps.begin(), tps.end(), m.topic_partition()) != tps.end();
@@ -900,7 +709,7 @@ void Processor::Impl::open(ProcessorConfig given) {
     };
     listener.on_lost = listener.on_revoked;
     consumer->subscribe(subscribed, std::move(listener));
-    if (config.concurrency > 1) start_lanes(config.concurrency);
+    if (config.concurrency > 1) lanes.start(config.concurrency);
 }
 
 Processor::~Processor() {
@@ -937,13 +746,13 @@ std::size_t Processor::run_once(milliseconds timeout) {
         return finished;
     }
     if (!impl.waiting.empty()) impl.resume_due();
-    if (!impl.held_back.empty()) {
+    if (impl.lanes.holding_back()) {
         // Lanes are draining: look again soon rather than sleeping on paused partitions.
-        impl.resume_drained();
-        if (!impl.held_back.empty()) timeout = std::min(timeout, milliseconds(5));
+        impl.lanes.resume_drained(impl.waiting);
+        if (impl.lanes.holding_back()) timeout = std::min(timeout, milliseconds(5));
     }
     const auto deadline = Clock::now() + timeout;
-    const bool lanes_stuck = !impl.fed_lanes.empty() && !impl.wait_for_room(timeout);
+    const bool lanes_stuck = impl.lanes.fed() && !impl.lanes.wait_for_room(timeout);
     auto left = [&] {
         return std::max(milliseconds(0),
                         std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
@@ -970,8 +779,8 @@ std::size_t Processor::run_once(milliseconds timeout) {
         finished += impl.handle_batch(impl.due_now(batch), overlap);
         if (overlap && impl.deferred) impl.deferred->owned = std::move(batch);
     } else {
-        impl.dispatch(batch, impl.due_now(batch), lanes_stuck);
-        finished += impl.finished_by_lanes.exchange(0);
+        impl.lanes.dispatch(batch, impl.due_now(batch), lanes_stuck);
+        finished += impl.lanes.take_finished();
     }
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
@@ -1002,7 +811,7 @@ void Processor::close() {
     impl_->closed = true;
     impl_->stop_requested.store(true);
     impl_->settle(false);
-    impl_->stop_lanes();       // they finish the event in hand; the rest is redelivered
+    impl_->lanes.stop();       // they finish the event in hand; the rest is redelivered
     impl_->consumer->close();  // commits what is done, leaves the group
     impl_->forwarder.close();
 }
