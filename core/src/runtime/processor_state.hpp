@@ -1,7 +1,7 @@
 #pragma once
 // What the parts of the consumer runtime share (internal): the checked configuration, the
 // consumer, the stop flag, the counters, the log line and the waits that stop() ends. The
-// processor (processor.cpp) owns it; the forwarder, the failure routing, the segment
+// processor's Impl (processor.cpp) is one; the forwarder, the failure routing, the segment
 // transaction and the lanes each get a reference to it.
 
 #include <algorithm>
