@@ -1,24 +1,29 @@
+// The consumer runtime's processor: checks the configuration, opens the consumer, and runs the
+// poll loop (run_once()). Its parts, each in its own file:
+//   processor_state.hpp  what the parts share: configuration, consumer, counters, waits
+//   forwarder.*          dead letters and retry records (the producer, topic limits, refusals)
+//   failure_routing.*    where a failed event goes: backoff, retry topic, dead letter, flood guard
+//   segment.*            the segment transaction: a polled batch in store transactions
+//   lanes.*              concurrency > 1: the lane threads, their queues and pauses
 #include "postroom/runtime/processor.hpp"
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <cstdio>
-#include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
-#include <thread>
-#include <typeinfo>
 
-#include "../detail/excerpt.hpp"
 #include "../detail/structured_log.hpp"
 #include "crash_points.hpp"
+#include "failure_routing.hpp"
+#include "forwarder.hpp"
+#include "lanes.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/runtime/dead_letter.hpp"
 #include "postroom/transport.hpp"
+#include "processor_state.hpp"
+#include "segment.hpp"
 
 namespace postroom::runtime {
 
@@ -29,749 +34,25 @@ namespace {
 
 using postroom::detail::default_log;
 using postroom::detail::escaped;
-using postroom::detail::excerpt;
 
 }  // namespace
 
-struct Processor::Impl {
-    ProcessorConfig config;
-    Handler handler;             // one of the two
-    BatchHandler batch_handler;  // (a batch handler gets the fresh events of a batch at once)
-    std::unique_ptr<transport::Consumer> consumer;
-    std::mutex forwarder_mutex;
-    std::unique_ptr<transport::Producer> forwarder;  // dead letters and retries; made on first use
-    // Unless producer_properties say otherwise: records as large as the topics take (their
-    // limit is the one that counts).
-    static constexpr std::size_t forwarder_max_record_bytes = 64 << 20;
-    std::atomic<bool> stop_requested{false};
+struct Processor::Impl : detail::ProcessorState {
+    Impl(Handler handler, BatchHandler batch_handler)
+        : segments(*this, routing, std::move(handler), std::move(batch_handler)) {}
+
+    detail::Forwarder forwarder{*this};  // dead letters and retries
+    detail::FailureRouting routing{*this, forwarder};
+    detail::SegmentRunner segments;
+    detail::Lanes lanes{*this, [this](const std::vector<const Message*>& batch) {
+                            return segments.handle_batch(batch);
+                        }};
     bool closed = false;
     Clock::time_point last_commit = Clock::now();
-    std::mt19937_64 rng{std::random_device{}()};
-    mutable std::mutex counters_mutex;
-    Counters counts;
-
-    enum class Outcome { done, abandoned };
 
     // Checks and completes `config`, opens the consumer and subscribes.
     void open(ProcessorConfig given);
 
-    template <typename F>
-    void count(F&& f) {
-        std::lock_guard lock(counters_mutex);
-        f(counts);
-    }
-
-    void log(int level, std::string_view what, const Message& m, const std::string& detail) {
-        std::string line = std::string("postroom level=") + (level <= 3 ? "error" : "warning") +
-                           " processor=\"" + escaped(config.name) + "\" event=\"" +
-                           std::string(what) + "\" topic=\"" + escaped(m.topic) +
-                           "\" partition=" + std::to_string(m.partition) +
-                           " offset=" + m.position() + " detail=\"" + escaped(detail) + "\"";
-        (config.log ? config.log : default_log)(level, line);
-    }
-
-    // Sleeps up to `d` in slices, calling on_wait; false when stop() was requested.
-    bool wait_for(milliseconds d) {
-        auto until = Clock::now() + d;
-        while (!abandoning()) {
-            // Compare time points, not truncated milliseconds: never wake up early.
-            auto left = until - Clock::now();
-            if (left <= Clock::duration::zero()) return true;
-            std::this_thread::sleep_for(std::min<Clock::duration>(left, milliseconds(100)));
-            if (config.on_wait) config.on_wait();
-        }
-        return false;
-    }
-
-    std::mutex rng_mutex;
-    double unit_random() {
-        std::lock_guard lock(rng_mutex);
-        return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-    }
-
-    // Lanes (concurrency > 1): each runs the handler for its share of the partitions on its
-    // own thread, in order per partition. The polling thread feeds them.
-    struct Lane {
-        std::thread thread;
-        std::mutex mutex;
-        std::condition_variable wake, idle;
-        std::deque<Message> queue;
-        std::size_t queued_bytes = 0;
-        bool busy = false;                 // handling messages taken from the queue
-        std::set<TopicPartition> revoked;  // being taken away: drop their messages
-        std::atomic<bool> interrupt{false};
-        bool quit = false;
-    };
-    std::vector<std::unique_ptr<Lane>> lanes;
-    std::set<TopicPartition> held_back;  // paused because their lane's queue is full
-    // Lanes signal `room` whenever they take work from their queue.
-    std::mutex room_mutex;
-    std::condition_variable room;
-    std::vector<Lane*> fed_lanes;  // the lanes the last non-empty poll gave messages to
-    std::atomic<std::size_t> finished_by_lanes{0};
-    static inline thread_local Lane* current_lane = nullptr;
-
-    // Stop handling what is in hand: the processor stops, or the lane's partitions are revoked.
-    bool abandoning() const {
-        return stop_requested.load() || (current_lane && current_lane->interrupt.load());
-    }
-
-    // Backoff for a blocked resource (store, dead-letter topic): never a hot loop.
-    milliseconds blocked_backoff(int round) {
-        auto d = milliseconds(100) * (1LL << std::min(round, 12));
-        return std::min<milliseconds>(d, config.blocked_backoff_max);
-    }
-
-    // What the forwarder's topics take (dead-letter and retry topics), learned on first use
-    // and again when the broker refuses a record as too large.
-    std::map<std::string, transport::TopicLimits> limits;
-
-    // The forwarder (made on first use), under forwarder_mutex.
-    transport::Producer& the_forwarder() {
-        if (!forwarder) {
-            transport::ProducerOptions po;
-            po.broker_url = config.broker_url;
-            po.client_id = config.name + "-forwarder";
-            po.properties = config.producer_properties;
-            // Records as large as the topics take: the topic's limit is the one that counts.
-            po.max_record_bytes = forwarder_max_record_bytes;
-            forwarder = transport::open_producer(po);
-        }
-        return *forwarder;
-    }
-
-    // What `topic` takes, under forwarder_mutex; throws when the broker cannot be asked.
-    const transport::TopicLimits& limits_of(const std::string& topic, bool again = false) {
-        auto it = limits.find(topic);
-        if (it == limits.end() || again || !it->second.exists)
-            it = limits.insert_or_assign(topic, the_forwarder().limits(topic)).first;
-        return it->second;
-    }
-
-    // A failure that ends run(): set by the thread that meets it, thrown by run_once().
-    std::mutex fatal_mutex;
-    std::exception_ptr fatal;
-
-    void stop_with(std::exception_ptr error) {
-        {
-            std::lock_guard lock(fatal_mutex);
-            if (!fatal) fatal = std::move(error);
-        }
-        stop_requested.store(true);
-    }
-
-    void rethrow_fatal() {
-        std::exception_ptr error;
-        {
-            std::lock_guard lock(fatal_mutex);
-            error = fatal;
-        }
-        if (error) std::rethrow_exception(error);
-    }
-
-    // How often a forwarded record may be refused for a reason waiting does not mend (too
-    // large, invalid topic, not authorised) before the processor stops.
-    static constexpr int max_refusals = 5;
-
-    // Writes the record `make(limit)` builds for `topic` (a dead letter or a retry; `limit`:
-    // the largest record the topic takes, if known) and waits for the broker's
-    // acknowledgement. While the topic cannot be written for a passing reason (the broker is
-    // away, the topic does not exist yet) the processor backs off and does not progress. A
-    // refusal that waiting does not mend ends the processor after max_refusals tries, with the
-    // event left unfinished (redelivered after a restart). `make` returns nullopt when no
-    // record fits: then nothing is written and forward returns nullopt.
-    std::optional<Outcome> forward(
-        const Message& m, const std::string& topic, std::string_view blocked_what,
-        const std::function<std::optional<OutgoingMessage>(std::optional<std::size_t>)>& make,
-        const std::function<void(const OutgoingMessage&)>& on_written) {
-        int refusals = 0;
-        bool ask_again = false;
-        for (int round = 0;; ++round) {
-            std::string why;
-            try {
-                std::lock_guard lock(forwarder_mutex);
-                const auto& limit = limits_of(topic, ask_again);
-                ask_again = false;
-                auto record = make(limit.max_record_bytes);
-                if (!record) return std::nullopt;
-                if (!limit.exists)
-                    throw UsageError("topic '" + topic +
-                                     "' does not exist; create it (postroom does not rely on "
-                                     "topic auto-creation)");
-                the_forwarder().send(*record, seconds(30));
-                on_written(*record);
-                return Outcome::done;
-            } catch (const Error& e) {
-                why = e.what();
-                // The topic exists and still refuses the record for good (too large for it,
-                // an invalid name, no authorisation): a few more tries, then stop.
-                // A fatal client error is mended by a new producer, unless it comes back.
-                bool missing = false;
-                {
-                    std::lock_guard lock(forwarder_mutex);
-                    auto it = limits.find(topic);
-                    missing = it != limits.end() && !it->second.exists;
-                    if (e.kind() == ErrorKind::fatal_client) {
-                        forwarder.reset();  // recreate the producer on the next round
-                        limits.clear();
-                    }
-                }
-                if (e.retriable() == Retriable::no && !missing) {
-                    ask_again = true;  // the topic's limit may have changed
-                    if (++refusals >= max_refusals) {
-                        log(3, blocked_what, m,
-                            why + "; refused " + std::to_string(refusals) +
-                                " times: the processor stops");
-                        stop_with(std::make_exception_ptr(Error(
-                            e.kind(), e.retriable(),
-                            "the processor '" + config.name + "' stopped: the record for " +
-                                m.topic + "[" + std::to_string(m.partition) + "] at " +
-                                m.position() + " could not be written to '" + topic + "' (" +
-                                std::to_string(refusals) + " tries): " + why +
-                                ". Nothing was committed past it: fix the topic and start the "
-                                "processor again",
-                            e.code())));
-                        return Outcome::abandoned;
-                    }
-                } else {
-                    why += "; the processor waits until the topic '" + topic + "' can be written";
-                }
-            }
-            log(3, blocked_what, m, why);
-            count([](Counters& c) { ++c.blocked_waits; });
-            if (!wait_for(blocked_backoff(round))) return Outcome::abandoned;
-        }
-    }
-
-    Outcome dead_letter(const Message& m, const Failure& failure) {
-        const auto& topic = config.dead_letter_topic;
-        auto written = forward(
-            m, topic, "dead-letter-blocked",
-            [&](std::optional<std::size_t> limit) -> std::optional<OutgoingMessage> {
-                auto record = make_dead_letter(m, failure, topic, config.name, config.group_id);
-                if (limit && !fit_dead_letter(record, *limit)) {
-                    stop_with(std::make_exception_ptr(ConfigurationError(
-                        "the processor '" + config.name + "' stopped: the dead letter of " +
-                        m.topic + "[" + std::to_string(m.partition) + "] at " + m.position() +
-                        " does not fit the dead-letter topic '" + topic + "' even without its " +
-                        "value (" + std::to_string(record_bytes(record)) + " bytes of key and " +
-                        "headers, the topic takes " + std::to_string(*limit) +
-                        "); raise the topic's max.message.bytes. Nothing was committed past it")));
-                    return std::nullopt;
-                }
-                return record;
-            },
-            [&](const OutgoingMessage& record) {
-                count([](Counters& c) { ++c.dead_lettered; });
-                detail::crash_point("after-dead-letter");
-                std::string cut;
-                if (find_header(record.headers, dlt::value_truncated))
-                    cut = " (value cut to " + std::to_string(record.value->size()) + " of " +
-                          std::to_string(m.value ? m.value->size() : 0) +
-                          " bytes to fit the topic)";
-                log(4, "dead-lettered", m,
-                    std::string(to_string(failure.reason)) + " after " +
-                        std::to_string(failure.attempts) +
-                        " attempt(s): " + excerpt(failure.error_type, 200) + ": " +
-                        excerpt(failure.error_message, 1000) + " -> " + topic + cut);
-            });
-        return written.value_or(Outcome::abandoned);
-    }
-
-    // Sends the event to retry topic `level`, due after that level's delay. An event larger
-    // than the retry topic takes goes to the dead-letter topic instead.
-    Outcome schedule_retry(const Message& m, const Failure& failure, int level) {
-        const auto delay = config.retry_topic_delays.at(static_cast<std::size_t>(level - 1));
-        const int64_t due =
-            duration_cast<milliseconds>(system_clock::now().time_since_epoch() + delay).count();
-        const auto topic = retry_topic_name(origin_of(m).topic, level);
-        std::size_t too_large = 0, limit_bytes = 0;
-        auto written = forward(
-            m, topic, "retry-topic-blocked",
-            [&](std::optional<std::size_t> limit) -> std::optional<OutgoingMessage> {
-                auto record = make_retry(m, failure, level, due);
-                if (limit && record_bytes(record) > *limit) {
-                    too_large = record_bytes(record);
-                    limit_bytes = *limit;
-                    return std::nullopt;
-                }
-                return record;
-            },
-            [&](const OutgoingMessage& record) {
-                count([](Counters& c) { ++c.retry_topic_sends; });
-                log(4, "retry-scheduled", m,
-                    "attempt " + std::to_string(failure.attempts) +
-                        " failed: " + excerpt(failure.error_type, 200) + ": " +
-                        excerpt(failure.error_message, 1000) + "; retrying from " + record.topic +
-                        " in " + std::to_string(delay.count()) + " ms");
-            });
-        if (written) return *written;
-        if (stop_requested.load()) return Outcome::abandoned;
-        log(4, "retry-topic-too-small", m,
-            "the retry record of " + std::to_string(too_large) + " bytes exceeds what '" + topic +
-                "' takes (" + std::to_string(limit_bytes) +
-                " bytes): dead-lettered instead of retried");
-        Failure instead = failure;
-        instead.reason = DeadLetterReason::too_large_for_retry_topic;
-        return dead_letter(m, instead);
-    }
-
-    // Handler outcomes of the most recent events (true = failed for good), for the flood guard.
-    std::deque<bool> outcomes;
-
-    mutable std::mutex outcomes_mutex;
-
-    void record_outcome(bool failed) {
-        if (config.flood_guard.max_failure_ratio <= 0.0) return;
-        std::lock_guard lock(outcomes_mutex);
-        outcomes.push_back(failed);
-        while (outcomes.size() > config.flood_guard.window) outcomes.pop_front();
-    }
-
-    // Would dead-lettering one more event put the failure ratio over the limit?
-    bool flood_tripped() const {
-        const auto& g = config.flood_guard;
-        if (g.max_failure_ratio <= 0.0) return false;
-        std::lock_guard lock(outcomes_mutex);
-        std::size_t failed = 1, total = 1;  // counting the event at hand
-        for (auto it = outcomes.rbegin(); it != outcomes.rend() && total < g.window; ++it, ++total)
-            failed += *it ? 1 : 0;
-        if (total < g.min_events) return false;
-        return static_cast<double>(failed) / static_cast<double>(total) > g.max_failure_ratio;
-    }
-
-    std::string idempotency_key(const Event& ev, const Message& m) {
-        if (config.key_function) return config.key_function(ev, m);
-        if (!config.key_header.empty()) {
-            auto* h = find_header(m.headers, config.key_header);
-            if (!h || !h->value)
-                throw CodecError(config.key_header,
-                                 "idempotency key header '" + config.key_header + "' is missing");
-            return *h->value;
-        }
-        return ev.id;
-    }
-
-    // An event ready for its handler.
-    struct Prepared {
-        const Message* message;
-        Event event;
-        std::string key;
-        Origin origin;  // where it was first consumed, attempts before this delivery
-    };
-
-    // Decodes `m` and computes its key; what cannot be handled (too large, undecodable, no
-    // key) fills `failure` instead and returns nullopt.
-    std::optional<Prepared> prepare(const Message& m, Failure& failure) {
-        auto failed = [&] {
-            failure.first_failure = now_rfc3339();
-            failure.last_failure = failure.first_failure;
-            failure.attempts = 0;
-            return std::nullopt;
-        };
-        const std::size_t size = (m.value ? m.value->size() : 0) + (m.key ? m.key->size() : 0);
-        if (size > config.max_payload_bytes) {
-            failure.reason = DeadLetterReason::too_large;
-            failure.error_type = "postroom::CodecError";
-            failure.error_message = "payload of " + std::to_string(size) +
-                                    " bytes exceeds max_payload_bytes (" +
-                                    std::to_string(config.max_payload_bytes) + ")";
-            return failed();
-        }
-        if (m.delivery_count > config.retry.max_attempts) {
-            // Redis Streams count deliveries: the consumers that had it stopped (crashed)
-            // while handling it each time; it may be what kills them.
-            failure.reason = DeadLetterReason::retries_exhausted;
-            failure.error_type = "postroom::DeliveryLimitExceeded";
-            failure.error_message =
-                "delivered " + std::to_string(m.delivery_count) +
-                " times without being finished (each consumer holding it stopped before it "
-                "was done); the retry policy allows " +
-                std::to_string(config.retry.max_attempts) + " attempts";
-            failed();
-            failure.attempts = m.delivery_count - 1;
-            return std::nullopt;
-        }
-        try {
-            Prepared p{&m, kafka::to_event(m), {}, origin_of(m)};
-            p.key = idempotency_key(p.event, m);
-            return p;
-        } catch (const CodecError& e) {
-            failure.reason = DeadLetterReason::undecodable;
-            failure.error_type = "postroom::CodecError";
-            failure.error_message = e.what();
-            return failed();
-        }
-    }
-
-    // Runs `call` (a handler call); a failure fills `failure` and returns false with
-    // `retryable` set.
-    template <typename Call>
-    bool guarded(Call&& call, Failure& failure, bool& retryable) {
-        retryable = true;
-        try {
-            call();
-            return true;
-        } catch (const HandlerFailure& e) {
-            failure.error_type = e.type();
-            failure.error_message = e.what();
-            failure.error_stack = e.stack();
-            retryable = e.retryable();
-        } catch (const NonRetryableError& e) {
-            failure.error_type = "postroom::runtime::NonRetryableError";
-            failure.error_message = e.what();
-            retryable = false;
-        } catch (const CodecError& e) {
-            failure.error_type = "postroom::CodecError";
-            failure.error_message = e.what();
-            retryable = false;
-        } catch (const std::exception& e) {
-            failure.error_type = typeid(e).name();
-            failure.error_message = e.what();
-        }
-        count([](Counters& c) { ++c.failed_attempts; });
-        return false;
-    }
-
-    // Runs the handler for one event (a batch handler: a batch of one).
-    bool call_handler(const Prepared& p, int attempt, stores::Transaction& tx, Failure& failure,
-                      bool& retryable) {
-        const int attempts = p.origin.attempts + attempt;
-        return guarded(
-            [&] {
-                if (batch_handler) {
-                    const std::vector<const Event*> events{&p.event};
-                    const std::vector<const Message*> messages{p.message};
-                    BatchHandlerContext ctx{messages, attempts, &tx};
-                    batch_handler(events, ctx);
-                } else {
-                    HandlerContext ctx{*p.message, attempts, &tx};
-                    handler(p.event, ctx);
-                }
-            },
-            failure, retryable);
-    }
-
-    // What happens after attempt `attempt` of `p` failed: a dead letter (or a flood-guard
-    // pause) when it may not be retried, else a backoff. Returns the outcome when the event is
-    // finished (or abandoned); nullopt when the next attempt is due.
-    std::optional<Outcome> after_failure(const Prepared& p, Failure& failure, int& attempt,
-                                         bool retryable) {
-        const Message& m = *p.message;
-        failure.attempts = p.origin.attempts + attempt;
-        failure.last_failure = now_rfc3339();
-        if (attempt == 1)
-            failure.first_failure =
-                p.origin.first_failure.empty() ? failure.last_failure : p.origin.first_failure;
-        if (!retryable || attempt >= config.retry.max_attempts) {
-            if (flood_tripped()) {
-                // Most recent events failed too: more likely a downstream outage than
-                // poison. Hold this event instead of dead-lettering everything.
-                log(3, "flood-guard-pause", m,
-                    "failure ratio over the last " + std::to_string(config.flood_guard.window) +
-                        " events exceeds " + std::to_string(config.flood_guard.max_failure_ratio) +
-                        "; pausing " + std::to_string(config.flood_guard.pause.count()) +
-                        " ms, then retrying instead of dead-lettering");
-                count([](Counters& c) { ++c.flood_pauses; });
-                if (!wait_for(config.flood_guard.pause)) return Outcome::abandoned;
-                attempt = 1;
-                return std::nullopt;
-            }
-            record_outcome(true);
-            if (retryable && p.origin.level < static_cast<int>(config.retry_topic_delays.size()))
-                return schedule_retry(m, failure, p.origin.level + 1);
-            failure.reason =
-                retryable ? DeadLetterReason::retries_exhausted : DeadLetterReason::non_retryable;
-            return dead_letter(m, failure);
-        }
-        auto delay = config.retry.delay_before(attempt + 1, unit_random());
-        log(4, "retry", m,
-            "attempt " + std::to_string(attempt) + " failed: " + failure.error_type + ": " +
-                failure.error_message + "; retrying in " + std::to_string(delay.count()) + " ms");
-        count([](Counters& c) { ++c.retried; });
-        if (!wait_for(delay)) return Outcome::abandoned;
-        ++attempt;
-        return std::nullopt;
-    }
-
-    // Handles one event in its own transaction, attempt after attempt. With `failed` set,
-    // attempt `attempt` already failed (in a batch) with `failure`.
-    Outcome handle_alone(const Prepared& p, Failure failure, int attempt,
-                         std::optional<bool> failed) {
-        const Message& m = *p.message;
-        int store_round = 0;
-        for (;;) {
-            if (abandoning()) return Outcome::abandoned;
-            bool retryable = failed.value_or(true);
-            if (!failed) {
-                std::unique_ptr<stores::Transaction> tx;
-                try {
-                    tx = config.store->begin();
-                    if (!tx->claim(config.name, p.key)) {
-                        tx->rollback();
-                        count([](Counters& c) { ++c.duplicates; });
-                        return Outcome::done;
-                    }
-                } catch (const Error& e) {
-                    // The store is unavailable: not the event's fault, no attempt is used up.
-                    tx.reset();
-                    log(3, "store-blocked", m, e.what());
-                    count([](Counters& c) { ++c.blocked_waits; });
-                    if (!wait_for(blocked_backoff(store_round++))) return Outcome::abandoned;
-                    continue;
-                }
-                count([](Counters& c) { ++c.in_flight; });
-                bool ok = call_handler(p, attempt, *tx, failure, retryable);
-                count([](Counters& c) { --c.in_flight; });
-                if (ok) {
-                    detail::crash_point("after-handler");
-                    try {
-                        tx->commit();
-                        count([](Counters& c) { ++c.processed; });
-                        record_outcome(false);
-                        detail::crash_point("after-store-commit");
-                        return Outcome::done;
-                    } catch (const Error& e) {
-                        if (e.retriable() != Retriable::no) {
-                            // Failed or in doubt: retrying is safe, the claim dedupes it.
-                            log(3, "store-blocked", m, std::string("commit: ") + e.what());
-                            count([](Counters& c) { ++c.blocked_waits; });
-                            if (!wait_for(blocked_backoff(store_round++)))
-                                return Outcome::abandoned;
-                            continue;
-                        }
-                        // The store refused what the handler wrote (a constraint checked at
-                        // commit, a rejected Redis command): the event's failure.
-                        failure.error_type = "postroom::StorageError";
-                        failure.error_message = e.what();
-                        retryable = false;
-                        count([](Counters& c) { ++c.failed_attempts; });
-                    }
-                }
-            }
-            failed.reset();
-            // tx is gone: the claim and the handler's writes are rolled back.
-            if (auto outcome = after_failure(p, failure, attempt, retryable)) return *outcome;
-        }
-    }
-
-    // How a batch transaction ended.
-    struct SegmentResult {
-        bool abandoned = false;
-        bool deferred = false;  // committing in the background: see `deferred`
-        bool split = false;     // the store refused the batch's commit: handle events alone
-        std::size_t done = 0;   // events [0, done) are finished
-        bool failed = false;    // event `done` failed its first attempt with:
-        Failure failure;
-        bool retryable = true;
-    };
-
-    // A batch's last segment whose store commit was started but whose outcome is not known
-    // yet (a store that commits in the background: Redis). Its messages finish once it is:
-    // in the next run_once, after its poll, so that the wait overlaps the poll. Meanwhile
-    // the next claim on the store's connection runs after this commit.
-    struct DeferredCommit {
-        std::unique_ptr<stores::Transaction> tx;  // null: the commit failed, handle them again
-        bool blocked = false;                     // it failed for a retriable reason
-        std::vector<Message> owned;               // the polled batch the messages point into
-        std::vector<const Message*> messages;     // the segment's messages, in order
-        int64_t applied = 0, duplicates = 0;
-    };
-    std::optional<DeferredCommit> deferred;
-
-    // The next batch, polled while the current batch's claim was in the store (no lanes):
-    // run_once handles it instead of polling. Its messages are taken (not finished), so the
-    // offsets commit holds back at them.
-    std::optional<std::vector<Message>> ahead;
-
-    // Polls the next batch without waiting, if none is there yet.
-    void poll_ahead() {
-        if (ahead || stop_requested.load()) return;
-        auto more = consumer->poll_batch(config.batch_size, milliseconds(0));
-        if (!more.empty()) ahead = std::move(more);
-    }
-
-    // Counts a segment whose store commit succeeded.
-    void committed(int64_t applied, int64_t duplicates) {
-        count([&](Counters& c) {
-            c.processed += applied;
-            c.duplicates += duplicates;
-        });
-        for (int64_t n = 0; n < applied; ++n) record_outcome(false);
-        if (applied > 0) detail::crash_point("after-store-commit");
-    }
-
-    // Waits for the deferred commit's outcome and finishes its messages; returns how many
-    // finished. If the commit failed, the events are handled again (their claims tell what
-    // applied): now, or with `now` false (inside a rebalance, or closing) at the next
-    // run_once. Messages of partitions in `gone` (being revoked) are left to their next owner.
-    std::size_t settle(bool now, const std::vector<TopicPartition>& gone = {}) {
-        if (!deferred) return 0;
-        auto& d = *deferred;
-        if (d.tx) {
-            count([&](Counters& c) { c.in_flight -= static_cast<int64_t>(d.messages.size()); });
-            try {
-                d.tx->finish_commit();
-            } catch (const Error& e) {
-                d.tx.reset();
-                log(3, e.retriable() == Retriable::yes ? "store-blocked" : "batch-refused",
-                    *d.messages.front(),
-                    std::string(e.what()) + "; handling the batch's events again");
-                d.blocked = e.retriable() == Retriable::yes;
-                if (d.blocked) count([](Counters& c) { ++c.blocked_waits; });
-            }
-            if (d.tx) {
-                committed(d.applied, d.duplicates);
-                for (const auto* m : d.messages) consumer->mark_done(*m);
-                const auto n = d.messages.size();
-                deferred.reset();
-                return n;
-            }
-        }
-        std::erase_if(d.messages, [&](const Message* m) {
-            return std::find(gone.begin(), gone.end(), m->topic_partition()) != gone.end();
-        });
-        if (d.messages.empty()) deferred.reset();
-        if (!now || !deferred || stop_requested.load()) return 0;
-        auto again = std::move(d);
-        deferred.reset();
-        if (again.blocked && !wait_for(blocked_backoff(0))) return 0;
-        return handle_batch(again.messages);
-    }
-
-    // Handles consecutive events in one store transaction: one batched claim, a savepoint per
-    // event, one commit. Stops at the first handler failure; what came before commits. With
-    // `overlap` (run_once without lanes), the next batch is polled while the claim is in the
-    // store, and a commit the store runs in the background is left in `deferred`.
-    SegmentResult handle_segment(const std::vector<Prepared>& segment, bool overlap = false) {
-        std::vector<std::string> keys;
-        keys.reserve(segment.size());
-        for (const auto& p : segment) keys.push_back(p.key);
-        int store_round = 0;
-        for (;;) {
-            SegmentResult r;
-            if (abandoning()) {
-                r.abandoned = true;
-                return r;
-            }
-            const Message& first = *segment.front().message;
-            std::unique_ptr<stores::Transaction> tx;
-            std::vector<bool> claimed;
-            int64_t duplicates = 0, applied = 0, in_hand = 0;
-            try {
-                tx = config.store->begin();
-                if (overlap && store_round == 0 && !ahead) {
-                    tx->start_claim_batch(config.name, keys);
-                    poll_ahead();
-                    claimed = tx->finish_claim_batch();
-                } else {
-                    claimed = tx->claim_batch(config.name, keys);
-                }
-                in_hand = static_cast<int64_t>(std::count(claimed.begin(), claimed.end(), true));
-                count([&](Counters& c) { c.in_flight += in_hand; });
-                auto give_back_from = [&](std::size_t from) {
-                    std::vector<std::string> unused;
-                    for (std::size_t k = from; k < segment.size(); ++k)
-                        if (claimed[k]) unused.push_back(keys[k]);
-                    tx->unclaim(config.name, unused);
-                };
-                if (batch_handler && segment.size() > 1) {
-                    // One call with the batch's fresh events. If it fails, nothing of the
-                    // batch commits and its events are handled one at a time, each with
-                    // its own retries and dead letter. (A segment of one goes through the
-                    // loop below: call_handler() gives a batch handler a batch of one.)
-                    std::vector<const Event*> events;
-                    std::vector<const Message*> messages;
-                    for (std::size_t k = 0; k < segment.size(); ++k)
-                        if (claimed[k]) {
-                            events.push_back(&segment[k].event);
-                            messages.push_back(segment[k].message);
-                        } else {
-                            ++duplicates;
-                        }
-                    Failure failure;
-                    bool retryable = true;
-                    BatchHandlerContext ctx{messages, 1, tx.get()};
-                    if (!events.empty() &&
-                        !guarded([&] { batch_handler(events, ctx); }, failure, retryable)) {
-                        count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
-                        tx.reset();  // rolls back the claims and whatever the handler wrote
-                        log(4, "batch-failed", first,
-                            failure.error_type + ": " + failure.error_message +
-                                "; handling the batch's " + std::to_string(segment.size()) +
-                                " events one at a time");
-                        r.split = true;
-                        return r;
-                    }
-                    applied = static_cast<int64_t>(events.size());
-                    r.done = segment.size();
-                } else {
-                    for (; r.done < segment.size(); ++r.done) {
-                        if (abandoning()) {
-                            // Stopping: commit what was handled, leave the rest for
-                            // redelivery.
-                            give_back_from(r.done);
-                            break;
-                        }
-                        if (!claimed[r.done]) {
-                            ++duplicates;
-                            continue;
-                        }
-                        tx->savepoint();
-                        if (call_handler(segment[r.done], 1, *tx, r.failure, r.retryable)) {
-                            ++applied;
-                            continue;
-                        }
-                        // Undo this event's writes and give back the claims not used here.
-                        r.failed = true;
-                        tx->rollback_to_savepoint();
-                        give_back_from(r.done);
-                        break;
-                    }
-                }
-                count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
-                if (applied > 0) detail::crash_point("after-handler");
-                if (!overlap || r.done < segment.size() || r.failed) {
-                    tx->commit();
-                } else if (tx->start_commit()) {
-                    DeferredCommit d;
-                    d.tx = std::move(tx);
-                    d.applied = applied;
-                    d.duplicates = duplicates;
-                    for (const auto& p : segment) d.messages.push_back(p.message);
-                    // Not finished until the outcome is known: in flight meanwhile.
-                    count(
-                        [&](Counters& c) { c.in_flight += static_cast<int64_t>(segment.size()); });
-                    deferred = std::move(d);
-                    r.deferred = true;
-                    return r;
-                }
-            } catch (const Error& e) {
-                count([&](Counters& c) { c.in_flight -= std::exchange(in_hand, 0); });
-                tx.reset();  // rolls back: the handlers run again on the next round
-                if (e.retriable() == Retriable::no && segment.size() > 1 && claimed.size()) {
-                    log(3, "batch-refused", first,
-                        std::string(e.what()) + "; handling the batch's events one at a time");
-                    r = SegmentResult{};
-                    r.split = true;
-                    return r;
-                }
-                log(3, "store-blocked", first, e.what());
-                count([](Counters& c) { ++c.blocked_waits; });
-                if (!wait_for(blocked_backoff(store_round++))) {
-                    r = SegmentResult{};
-                    r.abandoned = true;
-                    return r;
-                }
-                continue;
-            }
-            committed(applied, duplicates);
-            return r;
-        }
-    }
-
-    // Handles a polled batch in order; returns how many messages are finished (the rest, if
-    // stopping, are left for redelivery).
     // Retry topics: partitions whose head event is not due yet, paused until it is.
     std::map<TopicPartition, int64_t> waiting;  // partition -> due, ms since the epoch
     std::set<std::string> retry_topics;
@@ -811,233 +92,13 @@ struct Processor::Impl {
         std::vector<TopicPartition> due;
         for (auto it = waiting.begin(); it != waiting.end();) {
             if (it->second <= now) {
-                if (!held_back.count(it->first)) due.push_back(it->first);
+                if (!lanes.holds_back(it->first)) due.push_back(it->first);
                 it = waiting.erase(it);
             } else {
                 ++it;
             }
         }
         consumer->resume(due);
-    }
-
-    // With `overlap` (see handle_segment), a last segment committing in the background is
-    // left in `deferred` and not counted as finished.
-    std::size_t handle_batch(const std::vector<const Message*>& batch, bool overlap = false) {
-        std::size_t i = 0;
-        auto finish = [&](std::size_t n) {
-            for (std::size_t k = 0; k < n; ++k) consumer->mark_done(*batch[i + k]);
-            i += n;
-        };
-        while (i < batch.size() && !abandoning()) {
-            // The longest run of handleable events from i; a bad message ends it.
-            std::vector<Prepared> segment;
-            Failure bad;
-            bool has_bad = false;
-            for (std::size_t j = i; j < batch.size(); ++j) {
-                auto p = prepare(*batch[j], bad);
-                if (!p) {
-                    has_bad = true;
-                    break;
-                }
-                segment.push_back(std::move(*p));
-            }
-            if (segment.empty()) {
-                if (has_bad && dead_letter(*batch[i], bad) == Outcome::abandoned) break;
-                finish(1);
-                continue;
-            }
-            auto r = handle_segment(segment, overlap && !has_bad);
-            if (r.deferred) break;
-            if (r.abandoned) break;
-            if (r.split) {
-                for (const auto& p : segment) {
-                    if (handle_alone(p, Failure{}, 1, std::nullopt) == Outcome::abandoned) return i;
-                    finish(1);
-                }
-                continue;
-            }
-            finish(r.done);
-            if (r.failed) {
-                if (handle_alone(segment[r.done], r.failure, 1, r.retryable) == Outcome::abandoned)
-                    break;
-                finish(1);
-            }
-        }
-        return i;
-    }
-
-    static std::size_t size_of(const Message& m) {
-        std::size_t n =
-            sizeof(Message) + (m.key ? m.key->size() : 0) + (m.value ? m.value->size() : 0);
-        for (const auto& h : m.headers) n += h.name.size() + (h.value ? h.value->size() : 0);
-        return n;
-    }
-
-    Lane& lane_of(const TopicPartition& tp) {
-        const auto h =
-            std::hash<std::string>{}(tp.topic) * 31 + static_cast<std::size_t>(tp.partition);
-        return *lanes[h % lanes.size()];
-    }
-
-    void lane_main(Lane& lane) {
-        current_lane = &lane;
-        const std::size_t take = config.batch_size;
-        for (;;) {
-            std::vector<Message> work;
-            {
-                std::unique_lock lock(lane.mutex);
-                // Not while interrupted or stopping: the work would come straight back.
-                lane.wake.wait(lock, [&] {
-                    return lane.quit ||
-                           (!lane.queue.empty() && !lane.interrupt && !stop_requested.load());
-                });
-                if (lane.quit) return;
-                while (!lane.queue.empty() && work.size() < take) {
-                    lane.queued_bytes -= size_of(lane.queue.front());
-                    work.push_back(std::move(lane.queue.front()));
-                    lane.queue.pop_front();
-                }
-                lane.busy = true;
-            }
-            { std::lock_guard lock(room_mutex); }
-            room.notify_all();
-            std::vector<const Message*> batch;
-            batch.reserve(work.size());
-            for (const auto& m : work) batch.push_back(&m);
-            const std::size_t finished = handle_batch(batch);
-            finished_by_lanes += finished;
-            std::lock_guard lock(lane.mutex);
-            // Interrupted (revoked partitions, or stopping): what was not finished goes back to
-            // the front of the queue, in order, except what was revoked.
-            for (std::size_t k = work.size(); k > finished; --k)
-                if (!lane.revoked.count(work[k - 1].topic_partition())) {
-                    lane.queued_bytes += size_of(work[k - 1]);
-                    lane.queue.push_front(std::move(work[k - 1]));
-                }
-            lane.busy = false;
-            lane.idle.notify_all();
-        }
-    }
-
-    void start_lanes(std::size_t n) {
-        for (std::size_t i = 0; i < n; ++i) lanes.push_back(std::make_unique<Lane>());
-        for (auto& lane : lanes)
-            lane->thread = std::thread([this, l = lane.get()] { lane_main(*l); });
-    }
-
-    void stop_lanes() {
-        for (auto& lane : lanes) {
-            std::lock_guard lock(lane->mutex);
-            lane->quit = true;
-            lane->interrupt = true;
-            lane->wake.notify_all();
-        }
-        for (auto& lane : lanes)
-            if (lane->thread.joinable()) lane->thread.join();
-    }
-
-    // Partitions taken away (revoked or lost): their queued messages are dropped, and lanes
-    // working on them stop at the next event boundary; returns once no lane handles them any
-    // more, so what is committed next is final.
-    void release_partitions(const std::vector<TopicPartition>& tps) {
-        if (lanes.empty()) return;
-        std::set<TopicPartition> gone(tps.begin(), tps.end());
-        for (const auto& tp : tps) held_back.erase(tp);
-        for (auto& lane : lanes) {
-            std::unique_lock lock(lane->mutex);
-            std::erase_if(lane->queue, [&](const Message& m) {
-                if (!gone.count(m.topic_partition())) return false;
-                lane->queued_bytes -= size_of(m);
-                return true;
-            });
-            if (!lane->busy) continue;
-            lane->revoked = gone;
-            lane->interrupt = true;
-            lane->idle.wait(lock, [&] { return !lane->busy; });
-            lane->interrupt = stop_requested.load();
-            lane->revoked.clear();
-            if (!lane->queue.empty()) lane->wake.notify_all();
-        }
-    }
-
-    bool full(Lane& lane) {
-        std::lock_guard lock(lane.mutex);
-        return lane.queue.size() >= config.lane_queue_messages ||
-               lane.queued_bytes >= config.lane_queue_bytes;
-    }
-
-    // When the last poll fed only lanes whose queues are full, polling more only fills them
-    // further: waits up to `timeout` for one of them to take work. Returns false if none did
-    // (slow handlers).
-    bool wait_for_room(milliseconds timeout) {
-        auto all_full = [&] {
-            return std::all_of(fed_lanes.begin(), fed_lanes.end(),
-                               [&](Lane* l) { return full(*l); });
-        };
-        std::unique_lock lock(room_mutex);
-        return room.wait_for(lock, timeout, [&] { return !all_full() || stop_requested.load(); });
-    }
-
-    // Hands polled messages to their lanes. Pausing is not free — librdkafka drops what it
-    // prefetched and fetches again on resume — so full lanes' partitions are paused only when
-    // polling goes on for others (this poll also fed a lane with room), or when the lanes
-    // stayed full through run_once's wait (`lanes_stuck`: slow handlers; the group still
-    // needs polls). Otherwise the next run_once waits for room before it polls.
-    // resume_drained() lets paused partitions go on at half.
-    void dispatch(std::vector<Message>& batch, const std::vector<const Message*>& due,
-                  bool lanes_stuck) {
-        // Per lane, all at once: a lane woken by the first message would take it alone.
-        std::set<const Message*> take(due.begin(), due.end());
-        std::map<Lane*, std::vector<Message*>> per_lane;
-        for (auto& m : batch)
-            if (take.count(&m)) per_lane[&lane_of(m.topic_partition())].push_back(&m);
-        for (auto& [lane, messages] : per_lane) {
-            std::lock_guard lock(lane->mutex);
-            for (auto* m : messages) {
-                lane->queued_bytes += size_of(*m);
-                lane->queue.push_back(std::move(*m));
-            }
-            lane->wake.notify_all();
-        }
-        if (per_lane.empty()) return;
-        fed_lanes.clear();
-        bool feeds_a_lane_with_room = false;
-        for (auto& [lane, messages] : per_lane) {
-            fed_lanes.push_back(lane);
-            feeds_a_lane_with_room = feeds_a_lane_with_room || !full(*lane);
-        }
-        if (!feeds_a_lane_with_room && !lanes_stuck) return;  // run_once waits for room
-        std::vector<TopicPartition> pause;
-        for (auto& lane : lanes) {
-            if (!full(*lane)) continue;
-            std::lock_guard lock(lane->mutex);
-            for (const auto& m : lane->queue)
-                if (held_back.insert(m.topic_partition()).second)
-                    pause.push_back(m.topic_partition());
-        }
-        count([&](Counters& c) { c.lane_pauses += static_cast<int64_t>(pause.size()); });
-        consumer->pause(pause);
-    }
-
-    // Resumes held-back partitions whose lane has drained to half its bounds.
-    void resume_drained() {
-        std::vector<TopicPartition> resume;
-        for (auto it = held_back.begin(); it != held_back.end();) {
-            auto& lane = lane_of(*it);
-            bool drained;
-            {
-                std::lock_guard lock(lane.mutex);
-                drained = lane.queue.size() <= config.lane_queue_messages / 2 &&
-                          lane.queued_bytes <= config.lane_queue_bytes / 2;
-            }
-            if (drained) {
-                if (!waiting.count(*it)) resume.push_back(*it);
-                it = held_back.erase(it);
-            } else {
-                ++it;
-            }
-        }
-        consumer->resume(resume);
     }
 
     std::optional<Clock::time_point> last_purge;
@@ -1129,16 +190,13 @@ void Processor::Impl::open(ProcessorConfig given) {
     listener.on_revoked = [impl](const std::vector<TopicPartition>& tps) {
         for (const auto& tp : tps) impl->waiting.erase(tp);
         // Both before the revoked partitions' offsets are committed.
-        impl->settle(false, tps);
-        impl->release_partitions(tps);
-        if (impl->ahead)  // their next owner reads them
-            std::erase_if(*impl->ahead, [&](const Message& m) {
-                return std::find(tps.begin(), tps.end(), m.topic_partition()) != tps.end();
-            });
+        impl->segments.settle(false, tps);
+        impl->lanes.release_partitions(tps);
+        impl->segments.drop_ahead(tps);  // their next owner reads them
     };
     listener.on_lost = listener.on_revoked;
     consumer->subscribe(subscribed, std::move(listener));
-    if (config.concurrency > 1) start_lanes(config.concurrency);
+    if (config.concurrency > 1) lanes.start(config.concurrency);
 }
 
 Processor::~Processor() {
@@ -1151,16 +209,15 @@ Processor::~Processor() {
     }
 }
 
-Processor::Processor(ProcessorConfig config, Handler handler) : impl_(std::make_unique<Impl>()) {
+Processor::Processor(ProcessorConfig config, Handler handler) {
     if (!handler) throw ConfigurationError("processor needs a handler");
-    impl_->handler = std::move(handler);
+    impl_ = std::make_unique<Impl>(std::move(handler), BatchHandler{});
     impl_->open(std::move(config));
 }
 
-Processor::Processor(ProcessorConfig config, BatchHandler handler)
-    : impl_(std::make_unique<Impl>()) {
+Processor::Processor(ProcessorConfig config, BatchHandler handler) {
     if (!handler) throw ConfigurationError("processor needs a handler");
-    impl_->batch_handler = std::move(handler);
+    impl_ = std::make_unique<Impl>(Handler{}, std::move(handler));
     impl_->open(std::move(config));
 }
 
@@ -1171,18 +228,18 @@ std::size_t Processor::run_once(milliseconds timeout) {
     auto& impl = *impl_;
     if (impl.closed) throw UsageError("the processor is closed");
     if (impl.stop_requested.load()) {
-        const auto finished = impl.settle(false);
-        impl.rethrow_fatal();
+        const auto finished = impl.segments.settle(false);
+        impl.forwarder.rethrow_fatal();
         return finished;
     }
     if (!impl.waiting.empty()) impl.resume_due();
-    if (!impl.held_back.empty()) {
+    if (impl.lanes.holding_back()) {
         // Lanes are draining: look again soon rather than sleeping on paused partitions.
-        impl.resume_drained();
-        if (!impl.held_back.empty()) timeout = std::min(timeout, milliseconds(5));
+        impl.lanes.resume_drained(impl.waiting);
+        if (impl.lanes.holding_back()) timeout = std::min(timeout, milliseconds(5));
     }
     const auto deadline = Clock::now() + timeout;
-    const bool lanes_stuck = !impl.fed_lanes.empty() && !impl.wait_for_room(timeout);
+    const bool lanes_stuck = impl.lanes.fed() && !impl.lanes.wait_for_room(timeout);
     auto left = [&] {
         return std::max(milliseconds(0),
                         std::chrono::duration_cast<milliseconds>(deadline - Clock::now()));
@@ -1190,32 +247,31 @@ std::size_t Processor::run_once(milliseconds timeout) {
     // A commit left in the background by the last batch: poll what is there without waiting,
     // then settle it, so that its outcome does not wait for new messages (if it finished
     // events and nothing new came, run_once returns at once).
-    const bool settling = impl.deferred.has_value();
+    const bool settling = impl.segments.deferred();
     std::vector<Message> batch;
-    if (impl.ahead) {
-        batch = std::move(*impl.ahead);
-        impl.ahead.reset();
+    if (auto ahead = impl.segments.take_ahead()) {
+        batch = std::move(*ahead);
     } else {
         batch =
             impl.consumer->poll_batch(impl.config.batch_size, settling ? milliseconds(0) : left());
     }
     // Stopping leaves the unfinished rest of the batch uncommitted: the group redelivers it.
-    std::size_t finished = impl.settle(true);
+    std::size_t finished = impl.segments.settle(true);
     if (settling && batch.empty() && finished == 0 && !impl.stop_requested.load())
         batch = impl.consumer->poll_batch(impl.config.batch_size, left());
     if (impl.lanes.empty()) {
         // One commit in the background at a time (one still there failed while stopping).
-        const bool overlap = !impl.deferred;
-        finished += impl.handle_batch(impl.due_now(batch), overlap);
-        if (overlap && impl.deferred) impl.deferred->owned = std::move(batch);
+        const bool overlap = !impl.segments.deferred();
+        finished += impl.segments.handle_batch(impl.due_now(batch), overlap);
+        if (overlap && impl.segments.deferred()) impl.segments.keep_polled(batch);
     } else {
-        impl.dispatch(batch, impl.due_now(batch), lanes_stuck);
-        finished += impl.finished_by_lanes.exchange(0);
+        impl.lanes.dispatch(batch, impl.due_now(batch), lanes_stuck);
+        finished += impl.lanes.take_finished();
     }
     if (impl.config.on_wait && batch.empty()) impl.config.on_wait();
     impl.commit_if_due(impl.stop_requested.load());
     impl.purge_if_due();
-    impl.rethrow_fatal();
+    impl.forwarder.rethrow_fatal();
     return finished;
 }
 
@@ -1225,7 +281,7 @@ void Processor::run() {
 }
 
 void Processor::throw_if_failed() const {
-    impl_->rethrow_fatal();
+    impl_->forwarder.rethrow_fatal();
 }
 
 void Processor::stop() noexcept {
@@ -1240,10 +296,10 @@ void Processor::close() {
     if (!impl_ || impl_->closed) return;
     impl_->closed = true;
     impl_->stop_requested.store(true);
-    impl_->settle(false);
-    impl_->stop_lanes();       // they finish the event in hand; the rest is redelivered
+    impl_->segments.settle(false);
+    impl_->lanes.stop();       // they finish the event in hand; the rest is redelivered
     impl_->consumer->close();  // commits what is done, leaves the group
-    if (impl_->forwarder) impl_->forwarder->close();
+    impl_->forwarder.close();
 }
 
 Counters Processor::counters() const {
