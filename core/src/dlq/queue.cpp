@@ -1,7 +1,5 @@
 #include "postroom/dlq/queue.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -15,6 +13,7 @@
 #include <thread>
 
 #include "../redis/connection.hpp"
+#include "clients.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/admin.hpp"
@@ -22,6 +21,7 @@
 #include "postroom/kafka/producer.hpp"
 #include "postroom/redact.hpp"
 #include "postroom/redis/streams.hpp"
+#include "scan.hpp"
 
 namespace postroom::dlq {
 
@@ -40,12 +40,6 @@ std::string new_replay_id() {
     char hex[9];
     std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(rng() & 0xffffffffu));
     return std::to_string(epoch_ms()) + "-" + hex;
-}
-
-std::string reader_group() {
-    static std::mt19937_64 rng{std::random_device{}()};
-    return "postroom-dlq-reader-" + std::to_string(::getpid()) + "-" +
-           std::to_string(rng() % 1000000);
 }
 
 bool starts_with(std::string_view s, std::string_view p) {
@@ -68,286 +62,78 @@ void append_json_string(std::string& out, std::string_view s) {
     out += '"';
 }
 
-// Hands what a reader thread prepares over to the thread that consumes it, at most `depth`
-// items ahead.
-template <class T>
-class Handover {
-public:
-    explicit Handover(std::size_t depth) : depth_(depth) {}
-
-    // Reader side. False once the consumer stopped: the reader should stop too.
-    bool put(T&& item) {
-        std::unique_lock lock(mutex_);
-        space_.wait(lock, [&] { return stopped_ || items_.size() < depth_; });
-        if (stopped_) return false;
-        items_.push_back(std::move(item));
-        ready_.notify_one();
-        return true;
-    }
-    void finish(std::exception_ptr error) {
-        std::lock_guard lock(mutex_);
-        finished_ = true;
-        error_ = std::move(error);
-        ready_.notify_one();
-    }
-
-    // Consumer side. False when the reader finished and nothing is left (rethrows what the
-    // reader threw).
-    bool take(T& item) {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return finished_ || !items_.empty(); });
-        if (items_.empty()) {
-            if (error_) std::rethrow_exception(error_);
-            return false;
-        }
-        item = std::move(items_.front());
-        items_.pop_front();
-        space_.notify_one();
-        return true;
-    }
-    void stop() {
-        std::lock_guard lock(mutex_);
-        stopped_ = true;
-        space_.notify_all();
-    }
-
-private:
-    std::size_t depth_;
-    std::mutex mutex_;
-    std::condition_variable ready_, space_;
-    std::deque<T> items_;
-    bool finished_ = false, stopped_ = false;
-    std::exception_ptr error_;
-};
-
-// A batch of records with what decoding found in each (views into the batch).
-struct DecodedBatch {
-    MessageBatch records;
-    std::vector<LetterFacts> facts;
-    std::vector<std::array<char, 16>> fingerprints;
-
-    explicit DecodedBatch(MessageBatch&& batch) : records(std::move(batch)) {
-        facts.reserve(records.size());
-        fingerprints.resize(records.size());
-        for (const auto& r : records.views()) facts.push_back(decode_facts(r.headers));
-        for (std::size_t i = 0; i < facts.size(); ++i)
-            fingerprint_into(fingerprints[i], facts[i].error_type, facts[i].error_message,
-                             facts[i].error_stack);
-    }
-    DecodedBatch() = default;
-    std::size_t size() const noexcept { return facts.size(); }
-    LetterView letter(std::size_t i) const {
-        return {records.views()[i], facts[i], {fingerprints[i].data(), fingerprints[i].size()}};
-    }
-};
-
 }  // namespace
 
-struct DeadLetterQueue::Impl {
-    QueueConfig config;
-    bool redis = false;
-    std::unique_ptr<kafka::Admin> admin;
-    std::unique_ptr<kafka::Producer> producer;
-    std::unique_ptr<postroom::redis::StreamAdmin> streams;
-    std::unique_ptr<postroom::redis::StreamProducer> stream_producer;
-    std::unique_ptr<postroom::redis::detail::Connection> connection;  // the ledger hash
+namespace detail {
+
+Clients::Clients(QueueConfig c) : config(std::move(c)) {
+    redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
+    if (redis) {
+        streams = std::make_unique<postroom::redis::StreamAdmin>(config.broker_url);
+        connection = std::make_unique<postroom::redis::detail::Connection>(
+            postroom::redis::detail::Address::from_url(config.broker_url, "the dead-letter ledger"),
+            config.timeout);
+    }
+}
+
+Clients::~Clients() = default;
+
+kafka::Admin& Clients::the_admin() {
+    if (!admin) {
+        kafka::AdminConfig c;
+        c.broker_url = config.broker_url;
+        c.client_id = "postroom-dlq";
+        c.timeout = config.timeout;
+        admin = std::make_unique<kafka::Admin>(c);
+    }
+    return *admin;
+}
+
+kafka::Producer& Clients::the_producer() {
+    if (!producer) {
+        kafka::ProducerConfig c;
+        c.broker_url = config.broker_url;
+        c.client_id = "postroom-dlq-replay";
+        c.linger = milliseconds(5);
+        // A letter goes back as large as it came: the destination topic's own limit
+        // (max.message.bytes) is the one that counts.
+        c.properties["message.max.bytes"] = std::to_string(64 << 20);
+        producer = std::make_unique<kafka::Producer>(c);
+    }
+    return *producer;
+}
+
+postroom::redis::StreamProducer& Clients::the_stream_producer() {
+    if (!stream_producer)
+        stream_producer = std::make_unique<postroom::redis::StreamProducer>(
+            postroom::redis::StreamProducerConfig{config.broker_url, std::nullopt, config.timeout});
+    return *stream_producer;
+}
+
+void Clients::missing() const {
+    throw UsageError("dead-letter topic '" + config.topic + "' does not exist on " +
+                     redacted_url(config.broker_url) + "; list topics with `postroom topics`");
+}
+
+std::vector<std::string> Clients::send(std::vector<OutgoingMessage> batch) {
+    std::vector<std::string> errors;
+    errors.reserve(batch.size());
+    if (redis) {
+        for (auto& r : the_stream_producer().add_batch(batch)) errors.push_back(r.error);
+        return errors;
+    }
+    auto delivery = the_producer().send_batch(std::move(batch));
+    for (const auto& r : delivery->reports())
+        errors.push_back(r.ok() ? std::string() : r.error_message());
+    return errors;
+}
+
+}  // namespace detail
+
+struct DeadLetterQueue::Impl : detail::Clients {
+    using Clients::Clients;
 
     std::string ledger_name() const { return config.topic + ".ledger"; }
-
-    kafka::Admin& the_admin() {
-        if (!admin) {
-            kafka::AdminConfig c;
-            c.broker_url = config.broker_url;
-            c.client_id = "postroom-dlq";
-            c.timeout = config.timeout;
-            admin = std::make_unique<kafka::Admin>(c);
-        }
-        return *admin;
-    }
-
-    kafka::Producer& the_producer() {
-        if (!producer) {
-            kafka::ProducerConfig c;
-            c.broker_url = config.broker_url;
-            c.client_id = "postroom-dlq-replay";
-            c.linger = milliseconds(5);
-            // A letter goes back as large as it came: the destination topic's own limit
-            // (max.message.bytes) is the one that counts.
-            c.properties["message.max.bytes"] = std::to_string(64 << 20);
-            producer = std::make_unique<kafka::Producer>(c);
-        }
-        return *producer;
-    }
-
-    postroom::redis::StreamProducer& the_stream_producer() {
-        if (!stream_producer)
-            stream_producer = std::make_unique<postroom::redis::StreamProducer>(
-                postroom::redis::StreamProducerConfig{config.broker_url, std::nullopt,
-                                                      config.timeout});
-        return *stream_producer;
-    }
-
-    [[noreturn]] void missing() const {
-        throw UsageError("dead-letter topic '" + config.topic + "' does not exist on " +
-                         redacted_url(config.broker_url) + "; list topics with `postroom topics`");
-    }
-
-    // Kafka: (partition, low, high) of every partition with records.
-    std::vector<std::tuple<int32_t, int64_t, int64_t>> extent(const std::string& topic,
-                                                              bool required) {
-        auto info = the_admin().describe_topic(topic);
-        if (!info) {
-            if (required) missing();
-            return {};
-        }
-        std::vector<std::tuple<int32_t, int64_t, int64_t>> out;
-        for (int32_t p = 0; p < info->partitions; ++p) {
-            auto w = the_admin().watermarks({topic, p});
-            if (w.high > w.low) out.emplace_back(p, w.low, w.high);
-        }
-        return out;
-    }
-
-    // Reads every record of `topic` (Kafka) in batches, oldest first per partition.
-    // `visit` returning false stops the read.
-    void scan_kafka(const std::string& topic, bool required,
-                    const std::function<bool(MessageBatch&&)>& visit,
-                    const std::function<void(int64_t, int64_t)>& progress) {
-        auto parts = extent(topic, required);
-        if (parts.empty()) return;
-        int64_t total = 0;
-        std::map<int32_t, int64_t> end;
-        std::vector<TopicPartitionOffset> assignment;
-        for (auto [p, low, high] : parts) {
-            total += high - low;
-            end[p] = high;
-            assignment.push_back({topic, p, low});
-        }
-        kafka::ConsumerConfig c;
-        c.broker_url = config.broker_url;
-        c.group_id = reader_group();
-        c.client_id = "postroom-dlq-reader";
-        c.track_done = false;
-        // A scan reads everything as fast as it can: with librdkafka 2.0.2, a local queue
-        // that fills up (queued.min.messages) stalls fetching for hundreds of ms, so let it
-        // hold a lot (bounded in bytes). Fetches of half a megabyte per partition: larger
-        // ones cost the fetching thread fresh memory (page faults) on every response.
-        c.properties = {{"fetch.max.bytes", "104857600"},
-                        {"max.partition.fetch.bytes", "524288"},
-                        {"queued.min.messages", "1000000"},
-                        {"queued.max.messages.kbytes", "131072"}};
-        kafka::Consumer consumer(c);
-        consumer.assign(assignment);
-        int64_t read = 0, next_report = 5000;
-        auto quiet_since = Clock::now();
-        std::vector<int32_t> finished;
-        while (!end.empty()) {
-            // Returns with the first records (and what is queued with them).
-            auto batch = consumer.poll_views(2048, milliseconds(100));
-            if (batch.empty()) {
-                if (Clock::now() - quiet_since > config.timeout)
-                    throw TimeoutError("reading '" + topic + "' from " +
-                                       redacted_url(config.broker_url) + ": no records for " +
-                                       std::to_string(config.timeout.count()) +
-                                       " ms although the watermarks promise more");
-                continue;
-            }
-            quiet_since = Clock::now();
-            batch.drop_if([&](const MessageView& m) {
-                auto it = end.find(m.partition);
-                return it == end.end() || m.offset >= it->second;
-            });
-            finished.clear();
-            for (const auto& m : batch.views())
-                if (m.offset + 1 >= end[m.partition]) finished.push_back(m.partition);
-            read += static_cast<int64_t>(batch.size());
-            if (!batch.empty() && !visit(std::move(batch))) return;
-            for (auto p : finished) end.erase(p);
-            if (progress && read >= next_report) {
-                progress(read, total);
-                next_report = read + 5000;
-            }
-        }
-        if (progress) progress(read, total);
-    }
-
-    void scan_redis(const std::string& stream, bool required,
-                    const std::function<bool(MessageBatch&&)>& visit,
-                    const std::function<void(int64_t, int64_t)>& progress) {
-        if (!streams->exists(stream)) {
-            if (required) missing();
-            return;
-        }
-        const int64_t total = streams->length(stream);
-        int64_t read = 0;
-        std::string start = "-";
-        for (;;) {
-            auto page = streams->range(stream, start, "+", 5000);
-            if (page.empty()) break;
-            start = "(" + page.back().id;
-            const bool last = page.size() < 5000;
-            read += static_cast<int64_t>(page.size());
-            if (!visit(MessageBatch(std::move(page)))) return;
-            if (progress) progress(read, total);
-            if (last) break;
-        }
-    }
-
-    void scan(const std::string& topic, bool required,
-              const std::function<bool(MessageBatch&&)>& visit,
-              const std::function<void(int64_t, int64_t)>& progress) {
-        if (redis)
-            scan_redis(topic, required, visit, progress);
-        else
-            scan_kafka(topic, required, visit, progress);
-    }
-
-    // scan() record by record, each copied into a Message.
-    void scan_messages(const std::string& topic, bool required,
-                       const std::function<bool(Message&&)>& visit,
-                       const std::function<void(int64_t, int64_t)>& progress) {
-        scan(
-            topic, required,
-            [&](MessageBatch&& batch) {
-                for (const auto& v : batch.views())
-                    if (!visit(to_message(v))) return false;
-                return true;
-            },
-            progress);
-    }
-
-    // scan() on a thread of its own: `prepare` runs there on each batch, `visit` on the
-    // calling thread, so reading and decoding overlap with what `visit` does. `visit`
-    // returning false stops the read.
-    template <class T>
-    void scan_on_reader_thread(const std::string& topic, bool required,
-                               const std::function<T(MessageBatch&&)>& prepare,
-                               const std::function<bool(T&&)>& visit) {
-        if (!redis) the_admin();  // created here: the reader uses it too
-        Handover<T> handover(8);
-        std::thread reader([&] {
-            std::exception_ptr error;
-            try {
-                scan(topic, required,
-                     [&](MessageBatch&& batch) { return handover.put(prepare(std::move(batch))); },
-                     {});
-            } catch (...) {
-                error = std::current_exception();
-            }
-            handover.finish(std::move(error));
-        });
-        struct Join {
-            Handover<T>& handover;
-            std::thread& reader;
-            ~Join() {
-                handover.stop();
-                reader.join();
-            }
-        } join{handover, reader};
-        T item;
-        while (handover.take(item))
-            if (!visit(std::move(item))) return;
-    }
 
     std::map<std::string, LedgerEntry> read_ledger() {
         std::map<std::string, LedgerEntry> out;
@@ -405,18 +191,18 @@ struct DeadLetterQueue::Impl {
                         postroom::redis::detail::text(r->element[i + 1]));
             return out;
         }
-        scan_kafka(ledger_name(), false,
-                   [&](MessageBatch&& batch) {
-                       for (const auto& m : batch.views()) {
-                           if (!m.key) continue;
-                           if (m.value)
-                               add(std::string(*m.key), std::string(*m.value));
-                           else
-                               out.erase(std::string(*m.key));  // a tombstone
-                       }
-                       return true;
-                   },
-                   {});
+        detail::scan_kafka(*this, ledger_name(), false,
+                           [&](MessageBatch&& batch) {
+                               for (const auto& m : batch.views()) {
+                                   if (!m.key) continue;
+                                   if (m.value)
+                                       add(std::string(*m.key), std::string(*m.value));
+                                   else
+                                       out.erase(std::string(*m.key));  // a tombstone
+                               }
+                               return true;
+                           },
+                           {});
         return out;
     }
 
@@ -443,34 +229,11 @@ struct DeadLetterQueue::Impl {
             records.push_back({ledger_name(), id, json_of(e), {}, std::nullopt});
         the_producer().send_batch(std::move(records))->raise_for_failures();
     }
-
-    // Sends `batch`; returns, in order, whether each was acknowledged. Throws when none can
-    // be known (a lost connection).
-    std::vector<std::string> send(std::vector<OutgoingMessage> batch) {
-        std::vector<std::string> errors;
-        errors.reserve(batch.size());
-        if (redis) {
-            for (auto& r : the_stream_producer().add_batch(batch)) errors.push_back(r.error);
-            return errors;
-        }
-        auto delivery = the_producer().send_batch(std::move(batch));
-        for (const auto& r : delivery->reports())
-            errors.push_back(r.ok() ? std::string() : r.error_message());
-        return errors;
-    }
 };
 
-DeadLetterQueue::DeadLetterQueue(QueueConfig config) : impl_(std::make_unique<Impl>()) {
+DeadLetterQueue::DeadLetterQueue(QueueConfig config) {
     if (config.topic.empty()) throw ConfigurationError("a dead-letter queue needs its topic");
-    impl_->redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
-    impl_->config = std::move(config);
-    if (impl_->redis) {
-        impl_->streams = std::make_unique<postroom::redis::StreamAdmin>(impl_->config.broker_url);
-        impl_->connection = std::make_unique<postroom::redis::detail::Connection>(
-            postroom::redis::detail::Address::from_url(impl_->config.broker_url,
-                                                       "the dead-letter ledger"),
-            impl_->config.timeout);
-    }
+    impl_ = std::make_unique<Impl>(std::move(config));
 }
 
 DeadLetterQueue::~DeadLetterQueue() = default;
@@ -487,14 +250,14 @@ int64_t DeadLetterQueue::size() {
         return impl_->streams->length(impl_->config.topic);
     }
     int64_t n = 0;
-    for (auto [p, low, high] : impl_->extent(impl_->config.topic, true)) n += high - low;
+    for (auto [p, low, high] : detail::extent(*impl_, impl_->config.topic, true)) n += high - low;
     return n;
 }
 
 void DeadLetterQueue::scan(const std::function<bool(DeadLetter&&)>& visit,
                            const std::function<void(int64_t, int64_t)>& progress) {
-    impl_->scan_messages(
-        impl_->config.topic, true, [&](Message&& m) { return visit(decode(std::move(m))); },
+    detail::scan_messages(
+        *impl_, impl_->config.topic, true, [&](Message&& m) { return visit(decode(std::move(m))); },
         progress);
 }
 
@@ -550,10 +313,10 @@ Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
     int64_t seen = 0, next_report = 5000;
     const int64_t total = progress ? size() : 0;
     std::string id;
-    impl_->scan_on_reader_thread<DecodedBatch>(
-        impl_->config.topic, true,
-        [](MessageBatch&& batch) { return DecodedBatch(std::move(batch)); },
-        [&](DecodedBatch&& batch) {
+    detail::scan_on_reader_thread<detail::DecodedBatch>(
+        *impl_, impl_->config.topic, true,
+        [](MessageBatch&& batch) { return detail::DecodedBatch(std::move(batch)); },
+        [&](detail::DecodedBatch&& batch) {
             for (std::size_t i = 0; i < batch.size(); ++i) {
                 const auto letter = batch.letter(i);
                 if (!settled.empty()) {
@@ -633,7 +396,8 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     }
     std::deque<Flight> flight;
     Flight current;
-    std::vector<DecodedBatch> held;  // what current's letters point into, until they are sent
+    std::vector<detail::DecodedBatch>
+        held;  // what current's letters point into, until they are sent
     std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
     std::string missing_target, first_error;
     const auto started = Clock::now();
@@ -855,10 +619,10 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
 
     // Letters are read and decoded on a thread of their own while this one sends them.
     std::string id;
-    impl.scan_on_reader_thread<DecodedBatch>(
-        impl.config.topic, true,
-        [](MessageBatch&& batch) { return DecodedBatch(std::move(batch)); },
-        [&](DecodedBatch&& batch) {
+    detail::scan_on_reader_thread<detail::DecodedBatch>(
+        impl, impl.config.topic, true,
+        [](MessageBatch&& batch) { return detail::DecodedBatch(std::move(batch)); },
+        [&](detail::DecodedBatch&& batch) {
             bool keep = false;  // whether `current` points into this batch
             for (std::size_t i = 0; i < batch.size(); ++i) {
                 const auto letter = batch.letter(i);
