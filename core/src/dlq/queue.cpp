@@ -8,12 +8,12 @@
 #include <deque>
 #include <future>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
 #include "../redis/connection.hpp"
 #include "clients.hpp"
+#include "ledger.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/admin.hpp"
@@ -30,36 +30,16 @@ using Clock = steady_clock;
 
 namespace {
 
-int64_t epoch_ms() {
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 // "<time in ms>-<8 random hex digits>": names one replay in its records and ledger entries.
 std::string new_replay_id() {
     static std::mt19937_64 rng{std::random_device{}()};
     char hex[9];
     std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(rng() & 0xffffffffu));
-    return std::to_string(epoch_ms()) + "-" + hex;
+    return std::to_string(detail::epoch_ms()) + "-" + hex;
 }
 
 bool starts_with(std::string_view s, std::string_view p) {
     return s.compare(0, p.size(), p) == 0;
-}
-
-// `s` as a JSON string. Letter ids and Kafka topic names are plain (letters, digits and
-// . _ - :) and are written as they are; anything else goes through the JSON library.
-void append_json_string(std::string& out, std::string_view s) {
-    const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-' || c == ':';
-    });
-    if (!plain) {
-        out += nlohmann::json(std::string(s)).dump();
-        return;
-    }
-    out += '"';
-    out += s;
-    out += '"';
 }
 
 }  // namespace
@@ -132,103 +112,6 @@ std::vector<std::string> Clients::send(std::vector<OutgoingMessage> batch) {
 
 struct DeadLetterQueue::Impl : detail::Clients {
     using Clients::Clients;
-
-    std::string ledger_name() const { return config.topic + ".ledger"; }
-
-    std::map<std::string, LedgerEntry> read_ledger() {
-        std::map<std::string, LedgerEntry> out;
-        // A record settles one letter (its key), or a whole replayed batch under a key of its
-        // own: {"ranges": [["<topic>:<partition>", first, last], ...], "to": ...}, or, as
-        // earlier versions wrote it, {"ids": [...], "to": ...}.
-        auto add = [&](const std::string& id, const std::string& json) {
-            try {
-                auto j = nlohmann::json::parse(json);
-                const auto state = j.value("state", "");
-                const auto at = j.value("at", int64_t{0});
-                if (j.contains("ranges")) {
-                    // Runs of offsets: ["<topic>:<partition>", first, last]; "to": one
-                    // destination for all, or one per run.
-                    const auto& ranges = j.at("ranges");
-                    const auto& to = j.at("to");
-                    for (std::size_t i = 0; i < ranges.size(); ++i) {
-                        const auto& r = ranges[i];
-                        const auto prefix = r.at(0).get<std::string>() + ':';
-                        const auto first = r.at(1).get<int64_t>();
-                        const auto last = r.at(2).get<int64_t>();
-                        if (first < 0 || last < first || last - first > 100'000'000)
-                            continue;  // not a run a replay writes
-                        const std::string where = to.is_string() ? to.get<std::string>()
-                                                  : to.is_array() && i < to.size()
-                                                      ? to[i].get<std::string>()
-                                                      : "";
-                        for (auto offset = first; offset <= last; ++offset)
-                            out[prefix + std::to_string(offset)] = {state, at, where};
-                    }
-                    return;
-                }
-                if (j.contains("ids")) {
-                    // "to": one destination for all, or one per letter.
-                    const auto& ids = j.at("ids");
-                    const auto& to = j.at("to");
-                    for (std::size_t i = 0; i < ids.size(); ++i)
-                        out[ids[i].get<std::string>()] = {state, at,
-                                                          to.is_string() ? to.get<std::string>()
-                                                          : to.is_array() && i < to.size()
-                                                              ? to[i].get<std::string>()
-                                                              : ""};
-                    return;
-                }
-                out[id] = {state, at, j.value("detail", "")};
-            } catch (const nlohmann::json::exception&) {
-                // not ours: ignored
-            }
-        };
-        if (redis) {
-            auto r = connection->command({"HGETALL", ledger_name()});
-            if (r->type == REDIS_REPLY_ARRAY)
-                for (std::size_t i = 0; i + 1 < r->elements; i += 2)
-                    add(postroom::redis::detail::text(r->element[i]),
-                        postroom::redis::detail::text(r->element[i + 1]));
-            return out;
-        }
-        detail::scan_kafka(*this, ledger_name(), false,
-                           [&](MessageBatch&& batch) {
-                               for (const auto& m : batch.views()) {
-                                   if (!m.key) continue;
-                                   if (m.value)
-                                       add(std::string(*m.key), std::string(*m.value));
-                                   else
-                                       out.erase(std::string(*m.key));  // a tombstone
-                               }
-                               return true;
-                           },
-                           {});
-        return out;
-    }
-
-    void write_ledger(const std::vector<std::pair<std::string, LedgerEntry>>& entries) {
-        if (entries.empty()) return;
-        auto json_of = [](const LedgerEntry& e) {
-            return nlohmann::json{{"state", e.state}, {"at", e.at_ms}, {"detail", e.detail}}.dump();
-        };
-        if (redis) {
-            postroom::redis::detail::Command c{"HSET", ledger_name()};
-            for (const auto& [id, e] : entries) {
-                c.push_back(id);
-                c.push_back(json_of(e));
-            }
-            auto r = connection->command(c);
-            if (postroom::redis::detail::is_error(r.get()))
-                throw UsageError("writing the ledger '" + ledger_name() +
-                                 "': " + postroom::redis::detail::text(r.get()));
-            return;
-        }
-        the_admin().create_topic(ledger_name(), 1, 1, {{"cleanup.policy", "compact"}}, true);
-        std::vector<OutgoingMessage> records;
-        for (const auto& [id, e] : entries)
-            records.push_back({ledger_name(), id, json_of(e), {}, std::nullopt});
-        the_producer().send_batch(std::move(records))->raise_for_failures();
-    }
 };
 
 DeadLetterQueue::DeadLetterQueue(QueueConfig config) {
@@ -338,7 +221,7 @@ Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
 }
 
 std::map<std::string, LedgerEntry> DeadLetterQueue::ledger() {
-    return impl_->read_ledger();
+    return detail::read_ledger(*impl_);
 }
 
 ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
@@ -390,8 +273,9 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         // Created now, the producer connects and gets its producer id while the scan starts.
         impl.the_producer();
         ledger_topic = std::async(std::launch::async, [config = impl.the_admin().config(),
-                                                       name = impl.ledger_name()] {
-            kafka::Admin(config).create_topic(name, 1, 1, {{"cleanup.policy", "compact"}}, true);
+                                                       name = detail::ledger_name(impl.config)] {
+            kafka::Admin admin(config);
+            detail::ensure_ledger_topic(admin, name);
         });
     }
     std::deque<Flight> flight;
@@ -420,14 +304,11 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
             const auto& r = f.delivery->reports()[k];
             return r.ok() ? std::string() : r.error_message();
         };
-        const auto now = epoch_ms();
+        const auto now = detail::epoch_ms();
         std::vector<std::pair<std::string, LedgerEntry>> done;  // Redis
         std::vector<OutgoingMessage> records;                   // Kafka
         // Kafka: a ledger record names runs of consecutive offsets that went to one
-        // destination, ["<topic>:<partition>", first, last], up to 1,000 runs a record, and
-        // the destination once when all runs share it. A record's key is its first letter and
-        // the time: unique, so compaction never drops a record for a later one that covers
-        // fewer letters (a replay of some of them again); read in order, the later one wins.
+        // destination, up to 1,000 runs a record (the format: ledger.hpp).
         struct Run {
             int32_t partition;
             int64_t first, last;
@@ -435,35 +316,18 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         };
         std::vector<Run> runs;
         auto write_record = [&](std::string_view first_id) {
-            std::string json =
-                R"({"state":"replayed","at":)" + std::to_string(now) + R"(,"ranges":[)";
-            for (std::size_t k = 0; k < runs.size(); ++k) {
-                if (k > 0) json += ',';
-                json += '[';
-                append_json_string(json,
-                                   impl.config.topic + ':' + std::to_string(runs[k].partition));
-                json +=
-                    ',' + std::to_string(runs[k].first) + ',' + std::to_string(runs[k].last) + ']';
-            }
-            json += R"(],"to":)";
-            const auto shared = runs[0].target;
-            if (std::all_of(runs.begin(), runs.end(),
-                            [&](const Run& r) { return r.target == shared; })) {
-                append_json_string(json, targets[shared]);
-            } else {
-                json += '[';
-                for (std::size_t k = 0; k < runs.size(); ++k) {
-                    if (k > 0) json += ',';
-                    append_json_string(json, targets[runs[k].target]);
-                }
-                json += ']';
-            }
-            json += R"(,"replay":)";
-            append_json_string(json, report.replay_id);
-            json += '}';
-            records.push_back({impl.ledger_name(),
-                               "replayed:" + std::string(first_id) + '@' + std::to_string(now),
-                               std::move(json),
+            detail::LedgerRecord record;
+            record.shape = detail::LedgerRecord::Shape::runs;
+            record.state = "replayed";
+            record.at_ms = now;
+            record.replay_id = report.replay_id;
+            record.runs.reserve(runs.size());
+            for (const auto& r : runs)
+                record.runs.push_back({impl.config.topic + ':' + std::to_string(r.partition),
+                                       r.first, r.last, targets[r.target]});
+            records.push_back({detail::ledger_name(impl.config),
+                               detail::ledger_record_key(first_id, now),
+                               detail::encode_ledger_record(record),
                                {},
                                std::nullopt});
             runs.clear();
@@ -497,7 +361,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         }
         if (!runs.empty()) write_record(first_id);
         if (impl.redis)
-            impl.write_ledger(done);  // only what was acknowledged
+            detail::write_ledger(impl, done);  // only what was acknowledged
         else if (!records.empty()) {
             if (ledger_topic.valid()) ledger_topic.get();
             ledger_writes.push_back(impl.the_producer().produce_batch(std::move(records)));
@@ -689,7 +553,7 @@ ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
         const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
         while (!impl.the_producer().wait(*w, seconds(1)))
             if (Clock::now() > give_up)
-                throw TimeoutError("replay: the ledger '" + impl.ledger_name() +
+                throw TimeoutError("replay: the ledger '" + detail::ledger_name(impl.config) +
                                    "' was not acknowledged in time; run the replay again (some "
                                    "letters may be sent twice)");
         w->raise_for_failures();
@@ -722,9 +586,9 @@ std::size_t DeadLetterQueue::resolve(const std::vector<std::string>& ids, const 
         return impl_->streams->remove_entries(impl_->config.topic, entry_ids);
     }
     std::vector<std::pair<std::string, LedgerEntry>> entries;
-    const auto now = epoch_ms();
+    const auto now = detail::epoch_ms();
     for (const auto& id : ids) entries.push_back({id, {"resolved", now, note}});
-    impl_->write_ledger(entries);
+    detail::write_ledger(*impl_, entries);
     return ids.size();
 }
 
