@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "dlq/ledger.hpp"
 #include "postroom/dlq/dead_letters.hpp"
 #include "postroom/dlq/queue.hpp"
 #include "postroom/embedded/broker.hpp"
@@ -345,6 +346,72 @@ TEST(DeadLetterViews, DecodedFromViewsTheyAgreeWithDecodedLetters) {
         EXPECT_EQ(b[g].sample_id, a[g].sample_id);
         EXPECT_EQ(b[g].last_seen_ms, a[g].last_seen_ms);
     }
+}
+
+// The ledger's codec (no broker): what a replay writes reads back the same, records of earlier
+// versions still read, and runs no replay writes are ignored.
+TEST(DeadLetterLedger, ARecordOfRunsReadsBackItsRunsDestinationsAndReplay) {
+    detail::LedgerRecord record;
+    record.shape = detail::LedgerRecord::Shape::runs;
+    record.state = "replayed";
+    record.at_ms = 1234;
+    record.replay_id = "1234-00c0ffee";
+    record.runs = {{"orders.dlq:0", 1, 2, "orders"}, {"orders.dlq:1", 4, 4, "orders"}};
+    const auto json = detail::encode_ledger_record(record);
+    EXPECT_NE(json.find(R"("to":"orders")"), std::string::npos) << "one destination, once";
+    auto decoded = detail::decode_ledger_record(json);
+    ASSERT_TRUE(decoded.has_value()) << json;
+    EXPECT_EQ(decoded->shape, detail::LedgerRecord::Shape::runs);
+    EXPECT_EQ(decoded->state, "replayed");
+    EXPECT_EQ(decoded->at_ms, 1234);
+    EXPECT_EQ(decoded->runs, record.runs);
+    EXPECT_EQ(decoded->replay_id, "1234-00c0ffee");
+
+    record.runs = {{"orders.dlq:0", 0, 0, "orders.dlq.parking"}, {"orders.dlq:0", 1, 3, "a b"}};
+    decoded = detail::decode_ledger_record(detail::encode_ledger_record(record));
+    ASSERT_TRUE(decoded.has_value());
+    EXPECT_EQ(decoded->runs, record.runs) << "one destination per run";
+
+    std::map<std::string, LedgerEntry> ledger;
+    detail::add_ledger_record(ledger, detail::ledger_record_key("orders.dlq:0:0", 1234), *decoded);
+    ASSERT_EQ(ledger.size(), 4u);
+    EXPECT_EQ(ledger.at("orders.dlq:0:0").detail, "orders.dlq.parking");
+    EXPECT_EQ(ledger.at("orders.dlq:0:3").detail, "a b");
+    EXPECT_EQ(detail::ledger_record_key("orders.dlq:0:0", 1234), "replayed:orders.dlq:0:0@1234");
+}
+
+TEST(DeadLetterLedger, ALetterRecordAndAnOldListOfIdsStillDecode) {
+    auto letter = detail::decode_ledger_record(
+        detail::encode_ledger_entry({"resolved", 7, "fixed upstream"}));
+    ASSERT_TRUE(letter.has_value());
+    EXPECT_EQ(letter->shape, detail::LedgerRecord::Shape::letter);
+    EXPECT_EQ(letter->state, "resolved");
+    EXPECT_EQ(letter->at_ms, 7);
+    EXPECT_EQ(letter->detail, "fixed upstream");
+
+    auto old = detail::decode_ledger_record(
+        R"({"state":"replayed","at":1,"ids":["orders.dlq:0:0","orders.dlq:0:3"],"to":["orders","other"]})");
+    ASSERT_TRUE(old.has_value());
+    EXPECT_EQ(old->shape, detail::LedgerRecord::Shape::ids);
+    ASSERT_EQ(old->ids.size(), 2u);
+    EXPECT_EQ(old->ids[1], (std::pair<std::string, std::string>{"orders.dlq:0:3", "other"}));
+    std::map<std::string, LedgerEntry> ledger;
+    detail::add_ledger_record(ledger, "replayed:orders.dlq:0:0", *old);
+    EXPECT_EQ(ledger.size(), 2u);
+    EXPECT_EQ(ledger.at("orders.dlq:0:0").detail, "orders");
+
+    EXPECT_FALSE(detail::decode_ledger_record("not json").has_value());
+    EXPECT_FALSE(detail::decode_ledger_record(R"([1,2])").has_value());
+}
+
+TEST(DeadLetterLedger, ARunNoReplayWritesIsIgnored) {
+    auto decoded = detail::decode_ledger_record(
+        R"({"state":"replayed","at":1,"ranges":[["orders.dlq:0",6,2],["orders.dlq:0",-1,3],)"
+        R"(["orders.dlq:0",0,200000000],["orders.dlq:0",7,8]],"to":["a","b","c","d"]})");
+    ASSERT_TRUE(decoded.has_value());
+    ASSERT_EQ(decoded->runs.size(), 1u);
+    EXPECT_EQ(decoded->runs[0], (detail::LedgerRun{"orders.dlq:0", 7, 8, "d"}));
+    EXPECT_EQ(decoded->replay_id, "") << "records before replay ids had none";
 }
 
 TEST(MessageViews, ABatchOfMessagesKeepsThemAndDropsWhatIsNotWanted) {

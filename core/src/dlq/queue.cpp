@@ -1,476 +1,95 @@
+// The DeadLetterQueue's public methods and the clients it owns (clients.hpp). Reading a topic
+// to its end is in scan.cpp, the ledger and its records in ledger.cpp, a replay in replay.cpp.
 #include "postroom/dlq/queue.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <array>
-#include <charconv>
-#include <condition_variable>
-#include <cstdio>
-#include <deque>
-#include <future>
-#include <mutex>
-#include <nlohmann/json.hpp>
-#include <random>
-#include <thread>
 
 #include "../redis/connection.hpp"
+#include "clients.hpp"
+#include "ledger.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/admin.hpp"
-#include "postroom/kafka/consumer.hpp"
-#include "postroom/kafka/producer.hpp"
 #include "postroom/redact.hpp"
-#include "postroom/redis/streams.hpp"
+#include "replay.hpp"
+#include "scan.hpp"
 
 namespace postroom::dlq {
 
 using namespace std::chrono;
-using Clock = steady_clock;
 
-namespace {
+namespace detail {
 
-int64_t epoch_ms() {
-    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+Clients::Clients(QueueConfig c) : config(std::move(c)) {
+    redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
+    if (redis) {
+        streams = std::make_unique<postroom::redis::StreamAdmin>(config.broker_url);
+        connection = std::make_unique<postroom::redis::detail::Connection>(
+            postroom::redis::detail::Address::from_url(config.broker_url, "the dead-letter ledger"),
+            config.timeout);
+    }
 }
 
-// "<time in ms>-<8 random hex digits>": names one replay in its records and ledger entries.
-std::string new_replay_id() {
-    static std::mt19937_64 rng{std::random_device{}()};
-    char hex[9];
-    std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(rng() & 0xffffffffu));
-    return std::to_string(epoch_ms()) + "-" + hex;
-}
+Clients::~Clients() = default;
 
-std::string reader_group() {
-    static std::mt19937_64 rng{std::random_device{}()};
-    return "postroom-dlq-reader-" + std::to_string(::getpid()) + "-" +
-           std::to_string(rng() % 1000000);
-}
-
-bool starts_with(std::string_view s, std::string_view p) {
-    return s.compare(0, p.size(), p) == 0;
-}
-
-// `s` as a JSON string. Letter ids and Kafka topic names are plain (letters, digits and
-// . _ - :) and are written as they are; anything else goes through the JSON library.
-void append_json_string(std::string& out, std::string_view s) {
-    const bool plain = std::all_of(s.begin(), s.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '.' || c == '_' || c == '-' || c == ':';
-    });
-    if (!plain) {
-        out += nlohmann::json(std::string(s)).dump();
-        return;
-    }
-    out += '"';
-    out += s;
-    out += '"';
-}
-
-// Hands what a reader thread prepares over to the thread that consumes it, at most `depth`
-// items ahead.
-template <class T>
-class Handover {
-public:
-    explicit Handover(std::size_t depth) : depth_(depth) {}
-
-    // Reader side. False once the consumer stopped: the reader should stop too.
-    bool put(T&& item) {
-        std::unique_lock lock(mutex_);
-        space_.wait(lock, [&] { return stopped_ || items_.size() < depth_; });
-        if (stopped_) return false;
-        items_.push_back(std::move(item));
-        ready_.notify_one();
-        return true;
-    }
-    void finish(std::exception_ptr error) {
-        std::lock_guard lock(mutex_);
-        finished_ = true;
-        error_ = std::move(error);
-        ready_.notify_one();
-    }
-
-    // Consumer side. False when the reader finished and nothing is left (rethrows what the
-    // reader threw).
-    bool take(T& item) {
-        std::unique_lock lock(mutex_);
-        ready_.wait(lock, [&] { return finished_ || !items_.empty(); });
-        if (items_.empty()) {
-            if (error_) std::rethrow_exception(error_);
-            return false;
-        }
-        item = std::move(items_.front());
-        items_.pop_front();
-        space_.notify_one();
-        return true;
-    }
-    void stop() {
-        std::lock_guard lock(mutex_);
-        stopped_ = true;
-        space_.notify_all();
-    }
-
-private:
-    std::size_t depth_;
-    std::mutex mutex_;
-    std::condition_variable ready_, space_;
-    std::deque<T> items_;
-    bool finished_ = false, stopped_ = false;
-    std::exception_ptr error_;
-};
-
-// A batch of records with what decoding found in each (views into the batch).
-struct DecodedBatch {
-    MessageBatch records;
-    std::vector<LetterFacts> facts;
-    std::vector<std::array<char, 16>> fingerprints;
-
-    explicit DecodedBatch(MessageBatch&& batch) : records(std::move(batch)) {
-        facts.reserve(records.size());
-        fingerprints.resize(records.size());
-        for (const auto& r : records.views()) facts.push_back(decode_facts(r.headers));
-        for (std::size_t i = 0; i < facts.size(); ++i)
-            fingerprint_into(fingerprints[i], facts[i].error_type, facts[i].error_message,
-                             facts[i].error_stack);
-    }
-    DecodedBatch() = default;
-    std::size_t size() const noexcept { return facts.size(); }
-    LetterView letter(std::size_t i) const {
-        return {records.views()[i], facts[i], {fingerprints[i].data(), fingerprints[i].size()}};
-    }
-};
-
-}  // namespace
-
-struct DeadLetterQueue::Impl {
-    QueueConfig config;
-    bool redis = false;
-    std::unique_ptr<kafka::Admin> admin;
-    std::unique_ptr<kafka::Producer> producer;
-    std::unique_ptr<postroom::redis::StreamAdmin> streams;
-    std::unique_ptr<postroom::redis::StreamProducer> stream_producer;
-    std::unique_ptr<postroom::redis::detail::Connection> connection;  // the ledger hash
-
-    std::string ledger_name() const { return config.topic + ".ledger"; }
-
-    kafka::Admin& the_admin() {
-        if (!admin) {
-            kafka::AdminConfig c;
-            c.broker_url = config.broker_url;
-            c.client_id = "postroom-dlq";
-            c.timeout = config.timeout;
-            admin = std::make_unique<kafka::Admin>(c);
-        }
-        return *admin;
-    }
-
-    kafka::Producer& the_producer() {
-        if (!producer) {
-            kafka::ProducerConfig c;
-            c.broker_url = config.broker_url;
-            c.client_id = "postroom-dlq-replay";
-            c.linger = milliseconds(5);
-            // A letter goes back as large as it came: the destination topic's own limit
-            // (max.message.bytes) is the one that counts.
-            c.properties["message.max.bytes"] = std::to_string(64 << 20);
-            producer = std::make_unique<kafka::Producer>(c);
-        }
-        return *producer;
-    }
-
-    postroom::redis::StreamProducer& the_stream_producer() {
-        if (!stream_producer)
-            stream_producer = std::make_unique<postroom::redis::StreamProducer>(
-                postroom::redis::StreamProducerConfig{config.broker_url, std::nullopt,
-                                                      config.timeout});
-        return *stream_producer;
-    }
-
-    [[noreturn]] void missing() const {
-        throw UsageError("dead-letter topic '" + config.topic + "' does not exist on " +
-                         redacted_url(config.broker_url) + "; list topics with `postroom topics`");
-    }
-
-    // Kafka: (partition, low, high) of every partition with records.
-    std::vector<std::tuple<int32_t, int64_t, int64_t>> extent(const std::string& topic,
-                                                              bool required) {
-        auto info = the_admin().describe_topic(topic);
-        if (!info) {
-            if (required) missing();
-            return {};
-        }
-        std::vector<std::tuple<int32_t, int64_t, int64_t>> out;
-        for (int32_t p = 0; p < info->partitions; ++p) {
-            auto w = the_admin().watermarks({topic, p});
-            if (w.high > w.low) out.emplace_back(p, w.low, w.high);
-        }
-        return out;
-    }
-
-    // Reads every record of `topic` (Kafka) in batches, oldest first per partition.
-    // `visit` returning false stops the read.
-    void scan_kafka(const std::string& topic, bool required,
-                    const std::function<bool(MessageBatch&&)>& visit,
-                    const std::function<void(int64_t, int64_t)>& progress) {
-        auto parts = extent(topic, required);
-        if (parts.empty()) return;
-        int64_t total = 0;
-        std::map<int32_t, int64_t> end;
-        std::vector<TopicPartitionOffset> assignment;
-        for (auto [p, low, high] : parts) {
-            total += high - low;
-            end[p] = high;
-            assignment.push_back({topic, p, low});
-        }
-        kafka::ConsumerConfig c;
+kafka::Admin& Clients::the_admin() {
+    if (!admin) {
+        kafka::AdminConfig c;
         c.broker_url = config.broker_url;
-        c.group_id = reader_group();
-        c.client_id = "postroom-dlq-reader";
-        c.track_done = false;
-        // A scan reads everything as fast as it can: with librdkafka 2.0.2, a local queue
-        // that fills up (queued.min.messages) stalls fetching for hundreds of ms, so let it
-        // hold a lot (bounded in bytes). Fetches of half a megabyte per partition: larger
-        // ones cost the fetching thread fresh memory (page faults) on every response.
-        c.properties = {{"fetch.max.bytes", "104857600"},
-                        {"max.partition.fetch.bytes", "524288"},
-                        {"queued.min.messages", "1000000"},
-                        {"queued.max.messages.kbytes", "131072"}};
-        kafka::Consumer consumer(c);
-        consumer.assign(assignment);
-        int64_t read = 0, next_report = 5000;
-        auto quiet_since = Clock::now();
-        std::vector<int32_t> finished;
-        while (!end.empty()) {
-            // Returns with the first records (and what is queued with them).
-            auto batch = consumer.poll_views(2048, milliseconds(100));
-            if (batch.empty()) {
-                if (Clock::now() - quiet_since > config.timeout)
-                    throw TimeoutError("reading '" + topic + "' from " +
-                                       redacted_url(config.broker_url) + ": no records for " +
-                                       std::to_string(config.timeout.count()) +
-                                       " ms although the watermarks promise more");
-                continue;
-            }
-            quiet_since = Clock::now();
-            batch.drop_if([&](const MessageView& m) {
-                auto it = end.find(m.partition);
-                return it == end.end() || m.offset >= it->second;
-            });
-            finished.clear();
-            for (const auto& m : batch.views())
-                if (m.offset + 1 >= end[m.partition]) finished.push_back(m.partition);
-            read += static_cast<int64_t>(batch.size());
-            if (!batch.empty() && !visit(std::move(batch))) return;
-            for (auto p : finished) end.erase(p);
-            if (progress && read >= next_report) {
-                progress(read, total);
-                next_report = read + 5000;
-            }
-        }
-        if (progress) progress(read, total);
+        c.client_id = "postroom-dlq";
+        c.timeout = config.timeout;
+        admin = std::make_unique<kafka::Admin>(c);
     }
+    return *admin;
+}
 
-    void scan_redis(const std::string& stream, bool required,
-                    const std::function<bool(MessageBatch&&)>& visit,
-                    const std::function<void(int64_t, int64_t)>& progress) {
-        if (!streams->exists(stream)) {
-            if (required) missing();
-            return;
-        }
-        const int64_t total = streams->length(stream);
-        int64_t read = 0;
-        std::string start = "-";
-        for (;;) {
-            auto page = streams->range(stream, start, "+", 5000);
-            if (page.empty()) break;
-            start = "(" + page.back().id;
-            const bool last = page.size() < 5000;
-            read += static_cast<int64_t>(page.size());
-            if (!visit(MessageBatch(std::move(page)))) return;
-            if (progress) progress(read, total);
-            if (last) break;
-        }
+kafka::Producer& Clients::the_producer() {
+    if (!producer) {
+        kafka::ProducerConfig c;
+        c.broker_url = config.broker_url;
+        c.client_id = "postroom-dlq-replay";
+        c.linger = milliseconds(5);
+        // A letter goes back as large as it came: the destination topic's own limit
+        // (max.message.bytes) is the one that counts.
+        c.properties["message.max.bytes"] = std::to_string(64 << 20);
+        producer = std::make_unique<kafka::Producer>(c);
     }
+    return *producer;
+}
 
-    void scan(const std::string& topic, bool required,
-              const std::function<bool(MessageBatch&&)>& visit,
-              const std::function<void(int64_t, int64_t)>& progress) {
-        if (redis)
-            scan_redis(topic, required, visit, progress);
-        else
-            scan_kafka(topic, required, visit, progress);
-    }
+postroom::redis::StreamProducer& Clients::the_stream_producer() {
+    if (!stream_producer)
+        stream_producer = std::make_unique<postroom::redis::StreamProducer>(
+            postroom::redis::StreamProducerConfig{config.broker_url, std::nullopt, config.timeout});
+    return *stream_producer;
+}
 
-    // scan() record by record, each copied into a Message.
-    void scan_messages(const std::string& topic, bool required,
-                       const std::function<bool(Message&&)>& visit,
-                       const std::function<void(int64_t, int64_t)>& progress) {
-        scan(
-            topic, required,
-            [&](MessageBatch&& batch) {
-                for (const auto& v : batch.views())
-                    if (!visit(to_message(v))) return false;
-                return true;
-            },
-            progress);
-    }
+void Clients::missing() const {
+    throw UsageError("dead-letter topic '" + config.topic + "' does not exist on " +
+                     redacted_url(config.broker_url) + "; list topics with `postroom topics`");
+}
 
-    // scan() on a thread of its own: `prepare` runs there on each batch, `visit` on the
-    // calling thread, so reading and decoding overlap with what `visit` does. `visit`
-    // returning false stops the read.
-    template <class T>
-    void scan_on_reader_thread(const std::string& topic, bool required,
-                               const std::function<T(MessageBatch&&)>& prepare,
-                               const std::function<bool(T&&)>& visit) {
-        if (!redis) the_admin();  // created here: the reader uses it too
-        Handover<T> handover(8);
-        std::thread reader([&] {
-            std::exception_ptr error;
-            try {
-                scan(topic, required,
-                     [&](MessageBatch&& batch) { return handover.put(prepare(std::move(batch))); },
-                     {});
-            } catch (...) {
-                error = std::current_exception();
-            }
-            handover.finish(std::move(error));
-        });
-        struct Join {
-            Handover<T>& handover;
-            std::thread& reader;
-            ~Join() {
-                handover.stop();
-                reader.join();
-            }
-        } join{handover, reader};
-        T item;
-        while (handover.take(item))
-            if (!visit(std::move(item))) return;
-    }
-
-    std::map<std::string, LedgerEntry> read_ledger() {
-        std::map<std::string, LedgerEntry> out;
-        // A record settles one letter (its key), or a whole replayed batch under a key of its
-        // own: {"ranges": [["<topic>:<partition>", first, last], ...], "to": ...}, or, as
-        // earlier versions wrote it, {"ids": [...], "to": ...}.
-        auto add = [&](const std::string& id, const std::string& json) {
-            try {
-                auto j = nlohmann::json::parse(json);
-                const auto state = j.value("state", "");
-                const auto at = j.value("at", int64_t{0});
-                if (j.contains("ranges")) {
-                    // Runs of offsets: ["<topic>:<partition>", first, last]; "to": one
-                    // destination for all, or one per run.
-                    const auto& ranges = j.at("ranges");
-                    const auto& to = j.at("to");
-                    for (std::size_t i = 0; i < ranges.size(); ++i) {
-                        const auto& r = ranges[i];
-                        const auto prefix = r.at(0).get<std::string>() + ':';
-                        const auto first = r.at(1).get<int64_t>();
-                        const auto last = r.at(2).get<int64_t>();
-                        if (first < 0 || last < first || last - first > 100'000'000)
-                            continue;  // not a run a replay writes
-                        const std::string where = to.is_string() ? to.get<std::string>()
-                                                  : to.is_array() && i < to.size()
-                                                      ? to[i].get<std::string>()
-                                                      : "";
-                        for (auto offset = first; offset <= last; ++offset)
-                            out[prefix + std::to_string(offset)] = {state, at, where};
-                    }
-                    return;
-                }
-                if (j.contains("ids")) {
-                    // "to": one destination for all, or one per letter.
-                    const auto& ids = j.at("ids");
-                    const auto& to = j.at("to");
-                    for (std::size_t i = 0; i < ids.size(); ++i)
-                        out[ids[i].get<std::string>()] = {state, at,
-                                                          to.is_string() ? to.get<std::string>()
-                                                          : to.is_array() && i < to.size()
-                                                              ? to[i].get<std::string>()
-                                                              : ""};
-                    return;
-                }
-                out[id] = {state, at, j.value("detail", "")};
-            } catch (const nlohmann::json::exception&) {
-                // not ours: ignored
-            }
-        };
-        if (redis) {
-            auto r = connection->command({"HGETALL", ledger_name()});
-            if (r->type == REDIS_REPLY_ARRAY)
-                for (std::size_t i = 0; i + 1 < r->elements; i += 2)
-                    add(postroom::redis::detail::text(r->element[i]),
-                        postroom::redis::detail::text(r->element[i + 1]));
-            return out;
-        }
-        scan_kafka(ledger_name(), false,
-                   [&](MessageBatch&& batch) {
-                       for (const auto& m : batch.views()) {
-                           if (!m.key) continue;
-                           if (m.value)
-                               add(std::string(*m.key), std::string(*m.value));
-                           else
-                               out.erase(std::string(*m.key));  // a tombstone
-                       }
-                       return true;
-                   },
-                   {});
-        return out;
-    }
-
-    void write_ledger(const std::vector<std::pair<std::string, LedgerEntry>>& entries) {
-        if (entries.empty()) return;
-        auto json_of = [](const LedgerEntry& e) {
-            return nlohmann::json{{"state", e.state}, {"at", e.at_ms}, {"detail", e.detail}}.dump();
-        };
-        if (redis) {
-            postroom::redis::detail::Command c{"HSET", ledger_name()};
-            for (const auto& [id, e] : entries) {
-                c.push_back(id);
-                c.push_back(json_of(e));
-            }
-            auto r = connection->command(c);
-            if (postroom::redis::detail::is_error(r.get()))
-                throw UsageError("writing the ledger '" + ledger_name() +
-                                 "': " + postroom::redis::detail::text(r.get()));
-            return;
-        }
-        the_admin().create_topic(ledger_name(), 1, 1, {{"cleanup.policy", "compact"}}, true);
-        std::vector<OutgoingMessage> records;
-        for (const auto& [id, e] : entries)
-            records.push_back({ledger_name(), id, json_of(e), {}, std::nullopt});
-        the_producer().send_batch(std::move(records))->raise_for_failures();
-    }
-
-    // Sends `batch`; returns, in order, whether each was acknowledged. Throws when none can
-    // be known (a lost connection).
-    std::vector<std::string> send(std::vector<OutgoingMessage> batch) {
-        std::vector<std::string> errors;
-        errors.reserve(batch.size());
-        if (redis) {
-            for (auto& r : the_stream_producer().add_batch(batch)) errors.push_back(r.error);
-            return errors;
-        }
-        auto delivery = the_producer().send_batch(std::move(batch));
-        for (const auto& r : delivery->reports())
-            errors.push_back(r.ok() ? std::string() : r.error_message());
+std::vector<std::string> Clients::send(std::vector<OutgoingMessage> batch) {
+    std::vector<std::string> errors;
+    errors.reserve(batch.size());
+    if (redis) {
+        for (auto& r : the_stream_producer().add_batch(batch)) errors.push_back(r.error);
         return errors;
     }
+    auto delivery = the_producer().send_batch(std::move(batch));
+    for (const auto& r : delivery->reports())
+        errors.push_back(r.ok() ? std::string() : r.error_message());
+    return errors;
+}
+
+}  // namespace detail
+
+struct DeadLetterQueue::Impl : detail::Clients {
+    using Clients::Clients;
 };
 
-DeadLetterQueue::DeadLetterQueue(QueueConfig config) : impl_(std::make_unique<Impl>()) {
+DeadLetterQueue::DeadLetterQueue(QueueConfig config) {
     if (config.topic.empty()) throw ConfigurationError("a dead-letter queue needs its topic");
-    impl_->redis = parse_broker_url(config.broker_url).scheme == BrokerScheme::redis;
-    impl_->config = std::move(config);
-    if (impl_->redis) {
-        impl_->streams = std::make_unique<postroom::redis::StreamAdmin>(impl_->config.broker_url);
-        impl_->connection = std::make_unique<postroom::redis::detail::Connection>(
-            postroom::redis::detail::Address::from_url(impl_->config.broker_url,
-                                                       "the dead-letter ledger"),
-            impl_->config.timeout);
-    }
+    impl_ = std::make_unique<Impl>(std::move(config));
 }
 
 DeadLetterQueue::~DeadLetterQueue() = default;
@@ -487,14 +106,14 @@ int64_t DeadLetterQueue::size() {
         return impl_->streams->length(impl_->config.topic);
     }
     int64_t n = 0;
-    for (auto [p, low, high] : impl_->extent(impl_->config.topic, true)) n += high - low;
+    for (auto [p, low, high] : detail::extent(*impl_, impl_->config.topic, true)) n += high - low;
     return n;
 }
 
 void DeadLetterQueue::scan(const std::function<bool(DeadLetter&&)>& visit,
                            const std::function<void(int64_t, int64_t)>& progress) {
-    impl_->scan_messages(
-        impl_->config.topic, true, [&](Message&& m) { return visit(decode(std::move(m))); },
+    detail::scan_messages(
+        *impl_, impl_->config.topic, true, [&](Message&& m) { return visit(decode(std::move(m))); },
         progress);
 }
 
@@ -550,10 +169,10 @@ Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
     int64_t seen = 0, next_report = 5000;
     const int64_t total = progress ? size() : 0;
     std::string id;
-    impl_->scan_on_reader_thread<DecodedBatch>(
-        impl_->config.topic, true,
-        [](MessageBatch&& batch) { return DecodedBatch(std::move(batch)); },
-        [&](DecodedBatch&& batch) {
+    detail::scan_on_reader_thread<detail::DecodedBatch>(
+        *impl_, impl_->config.topic, true,
+        [](MessageBatch&& batch) { return detail::DecodedBatch(std::move(batch)); },
+        [&](detail::DecodedBatch&& batch) {
             for (std::size_t i = 0; i < batch.size(); ++i) {
                 const auto letter = batch.letter(i);
                 if (!settled.empty()) {
@@ -575,373 +194,18 @@ Stats DeadLetterQueue::stats(const Filter& filter, bool include_settled,
 }
 
 std::map<std::string, LedgerEntry> DeadLetterQueue::ledger() {
-    return impl_->read_ledger();
+    return detail::read_ledger(*impl_);
 }
 
 ReplayReport DeadLetterQueue::replay(const ReplayOptions& o) {
     if (o.batch_size == 0) throw ConfigurationError("replay batch_size must be positive");
     if (o.rate_per_s < 0) throw ConfigurationError("replay rate must be positive (or 0: no limit)");
     if (o.max_replays < 1) throw ConfigurationError("replay max_replays must be at least 1");
-    auto& impl = *impl_;
-    const auto parking = o.parking_topic.empty() ? impl.config.topic + ".parking" : o.parking_topic;
-    const auto settled = ledger();
-    ReplayReport report;
-    report.replay_id = new_replay_id();
-    std::vector<std::string> targets;        // the destinations met so far
-    std::vector<int64_t> per_target;         // letters, by index in `targets`
-    std::vector<signed char> target_exists;  // by index: -1 unknown, 0 no, 1 yes
-    std::map<std::array<char, 16>, int64_t> per_fingerprint;
-    struct Planned {
-        std::size_t id_at, id_size;  // in the flight's `ids`
-        std::size_t target;          // in `targets`
-        int replay_count;
-        int32_t partition;  // Kafka: where the letter is
-        int64_t offset;
-        const MessageView* record;  // until sent
-    };
-    // The loop guard: a letter replayed max_replays times goes to the parking lot.
-    auto parked = [&](int replay_count) { return replay_count >= o.max_replays; };
-    // Letters sent together, awaiting their acknowledgements.
-    struct Flight {
-        std::string ids;  // the letters' ids, one after another
-        std::vector<Planned> letters;
-        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
-        std::vector<std::string> errors;                 // Redis: known at once
-        std::string_view id(const Planned& p) const {
-            return std::string_view(ids).substr(p.id_at, p.id_size);
-        }
-    };
-    // Letters stream from the scan into flights; a flight goes out as soon as it is full,
-    // while earlier ones await their acknowledgements (up to 4 in flight), so reading and
-    // sending overlap and memory holds a few flights, not the selection.
-    std::size_t step = o.batch_size;
-    if (o.rate_per_s > 0)
-        step = std::clamp<std::size_t>(static_cast<std::size_t>(o.rate_per_s / 10), 1, step);
-    // The ledger topic is made sure of while the first letters are read and sent (it is
-    // needed only when the first acknowledgements are recorded), by an admin client of its
-    // own: a broker answers a connection's requests in order, and creating a topic takes a
-    // while. After size(): a topic that does not exist gets no ledger.
+    auto settled = ledger();
+    // After the ledger, before the replay makes sure of the ledger topic: a topic that does
+    // not exist gets no ledger.
     const int64_t total = o.dry_run ? 0 : size();
-    std::future<void> ledger_topic;
-    if (!o.dry_run && !impl.redis) {
-        // Created now, the producer connects and gets its producer id while the scan starts.
-        impl.the_producer();
-        ledger_topic = std::async(std::launch::async, [config = impl.the_admin().config(),
-                                                       name = impl.ledger_name()] {
-            kafka::Admin(config).create_topic(name, 1, 1, {{"cleanup.policy", "compact"}}, true);
-        });
-    }
-    std::deque<Flight> flight;
-    Flight current;
-    std::vector<DecodedBatch> held;  // what current's letters point into, until they are sent
-    std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes;
-    std::string missing_target, first_error;
-    const auto started = Clock::now();
-    int64_t submitted = 0, acknowledged = 0;
-
-    auto settle_front = [&] {
-        auto f = std::move(flight.front());
-        flight.pop_front();
-        if (f.delivery) {
-            const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
-            while (!impl.the_producer().wait(*f.delivery, seconds(1)))
-                if (Clock::now() > give_up)
-                    throw TimeoutError("replay: no acknowledgement from " +
-                                       redacted_url(impl.config.broker_url) +
-                                       " in time; run it again to resume");
-        }
-        // Why letter k was not acknowledged; "" when it was.
-        auto failure = [&](std::size_t k) {
-            if (!f.delivery) return f.errors[k];
-            const auto& r = f.delivery->reports()[k];
-            return r.ok() ? std::string() : r.error_message();
-        };
-        const auto now = epoch_ms();
-        std::vector<std::pair<std::string, LedgerEntry>> done;  // Redis
-        std::vector<OutgoingMessage> records;                   // Kafka
-        // Kafka: a ledger record names runs of consecutive offsets that went to one
-        // destination, ["<topic>:<partition>", first, last], up to 1,000 runs a record, and
-        // the destination once when all runs share it. A record's key is its first letter and
-        // the time: unique, so compaction never drops a record for a later one that covers
-        // fewer letters (a replay of some of them again); read in order, the later one wins.
-        struct Run {
-            int32_t partition;
-            int64_t first, last;
-            std::size_t target;
-        };
-        std::vector<Run> runs;
-        auto write_record = [&](std::string_view first_id) {
-            std::string json =
-                R"({"state":"replayed","at":)" + std::to_string(now) + R"(,"ranges":[)";
-            for (std::size_t k = 0; k < runs.size(); ++k) {
-                if (k > 0) json += ',';
-                json += '[';
-                append_json_string(json,
-                                   impl.config.topic + ':' + std::to_string(runs[k].partition));
-                json +=
-                    ',' + std::to_string(runs[k].first) + ',' + std::to_string(runs[k].last) + ']';
-            }
-            json += R"(],"to":)";
-            const auto shared = runs[0].target;
-            if (std::all_of(runs.begin(), runs.end(),
-                            [&](const Run& r) { return r.target == shared; })) {
-                append_json_string(json, targets[shared]);
-            } else {
-                json += '[';
-                for (std::size_t k = 0; k < runs.size(); ++k) {
-                    if (k > 0) json += ',';
-                    append_json_string(json, targets[runs[k].target]);
-                }
-                json += ']';
-            }
-            json += R"(,"replay":)";
-            append_json_string(json, report.replay_id);
-            json += '}';
-            records.push_back({impl.ledger_name(),
-                               "replayed:" + std::string(first_id) + '@' + std::to_string(now),
-                               std::move(json),
-                               {},
-                               std::nullopt});
-            runs.clear();
-        };
-        std::string_view first_id;
-        for (std::size_t k = 0; k < f.letters.size(); ++k) {
-            const auto& p = f.letters[k];
-            const auto id = f.id(p);
-            if (auto error = failure(k); !error.empty()) {
-                if (first_error.empty())
-                    first_error = "replay of " + std::string(id) + " to '" + targets[p.target] +
-                                  "' failed: " + error;
-                continue;
-            }
-            if (parked(p.replay_count))
-                ++report.parked;
-            else
-                ++report.replayed;
-            if (impl.redis) {
-                done.push_back({std::string(id), {"replayed", now, targets[p.target]}});
-                continue;
-            }
-            if (!runs.empty() && runs.back().partition == p.partition &&
-                runs.back().last + 1 == p.offset && runs.back().target == p.target) {
-                runs.back().last = p.offset;
-                continue;
-            }
-            if (runs.size() == 1000) write_record(first_id);
-            if (runs.empty()) first_id = id;
-            runs.push_back({p.partition, p.offset, p.offset, p.target});
-        }
-        if (!runs.empty()) write_record(first_id);
-        if (impl.redis)
-            impl.write_ledger(done);  // only what was acknowledged
-        else if (!records.empty()) {
-            if (ledger_topic.valid()) ledger_topic.get();
-            ledger_writes.push_back(impl.the_producer().produce_batch(std::move(records)));
-        }
-        acknowledged += static_cast<int64_t>(f.letters.size());
-        if (o.progress && !o.progress(acknowledged, total)) report.cancelled = true;
-    };
-
-    // The records to send for `f`'s letters: key, value and headers as read, without the
-    // failure description (postroom-dlt-*, kept when parked), the replay count raised.
-    std::string texts;  // the replay counts and parking reasons, one after another
-    std::vector<HeaderView> headers;
-    std::vector<OutgoingView> outgoing;
-    auto outgoing_of = [&](const Flight& f) {
-        texts.clear();
-        // Per letter, in `texts`: its replay count, then its parking reason when parked.
-        struct Texts {
-            std::size_t at, count_size, size;
-        };
-        std::vector<Texts> text_of;
-        text_of.reserve(f.letters.size());
-        std::size_t header_count = 0;
-        for (const auto& p : f.letters) {
-            header_count += p.record->headers.size() + 4;
-            const auto at = texts.size();
-            texts += std::to_string(p.replay_count + 1);
-            const auto count_size = texts.size() - at;
-            if (parked(p.replay_count))
-                texts += "replayed " + std::to_string(p.replay_count) +
-                         " times already (the loop guard's limit)";
-            text_of.push_back({at, count_size, texts.size() - at});
-        }
-        const std::string_view all_texts(texts);
-        headers.clear();
-        headers.reserve(header_count);  // never reallocated: the views point into it
-        outgoing.clear();
-        outgoing.reserve(f.letters.size());
-        for (std::size_t k = 0; k < f.letters.size(); ++k) {
-            const auto& p = f.letters[k];
-            const auto& t = text_of[k];
-            const bool parking_it = parked(p.replay_count);
-            const auto first = headers.size();
-            for (const auto& h : p.record->headers)
-                if (!(h.name == "postroom-replay-count" || h.name == "postroom-replayed-from" ||
-                      h.name == "postroom-replay-id" ||
-                      (!parking_it && !o.keep_failure_headers && is_failure_header(h.name))))
-                    headers.push_back(h);
-            headers.push_back({"postroom-replay-count", all_texts.substr(t.at, t.count_size)});
-            headers.push_back({"postroom-replayed-from", f.id(p)});
-            headers.push_back({"postroom-replay-id", report.replay_id});
-            if (parking_it)
-                headers.push_back({"postroom-parked-reason",
-                                   all_texts.substr(t.at + t.count_size, t.size - t.count_size)});
-            outgoing.push_back(
-                {targets[p.target], p.record->key, p.record->value,
-                 std::span<const HeaderView>(headers.data() + first, headers.size() - first),
-                 std::nullopt});
-        }
-        return std::span<const OutgoingView>(outgoing);
-    };
-
-    auto submit = [&] {
-        if (current.letters.empty()) return;
-        if (o.rate_per_s > 0) {
-            // Pace by the schedule: letter k may go at started + k / rate.
-            auto due = started + duration_cast<Clock::duration>(duration<double>(
-                                     static_cast<double>(submitted) / o.rate_per_s));
-            std::this_thread::sleep_until(due);
-        }
-        Flight f = std::move(current);
-        current = Flight{};
-        const auto records = outgoing_of(f);
-        if (impl.redis) {
-            std::vector<OutgoingMessage> batch;
-            batch.reserve(records.size());
-            for (const auto& r : records) batch.push_back(to_outgoing_message(r));
-            f.errors = impl.send(std::move(batch));
-        } else {
-            f.delivery = impl.the_producer().produce_batch(records);  // copies them
-        }
-        for (auto& p : f.letters) p.record = nullptr;
-        held.clear();
-        submitted += static_cast<int64_t>(f.letters.size());
-        flight.push_back(std::move(f));
-        if (!impl.redis) impl.the_producer().poll(milliseconds(0));
-        while (!flight.empty() &&
-               (flight.size() > 4 || !flight.front().delivery || flight.front().delivery->done()))
-            settle_front();
-    };
-
-    std::size_t last_target = 0;
-    auto target_index = [&](std::string_view target) {
-        if (last_target < targets.size() && targets[last_target] == target) return last_target;
-        auto it = std::find(targets.begin(), targets.end(), target);
-        last_target = static_cast<std::size_t>(it - targets.begin());
-        if (it == targets.end()) {
-            targets.emplace_back(target);
-            per_target.push_back(0);
-            target_exists.push_back(-1);
-        }
-        return last_target;
-    };
-
-    // Kafka does not create topics on first use here: a destination must exist.
-    auto exists = [&](std::size_t index) {
-        if (impl.redis) return true;
-        auto& known = target_exists[index];
-        if (known < 0) {
-            const auto& target = targets[index];
-            if (target == parking) {
-                impl.the_admin().create_topic(parking, 1, 1, {}, true);
-                known = 1;
-            } else {
-                known = impl.the_admin().describe_topic(target).has_value() ? 1 : 0;
-            }
-        }
-        return known > 0;
-    };
-
-    // Letters are read and decoded on a thread of their own while this one sends them.
-    std::string id;
-    impl.scan_on_reader_thread<DecodedBatch>(
-        impl.config.topic, true,
-        [](MessageBatch&& batch) { return DecodedBatch(std::move(batch)); },
-        [&](DecodedBatch&& batch) {
-            bool keep = false;  // whether `current` points into this batch
-            for (std::size_t i = 0; i < batch.size(); ++i) {
-                const auto letter = batch.letter(i);
-                if (!o.filter.matches(letter)) continue;
-                id.clear();
-                append_letter_id(id, letter.record);
-                if (auto it = settled.find(id); it != settled.end()) {
-                    if (!(o.again && it->second.state == "replayed")) {
-                        ++report.skipped;
-                        continue;
-                    }
-                }
-                const auto& facts = letter.facts;
-                if (facts.value_truncated) {  // its value is only a prefix of the event's
-                    ++report.truncated;
-                    continue;
-                }
-                std::string_view target = o.to.empty() ? facts.original_topic : o.to;
-                if (target.empty()) {
-                    ++report.without_target;
-                    continue;
-                }
-                if (parked(facts.replay_count)) target = parking;
-                const auto index = target_index(target);
-                if (!o.dry_run && !exists(index)) {
-                    missing_target = targets[index];
-                    break;
-                }
-                ++report.selected;
-                ++per_target[index];
-                ++per_fingerprint[batch.fingerprints[i]];
-                if (o.dry_run) continue;
-                const auto id_at = current.ids.size();
-                current.ids += id;
-                current.letters.push_back({id_at, id.size(), index, facts.replay_count,
-                                           letter.record.partition, letter.record.offset,
-                                           &letter.record});
-                keep = true;
-                if (current.letters.size() >= step) {
-                    submit();
-                    keep = false;
-                    if (!first_error.empty() || report.cancelled) break;
-                }
-            }
-            if (keep && !current.letters.empty()) held.push_back(std::move(batch));
-            return first_error.empty() && !report.cancelled && missing_target.empty();
-        });
-    if (first_error.empty() && !report.cancelled && missing_target.empty()) submit();
-    current = Flight{};  // letters never sent (stopped early): their records go now
-    held.clear();
-    for (std::size_t t = 0; t < targets.size(); ++t)
-        if (per_target[t] > 0) report.per_target[targets[t]] = per_target[t];
-    for (const auto& [fp, n] : per_fingerprint)
-        report.per_fingerprint[std::string(fp.data(), fp.size())] = n;
-    // What is left goes at once instead of after the producer's linger (flush overrides it);
-    // the waits below then find the acknowledgements there.
-    auto flush = [&] {
-        if (impl.producer) impl.producer->flush(seconds(1));
-    };
-    flush();
-    while (!flight.empty()) settle_front();
-    flush();
-    for (const auto& w : ledger_writes) {
-        const auto give_up = Clock::now() + impl.config.timeout + seconds(30);
-        while (!impl.the_producer().wait(*w, seconds(1)))
-            if (Clock::now() > give_up)
-                throw TimeoutError("replay: the ledger '" + impl.ledger_name() +
-                                   "' was not acknowledged in time; run the replay again (some "
-                                   "letters may be sent twice)");
-        w->raise_for_failures();
-    }
-    if (!missing_target.empty())
-        throw UsageError("replay: topic '" + missing_target + "' does not exist on " +
-                         redacted_url(impl.config.broker_url) +
-                         "; create it, or choose another destination "
-                         "(to / --to). " +
-                         std::to_string(report.replayed) +
-                         " letters before it were replayed and recorded.");
-    if (!first_error.empty())
-        throw TransportError(first_error + " (" + std::to_string(report.replayed) +
-                                 " replayed and recorded; run the replay again to resume)",
-                             Retriable::unknown);
-    return report;
+    return detail::Replay(*impl_, o, std::move(settled), total).run();
 }
 
 std::size_t DeadLetterQueue::resolve(const std::vector<std::string>& ids, const std::string& note) {
@@ -950,7 +214,7 @@ std::size_t DeadLetterQueue::resolve(const std::vector<std::string>& ids, const 
         std::vector<std::string> entry_ids;
         const auto prefix = impl_->config.topic + ":";
         for (const auto& id : ids) {
-            if (!starts_with(id, prefix))
+            if (id.compare(0, prefix.size(), prefix) != 0)
                 throw UsageError("'" + id + "' is not a letter of '" + impl_->config.topic +
                                  "' (ids look like " + prefix + "<entry id>)");
             entry_ids.push_back(id.substr(prefix.size()));
@@ -958,9 +222,9 @@ std::size_t DeadLetterQueue::resolve(const std::vector<std::string>& ids, const 
         return impl_->streams->remove_entries(impl_->config.topic, entry_ids);
     }
     std::vector<std::pair<std::string, LedgerEntry>> entries;
-    const auto now = epoch_ms();
+    const auto now = detail::epoch_ms();
     for (const auto& id : ids) entries.push_back({id, {"resolved", now, note}});
-    impl_->write_ledger(entries);
+    detail::write_ledger(*impl_, entries);
     return ids.size();
 }
 
