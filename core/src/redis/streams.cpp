@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "connection.hpp"
+#include "fields.hpp"
 #include "postroom/error.hpp"
 
 namespace postroom::redis {
@@ -22,7 +23,6 @@ using detail::text;
 
 namespace {
 
-constexpr std::string_view null_prefix = "\\~";
 // XADDs a batch: ARGV holds, per entry, the count of its XADD arguments, then the arguments
 // (stream, options, "*", fields). Returns per entry its id, or the error Redis gave for it.
 constexpr const char* add_script = R"lua(
@@ -35,9 +35,6 @@ end
 return out
 )lua";
 
-// XADD needs a field: an entry with no key, no value and no headers has only this one.
-constexpr std::string_view nothing_field = "\\~";
-
 // The group is gone (NOGROUP): recovered by the consumer, never surfaced.
 struct GroupMissing : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -45,17 +42,6 @@ struct GroupMissing : std::runtime_error {
 
 bool starts_with(std::string_view s, std::string_view p) {
     return s.compare(0, p.size(), p) == 0;
-}
-
-std::string escaped_name(const std::string& name) {
-    if (name == "key" || name == "data" || starts_with(name, "\\")) return "\\" + name;
-    return name;
-}
-
-int64_t id_millis(std::string_view id) {
-    int64_t ms = -1;
-    std::from_chars(id.data(), id.data() + id.size(), ms);
-    return ms;
 }
 
 std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
@@ -127,44 +113,6 @@ std::vector<PendingEntry> pending_of(const redisReply* r) {
 }
 
 }  // namespace
-
-Fields to_fields(const OutgoingMessage& m) {
-    Fields f;
-    f.reserve(m.headers.size() + 2);
-    if (m.key) f.emplace_back("key", *m.key);
-    if (m.value) f.emplace_back("data", *m.value);
-    for (const auto& h : m.headers) {
-        if (h.value)
-            f.emplace_back(escaped_name(h.name), *h.value);
-        else
-            f.emplace_back(std::string(null_prefix) + h.name, std::string());
-    }
-    return f;
-}
-
-Message from_fields(std::string stream, std::string id, const Fields& fields) {
-    Message m;
-    m.topic = std::move(stream);
-    m.partition = 0;
-    m.offset = -1;
-    m.timestamp_ms = id_millis(id);
-    m.id = std::move(id);
-    m.headers.reserve(fields.size());
-    for (const auto& [name, value] : fields) {
-        if (name == nothing_field) continue;
-        if (name == "key")
-            m.key = value;
-        else if (name == "data")
-            m.value = value;
-        else if (starts_with(name, null_prefix))
-            m.headers.push_back({name.substr(null_prefix.size()), std::nullopt});
-        else if (starts_with(name, "\\"))
-            m.headers.push_back({name.substr(1), value});
-        else
-            m.headers.push_back({name, value});
-    }
-    return m;
-}
 
 // ---------------------------------------------------------------- producer
 
@@ -270,8 +218,7 @@ struct StreamProducer::Impl {
         out.push_back(m.topic);
         if (config.maxlen) out.insert(out.end(), {"MAXLEN", "~", std::to_string(*config.maxlen)});
         out.emplace_back("*");
-        auto fields = to_fields(m);
-        if (fields.empty()) fields.emplace_back(nothing_field, "");
+        auto fields = detail::entry_fields(m);
         for (auto& [k, v] : fields) {
             out.push_back(std::move(k));
             out.push_back(std::move(v));
