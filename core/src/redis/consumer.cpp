@@ -1,10 +1,16 @@
+// StreamConsumer: a member of a consumer group. Reads its own pending entries, then claims
+// entries idle in other consumers (XAUTOCLAIM), then reads new ones (XREADGROUP ">");
+// delivery counts from the pending list, acknowledgement (XACK) of what is done, entries
+// deleted while pending reported and acknowledged, NOGROUP recovered by recreating the group.
+// Over 500 lines for a reason: reads, claims, acknowledgements and recovery all move the same
+// per-stream cursors and the same in-hand and rewound sets of one Impl; split across files,
+// that one state machine could no longer be read in one place.
 #include "postroom/redis/streams.hpp"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
-#include <deque>
 #include <iostream>
 #include <mutex>
 #include <set>
@@ -12,31 +18,20 @@
 
 #include "connection.hpp"
 #include "postroom/error.hpp"
+#include "replies.hpp"
 
 namespace postroom::redis {
 
 using detail::Command;
 using detail::Connection;
-using detail::ReplyHandle;
+using detail::fields_of;
+using detail::integer_field;
+using detail::pending_of;
+using detail::refused;
+using detail::string_field;
 using detail::text;
 
 namespace {
-
-constexpr std::string_view null_prefix = "\\~";
-// XADDs a batch: ARGV holds, per entry, the count of its XADD arguments, then the arguments
-// (stream, options, "*", fields). Returns per entry its id, or the error Redis gave for it.
-constexpr const char* add_script = R"lua(
-local out, i = {}, 1
-while i <= #ARGV do
-  local n = tonumber(ARGV[i])
-  out[#out + 1] = redis.pcall('XADD', unpack(ARGV, i + 1, i + n))
-  i = i + n + 1
-end
-return out
-)lua";
-
-// XADD needs a field: an entry with no key, no value and no headers has only this one.
-constexpr std::string_view nothing_field = "\\~";
 
 // The group is gone (NOGROUP): recovered by the consumer, never surfaced.
 struct GroupMissing : std::runtime_error {
@@ -45,17 +40,6 @@ struct GroupMissing : std::runtime_error {
 
 bool starts_with(std::string_view s, std::string_view p) {
     return s.compare(0, p.size(), p) == 0;
-}
-
-std::string escaped_name(const std::string& name) {
-    if (name == "key" || name == "data" || starts_with(name, "\\")) return "\\" + name;
-    return name;
-}
-
-int64_t id_millis(std::string_view id) {
-    int64_t ms = -1;
-    std::from_chars(id.data(), id.data() + id.size(), ms);
-    return ms;
 }
 
 std::pair<uint64_t, uint64_t> parse_id(const std::string& id) {
@@ -85,282 +69,7 @@ void default_log(int level, const std::string& line) {
     if (level <= 4) std::cerr << line << '\n';
 }
 
-Fields fields_of(const redisReply* r) {
-    Fields f;
-    if (!r || r->type != REDIS_REPLY_ARRAY) return f;
-    f.reserve(r->elements / 2);
-    for (std::size_t i = 0; i + 1 < r->elements; i += 2)
-        f.emplace_back(text(r->element[i]), text(r->element[i + 1]));
-    return f;
-}
-
-int64_t integer_field(const redisReply* map, std::string_view name, int64_t fallback) {
-    for (std::size_t i = 0; i + 1 < map->elements; i += 2)
-        if (text(map->element[i]) == name) {
-            const auto* v = map->element[i + 1];
-            if (v->type == REDIS_REPLY_INTEGER) return v->integer;
-            return fallback;
-        }
-    return fallback;
-}
-
-std::string string_field(const redisReply* map, std::string_view name) {
-    for (std::size_t i = 0; i + 1 < map->elements; i += 2)
-        if (text(map->element[i]) == name) return text(map->element[i + 1]);
-    return {};
-}
-
-[[noreturn]] void refused(const std::string& where, const std::string& what, const redisReply* r) {
-    throw UsageError(where + ": " + what + " refused: " + text(r));
-}
-
-std::vector<PendingEntry> pending_of(const redisReply* r) {
-    std::vector<PendingEntry> out;
-    if (r->type != REDIS_REPLY_ARRAY) return out;
-    for (std::size_t i = 0; i < r->elements; ++i) {
-        const auto* e = r->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements < 4) continue;
-        out.push_back({text(e->element[0]), text(e->element[1]), e->element[2]->integer,
-                       e->element[3]->integer});
-    }
-    return out;
-}
-
 }  // namespace
-
-Fields to_fields(const OutgoingMessage& m) {
-    Fields f;
-    f.reserve(m.headers.size() + 2);
-    if (m.key) f.emplace_back("key", *m.key);
-    if (m.value) f.emplace_back("data", *m.value);
-    for (const auto& h : m.headers) {
-        if (h.value)
-            f.emplace_back(escaped_name(h.name), *h.value);
-        else
-            f.emplace_back(std::string(null_prefix) + h.name, std::string());
-    }
-    return f;
-}
-
-Message from_fields(std::string stream, std::string id, const Fields& fields) {
-    Message m;
-    m.topic = std::move(stream);
-    m.partition = 0;
-    m.offset = -1;
-    m.timestamp_ms = id_millis(id);
-    m.id = std::move(id);
-    m.headers.reserve(fields.size());
-    for (const auto& [name, value] : fields) {
-        if (name == nothing_field) continue;
-        if (name == "key")
-            m.key = value;
-        else if (name == "data")
-            m.value = value;
-        else if (starts_with(name, null_prefix))
-            m.headers.push_back({name.substr(null_prefix.size()), std::nullopt});
-        else if (starts_with(name, "\\"))
-            m.headers.push_back({name.substr(1), value});
-        else
-            m.headers.push_back({name, value});
-    }
-    return m;
-}
-
-// ---------------------------------------------------------------- producer
-
-kafka::DeliveryReport AddResult::report() const {
-    kafka::DeliveryReport out;
-    out.partition = 0;
-    if (ok()) {
-        out.id = id;
-        out.persistence = kafka::Persistence::persisted;
-    } else {
-        out.error_text = error;
-    }
-    return out;
-}
-
-struct StreamProducer::Impl {
-    explicit Impl(StreamProducerConfig c)
-        : config(std::move(c)),
-          connection(detail::Address::from_url(config.url, "the Redis Streams producer"),
-                     config.timeout) {}
-    StreamProducerConfig config;
-    mutable std::mutex mutex;
-    Connection connection;
-    bool closed = false;
-
-    // Batches sent without waiting, oldest first: their script calls and where each call's
-    // entries start in the batch.
-    struct InFlight {
-        std::shared_ptr<kafka::BatchDelivery> delivery;
-        std::vector<std::shared_ptr<detail::SentCommands>> calls;
-        std::vector<std::size_t> firsts;
-    };
-    std::deque<InFlight> in_flight;
-    std::size_t entries_in_flight = 0;
-
-    // One script call per chunk of 1,000 instead of a pipeline of XADDs: Redis runs it in one
-    // turn of its event loop, so with appendfsync always a chunk costs one fsync, not one per
-    // 16 KB of commands read. Chunks keep the commands' memory bounded.
-    static constexpr std::size_t chunk = 1000;
-    std::vector<Command> scripts(const std::vector<OutgoingMessage>& messages) const {
-        std::vector<Command> calls;
-        for (std::size_t i = 0; i < messages.size(); i += chunk) {
-            Command eval{"EVAL", add_script, "0"};
-            const auto end = std::min(messages.size(), i + chunk);
-            eval.reserve(3 + (end - i) * 5);
-            for (std::size_t k = i; k < end; ++k) append_xadd(eval, messages[k]);
-            calls.push_back(std::move(eval));
-        }
-        return calls;
-    }
-
-    // The results of one script call of `entries` entries, from its reply.
-    static std::vector<AddResult> results_of(const redisReply* reply, std::size_t entries) {
-        std::vector<AddResult> out;
-        out.reserve(entries);
-        if (detail::is_error(reply)) {
-            for (std::size_t k = 0; k < entries; ++k) out.push_back({"", text(reply)});
-            return out;
-        }
-        for (std::size_t k = 0; k < reply->elements; ++k) {
-            const auto* r = reply->element[k];
-            if (detail::is_error(r))
-                out.push_back({"", text(r)});
-            else
-                out.push_back({text(r), ""});
-        }
-        return out;
-    }
-
-    // Reads the replies of the oldest batch in flight and reports its entries. The caller
-    // holds `mutex`.
-    void report_oldest() {
-        auto batch = std::move(in_flight.front());
-        in_flight.pop_front();
-        auto& delivery = *batch.delivery;
-        entries_in_flight -= delivery.size();
-        for (std::size_t c = 0; c < batch.calls.size(); ++c) {
-            const auto first = batch.firsts[c];
-            const auto end = c + 1 < batch.firsts.size() ? batch.firsts[c + 1] : delivery.size();
-            std::vector<AddResult> results;
-            try {
-                auto replies = connection.collect(*batch.calls[c]);
-                results = results_of(replies.front().get(), end - first);
-            } catch (const TransportError& e) {
-                results.assign(end - first,
-                               {"", std::string(e.what()) + "; the entry may or may not have "
-                                                            "been added"});
-            }
-            for (std::size_t k = first; k < end; ++k)
-                delivery.report(k, results[k - first].report());
-        }
-    }
-
-    // Appends one entry to the arguments of add_script: the count of its XADD arguments,
-    // then the arguments (stream, trimming, "*", fields).
-    void append_xadd(Command& out, const OutgoingMessage& m) const {
-        if (m.topic.empty()) throw UsageError("a message needs a stream name (its topic)");
-        if (m.partition && *m.partition != 0)
-            throw UsageError("stream '" + m.topic + "' has no partition " +
-                             std::to_string(*m.partition) + ": a Redis stream is partition 0");
-        const std::size_t count = out.size();
-        out.emplace_back();
-        out.push_back(m.topic);
-        if (config.maxlen) out.insert(out.end(), {"MAXLEN", "~", std::to_string(*config.maxlen)});
-        out.emplace_back("*");
-        auto fields = to_fields(m);
-        if (fields.empty()) fields.emplace_back(nothing_field, "");
-        for (auto& [k, v] : fields) {
-            out.push_back(std::move(k));
-            out.push_back(std::move(v));
-        }
-        out[count] = std::to_string(out.size() - count - 1);
-    }
-};
-
-StreamProducer::StreamProducer(StreamProducerConfig config)
-    : impl_(std::make_unique<Impl>(std::move(config))) {
-    if (impl_->config.maxlen && *impl_->config.maxlen == 0)
-        throw ConfigurationError("maxlen must be positive (or unset to keep every entry)");
-}
-
-StreamProducer::~StreamProducer() {
-    if (!impl_) return;
-    try {
-        flush();  // batches sent without waiting get their reports
-    } catch (...) {
-        // Destructors do not throw; close() explicitly to see errors.
-    }
-}
-
-std::string StreamProducer::add(const OutgoingMessage& message) {
-    auto results = add_batch({message});
-    if (!results.front().ok())
-        throw UsageError(impl_->connection.address().where() + ": XADD to '" + message.topic +
-                         "' refused: " + results.front().error);
-    return results.front().id;
-}
-
-std::vector<AddResult> StreamProducer::add_batch(const std::vector<OutgoingMessage>& messages) {
-    auto calls = impl_->scripts(messages);
-    std::lock_guard lock(impl_->mutex);
-    if (impl_->closed) throw UsageError("the producer is closed");
-    std::vector<AddResult> out;
-    out.reserve(messages.size());
-    for (std::size_t c = 0; c < calls.size(); ++c) {
-        const std::size_t entries = std::min(Impl::chunk, messages.size() - c * Impl::chunk);
-        auto reply = impl_->connection.command(calls[c]);
-        for (auto& r : Impl::results_of(reply.get(), entries)) out.push_back(std::move(r));
-    }
-    return out;
-}
-
-std::shared_ptr<kafka::BatchDelivery> StreamProducer::send_batch(
-    std::vector<OutgoingMessage> messages) {
-    auto calls = impl_->scripts(messages);
-    std::lock_guard lock(impl_->mutex);
-    if (impl_->closed) throw UsageError("the producer is closed");
-    Impl::InFlight batch;
-    for (std::size_t c = 0; c < calls.size(); ++c) {
-        batch.firsts.push_back(c * Impl::chunk);
-        batch.calls.push_back(impl_->connection.send({calls[c]}));
-    }
-    batch.delivery = kafka::BatchDelivery::awaiting(std::move(messages));
-    auto delivery = batch.delivery;
-    impl_->entries_in_flight += delivery->size();
-    impl_->in_flight.push_back(std::move(batch));
-    return delivery;
-}
-
-void StreamProducer::wait(const kafka::BatchDelivery& batch) {
-    std::lock_guard lock(impl_->mutex);
-    while (!batch.done() && !impl_->in_flight.empty()) impl_->report_oldest();
-}
-
-void StreamProducer::flush() {
-    std::lock_guard lock(impl_->mutex);
-    while (!impl_->in_flight.empty()) impl_->report_oldest();
-}
-
-std::size_t StreamProducer::in_flight() const {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->entries_in_flight;
-}
-
-void StreamProducer::send(const OutgoingMessage& message, std::chrono::milliseconds) {
-    add(message);
-}
-
-void StreamProducer::close() {
-    std::lock_guard lock(impl_->mutex);
-    while (!impl_->in_flight.empty()) impl_->report_oldest();
-    impl_->closed = true;
-    impl_->connection.reset();
-}
-
-// ---------------------------------------------------------------- consumer
 
 struct StreamConsumer::Impl {
     explicit Impl(StreamConsumerConfig c)
@@ -808,120 +517,6 @@ const std::string& StreamConsumer::consumer_name() const noexcept {
 StreamConsumerCounters StreamConsumer::counters() const {
     std::lock_guard lock(impl_->mutex);
     return impl_->counts;
-}
-
-// ---------------------------------------------------------------- admin
-
-struct StreamAdmin::Impl {
-    explicit Impl(const std::string& url)
-        : connection(detail::Address::from_url(url, "Redis Streams administration")) {}
-    std::mutex mutex;
-    Connection connection;
-
-    ReplyHandle command(const Command& c) {
-        ReplyHandle r;
-        const bool was_connected = connection.connected();
-        try {
-            r = connection.command(c);
-        } catch (const TransportError&) {
-            if (!was_connected) throw;
-            r = connection.command(c);  // the kept connection had gone stale (server restart)
-        }
-        if (detail::is_error(r.get())) refused(connection.address().where(), c.front(), r.get());
-        return r;
-    }
-};
-
-StreamAdmin::StreamAdmin(const std::string& url) : impl_(std::make_unique<Impl>(url)) {}
-StreamAdmin::~StreamAdmin() = default;
-
-void StreamAdmin::ping() {
-    std::lock_guard lock(impl_->mutex);
-    impl_->command({"PING"});
-}
-
-std::vector<std::string> StreamAdmin::streams() {
-    std::lock_guard lock(impl_->mutex);
-    std::vector<std::string> out;
-    std::string cursor = "0";
-    do {
-        auto r = impl_->command({"SCAN", cursor, "COUNT", "1000", "TYPE", "stream"});
-        cursor = text(r->element[0]);
-        for (std::size_t i = 0; i < r->element[1]->elements; ++i)
-            out.push_back(text(r->element[1]->element[i]));
-    } while (cursor != "0");
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-bool StreamAdmin::exists(const std::string& stream) {
-    std::lock_guard lock(impl_->mutex);
-    return text(impl_->command({"TYPE", stream}).get()) == "stream";
-}
-
-int64_t StreamAdmin::length(const std::string& stream) {
-    std::lock_guard lock(impl_->mutex);
-    return impl_->command({"XLEN", stream})->integer;
-}
-
-std::vector<GroupInfo> StreamAdmin::groups(const std::string& stream) {
-    std::lock_guard lock(impl_->mutex);
-    auto r = impl_->command({"XINFO", "GROUPS", stream});
-    std::vector<GroupInfo> out;
-    for (std::size_t i = 0; i < r->elements; ++i) {
-        const auto* g = r->element[i];
-        out.push_back({string_field(g, "name"), integer_field(g, "consumers", 0),
-                       integer_field(g, "pending", 0), integer_field(g, "lag", -1),
-                       string_field(g, "last-delivered-id")});
-    }
-    return out;
-}
-
-std::vector<PendingEntry> StreamAdmin::pending(const std::string& stream, const std::string& group,
-                                               std::size_t count) {
-    std::lock_guard lock(impl_->mutex);
-    return pending_of(
-        impl_->command({"XPENDING", stream, group, "-", "+", std::to_string(count)}).get());
-}
-
-std::vector<Message> StreamAdmin::range(const std::string& stream, const std::string& start,
-                                        const std::string& end, std::size_t count, bool reverse) {
-    std::lock_guard lock(impl_->mutex);
-    auto r = reverse
-                 ? impl_->command({"XREVRANGE", stream, end, start, "COUNT", std::to_string(count)})
-                 : impl_->command({"XRANGE", stream, start, end, "COUNT", std::to_string(count)});
-    std::vector<Message> out;
-    out.reserve(r->elements);
-    for (std::size_t i = 0; i < r->elements; ++i) {
-        const auto* e = r->element[i];
-        out.push_back(from_fields(stream, text(e->element[0]), fields_of(e->element[1])));
-    }
-    return out;
-}
-
-std::size_t StreamAdmin::remove_entries(const std::string& stream,
-                                        const std::vector<std::string>& ids) {
-    if (ids.empty()) return 0;
-    Command c{"XDEL", stream};
-    c.insert(c.end(), ids.begin(), ids.end());
-    std::lock_guard lock(impl_->mutex);
-    return static_cast<std::size_t>(impl_->command(c)->integer);
-}
-
-void StreamAdmin::create_stream(const std::string& stream) {
-    std::lock_guard lock(impl_->mutex);
-    auto type = text(impl_->command({"TYPE", stream}).get());
-    if (type == "stream") return;
-    if (type != "none")
-        throw UsageError(impl_->connection.address().where() + ": key '" + stream + "' holds a " +
-                         type + ", not a stream; choose another name");
-    impl_->command({"XGROUP", "CREATE", stream, "postroom-create", "$", "MKSTREAM"});
-    impl_->command({"XGROUP", "DESTROY", stream, "postroom-create"});
-}
-
-void StreamAdmin::remove_stream(const std::string& stream) {
-    std::lock_guard lock(impl_->mutex);
-    impl_->command({"DEL", stream});
 }
 
 }  // namespace postroom::redis
