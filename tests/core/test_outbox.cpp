@@ -4,9 +4,11 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <thread>
 
+#include "outbox/cursor.hpp"  // the gap-safe cursor's pure decisions (core/src)
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/binding.hpp"
@@ -385,4 +387,148 @@ TEST_F(EmbeddedOutbox, ATableWithTheEventColumnsOnlyIsRefusedNamingTheMissingOne
                   std::string::npos)
             << e.what();
     }
+}
+
+// The PostgreSQL cursor's decisions, without a database (core/src/outbox/cursor.hpp).
+namespace {
+using outbox::detail::CursorState;
+using outbox::detail::Gap;
+using outbox::detail::Snapshot;
+
+// An xid source for advance() that counts how often it is asked.
+struct XidAfterRead {
+    uint64_t xid;
+    int asked = 0;
+    std::function<uint64_t()> fn() {
+        return [this] {
+            ++asked;
+            return xid;
+        };
+    }
+};
+}  // namespace
+
+TEST(OutboxCursor, SnapshotsParseAndTellWhichTransactionsEnded) {
+    const auto s = Snapshot::parse("10:20:12,15");
+    EXPECT_EQ(s.xmin, 10u);
+    EXPECT_EQ(s.xmax, 20u);
+    EXPECT_EQ(s.running, (std::vector<uint64_t>{12, 15}));
+    EXPECT_TRUE(s.ended(9));    // below xmin
+    EXPECT_FALSE(s.ended(12));  // listed as running
+    EXPECT_TRUE(s.ended(13));   // below xmax, not listed
+    EXPECT_FALSE(s.ended(20));  // at or above xmax: not yet known to have ended
+    EXPECT_FALSE(s.ended(25));
+    EXPECT_TRUE(Snapshot::parse("7:7:").running.empty());
+    EXPECT_THROW(Snapshot::parse("garbage"), TransportError);
+}
+
+TEST(OutboxCursor, AGapEndsWhenItsListedTransactionsAndTheXidsFromXmaxOnHaveEnded) {
+    // Listed 12 as running; xids 20..22 were taken between the read's xmax and the xid
+    // taken after the read (the xmax rule).
+    const Gap g{5, 7, {12}, 20, 23, false};
+    EXPECT_TRUE(g.ended(Snapshot::parse("13:30:")));
+    EXPECT_TRUE(g.ended(Snapshot::parse("21:30:")));
+    EXPECT_FALSE(g.ended(Snapshot::parse("13:22:")));    // 22 not known to have ended
+    EXPECT_FALSE(g.ended(Snapshot::parse("13:30:21")));  // 21 still running
+    EXPECT_FALSE(g.ended(Snapshot::parse("12:30:12")));  // 12 still running
+    std::vector<Gap> gaps{g, Gap{9, 9, {40}, 20, 20, false}};
+    outbox::detail::mark_ended(gaps, Snapshot::parse("13:30:"));
+    EXPECT_TRUE(gaps[0].ready);
+    EXPECT_FALSE(gaps[1].ready);
+}
+
+TEST(OutboxCursor, AMissingSeqOpensAGapOnlyWhileATransactionCouldStillCommitIt) {
+    {  // a transaction listed as running
+        CursorState at;
+        XidAfterRead xid{106};
+        outbox::detail::advance(at, {1, 2, 4}, false, Snapshot::parse("100:105:101"), xid.fn());
+        EXPECT_EQ(at.read_from, 4);
+        ASSERT_EQ(at.gaps.size(), 1u);
+        EXPECT_EQ(at.gaps[0].lo, 3);
+        EXPECT_EQ(at.gaps[0].hi, 3);
+        EXPECT_EQ(at.gaps[0].waits_for, (std::vector<uint64_t>{101}));
+        EXPECT_EQ(at.gaps[0].xids_from, 105u);
+        EXPECT_EQ(at.gaps[0].xids_below, 106u);
+        EXPECT_FALSE(at.gaps[0].ready);
+        EXPECT_EQ(xid.asked, 1);
+    }
+    {  // none running, and no xid taken since the snapshot: the seq will never appear
+        CursorState at;
+        XidAfterRead xid{105};
+        outbox::detail::advance(at, {1, 2, 4}, false, Snapshot::parse("100:105:"), xid.fn());
+        EXPECT_EQ(at.read_from, 4);
+        EXPECT_TRUE(at.gaps.empty());
+    }
+    {  // none listed, but an xid taken after the snapshot (the xmax rule)
+        CursorState at;
+        XidAfterRead xid{107};
+        outbox::detail::advance(at, {1, 4, 9}, false, Snapshot::parse("100:105:"), xid.fn());
+        EXPECT_EQ(at.read_from, 9);
+        ASSERT_EQ(at.gaps.size(), 2u);
+        EXPECT_EQ(at.gaps[0].lo, 2);
+        EXPECT_EQ(at.gaps[0].hi, 3);
+        EXPECT_EQ(at.gaps[1].lo, 5);
+        EXPECT_EQ(at.gaps[1].hi, 8);
+        EXPECT_EQ(at.gaps[1].xids_from, 105u);
+        EXPECT_EQ(at.gaps[1].xids_below, 107u);
+    }
+    {  // no seq missing: no xid is taken
+        CursorState at{3, {}};
+        XidAfterRead xid{200};
+        outbox::detail::advance(at, {4, 5, 6}, false, Snapshot::parse("100:105:101"), xid.fn());
+        EXPECT_EQ(at.read_from, 6);
+        EXPECT_TRUE(at.gaps.empty());
+        EXPECT_EQ(xid.asked, 0);
+    }
+    {  // nothing read: the cursor stays
+        CursorState at{3, {}};
+        XidAfterRead xid{200};
+        outbox::detail::advance(at, {}, false, Snapshot{}, xid.fn());
+        EXPECT_EQ(at.read_from, 3);
+        EXPECT_TRUE(at.gaps.empty());
+    }
+}
+
+TEST(OutboxCursor, AReadSettlesReadyGapsAndNarrowsOpenOnesToTheSeqsStillMissing) {
+    {  // ready: the covered gap is settled, whatever was found in it
+        CursorState at{10, {Gap{3, 5, {101}, 105, 106, true}}};
+        XidAfterRead xid{200};
+        outbox::detail::advance(at, {4, 11}, false, Snapshot::parse("100:105:"), xid.fn());
+        EXPECT_EQ(at.read_from, 11);
+        EXPECT_TRUE(at.gaps.empty());
+    }
+    {  // open: the seqs found leave the gap, the rest stays open
+        CursorState at{10, {Gap{3, 5, {101}, 105, 106, false}}};
+        XidAfterRead xid{200};
+        outbox::detail::advance(at, {4}, false, Snapshot::parse("100:105:101"), xid.fn());
+        EXPECT_EQ(at.read_from, 10);
+        ASSERT_EQ(at.gaps.size(), 2u);
+        EXPECT_EQ(std::make_pair(at.gaps[0].lo, at.gaps[0].hi), std::make_pair(3L, 3L));
+        EXPECT_EQ(std::make_pair(at.gaps[1].lo, at.gaps[1].hi), std::make_pair(5L, 5L));
+        EXPECT_EQ(at.gaps[0].waits_for, (std::vector<uint64_t>{101}));
+    }
+    {  // a full read covers a gap only up to its last row: the rest is read next time
+        CursorState at{10, {Gap{3, 8, {101}, 105, 106, false}}};
+        XidAfterRead xid{200};
+        outbox::detail::advance(at, {4, 5}, true, Snapshot::parse("100:105:101"), xid.fn());
+        EXPECT_EQ(at.read_from, 10);
+        ASSERT_EQ(at.gaps.size(), 2u);
+        EXPECT_EQ(std::make_pair(at.gaps[0].lo, at.gaps[0].hi), std::make_pair(3L, 3L));
+        EXPECT_EQ(std::make_pair(at.gaps[1].lo, at.gaps[1].hi), std::make_pair(6L, 8L));
+        EXPECT_FALSE(at.gaps[1].ready);
+    }
+}
+
+TEST(OutboxCursor, TheCursorMovesOnlyBelowTheFirstSeqStillOpenAndNeverBack) {
+    const CursorState at{20, {Gap{15, 16, {}, 0, 0, false}}};
+    // Row 9 of the batch neither sent nor failed.
+    EXPECT_EQ(outbox::detail::through_after(at, 5, {8, 9, 10}, {10, 8}, {}), 8);
+    // All settled: below the next batch in flight.
+    EXPECT_EQ(outbox::detail::through_after(at, 5, {8, 9, 10}, {8, 9, 10}, {12}), 11);
+    // All settled, nothing after it in flight: below the gap.
+    EXPECT_EQ(outbox::detail::through_after(at, 5, {8, 9, 10}, {8, 9, 10}, {}), 14);
+    const CursorState no_gaps{20, {}};
+    EXPECT_EQ(outbox::detail::through_after(no_gaps, 5, {18, 19, 20}, {18, 19, 20}, {}), 20);
+    // Never below what is already stored.
+    EXPECT_EQ(outbox::detail::through_after(at, 30, {8, 9, 10}, {}, {}), 30);
 }
