@@ -15,23 +15,16 @@ from typing import Any, Literal
 
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
+from .broker import BrokerBase, Bytes, EventMode, HeaderPairs, PartitionCallback
+from .broker import shown as _shown
 from .errors import ConfigurationError, UsageError
-from .kafka import (
-    Broker,
-    Bytes,
-    Consumer,
-    EventMode,
-    HeaderPairs,
-    PartitionCallback,
-    Producer,
-    _shown,
-)
+from .kafka import Consumer, Producer
 
 _NOT_ON_REDIS = ("Redis Streams have no partitions or numeric offsets: a stream is partition 0 "
                  "and entries are named by id")
 
 
-class RedisBroker(Broker):
+class RedisBroker(BrokerBase):
     """A Redis server holding streams, and the clients that talk to it.
 
     Thread-safety: may be shared between threads; producers may be too; a consumer belongs
@@ -51,13 +44,6 @@ class RedisBroker(Broker):
         self.timeout = timeout
         self.properties = {}
         self._redis = _core.RedisAdmin(broker_url=url)
-
-    def __repr__(self) -> str:
-        return f"RedisBroker({self.redacted_url!r})"
-
-    @property
-    def is_embedded(self) -> bool:
-        return False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -175,6 +161,20 @@ class RedisBroker(Broker):
     def delete_entries(self, stream: str, ids: Iterable[str]) -> int:
         """Deletes entries by id (XDEL); returns how many existed."""
         return int(self._redis.remove_entries(stream, list(ids)))
+
+    def lag(self, group: str, topics: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Per stream (``topics``, default every stream) the group reads: the last entry id
+        delivered to it, the entries not delivered yet (None when Redis cannot tell) and the
+        pending ones (delivered, not acknowledged)."""
+        names = list(topics) if topics is not None else [t.name for t in self.topics()]
+        rows = []
+        for stream in names:
+            for g in self.groups(stream):
+                if g["name"] == group:
+                    rows.append({"topic": stream, "partition": 0,
+                                 "committed": g["last_delivered_id"], "end": None,
+                                 "lag": g["lag"], "pending": g["pending"]})
+        return rows
 
 
 class RedisProducer(Producer):
