@@ -1,29 +1,31 @@
-"""What every postroom broker offers, and ``connect()``: the one place that picks the broker
-class from the URL's scheme.
+"""What every postroom transport offers, and ``connect()``: the one place that picks the
+broker class from the URL's scheme.
 
 ``kafka.Broker`` (``kafka://`` and ``embedded://``) and ``redis.RedisBroker`` (``redis://``)
-are siblings under ``BrokerBase``, which holds only what they truly share. Calls that exist on
-one transport only (``watermarks()`` and ``bootstrap_servers`` on Kafka; ``length()``,
-``groups()``, ``pending()``, ``range()``, ``follow()`` on Redis) live on that broker alone.
+are siblings under ``BrokerBase``, their producers under ``ProducerBase`` and their consumers
+under ``ConsumerBase``; each base holds only what both truly share. Calls that exist on one
+transport only (``watermarks()``, ``bootstrap_servers``, ``assign()``, ``seek()``,
+``committed()`` on Kafka; ``length()``, ``groups()``, ``pending()``, ``range()``, ``follow()``,
+``redeliver_from()`` on Redis) live on that transport's classes. The Redis classes keep a few
+of Kafka's names only to raise a UsageError that explains the Redis way.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, TypeVar, Union
 
 from . import _core
-from ._core import TopicInfo
+from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
 from .dlq import DeadLetters
-
-if TYPE_CHECKING:
-    from .kafka import Consumer, Producer
 
 Bytes = Union[bytes, bytearray, memoryview, str]
 HeaderPairs = Union[Mapping[str, Union[Bytes, None]], Sequence[tuple[str, Union[Bytes, None]]]]
 PartitionCallback = Callable[[list[tuple[str, int]]], None]
 EventMode = Literal["binary", "structured"]
+_Client = TypeVar("_Client", bound="_Closing")
 
 
 def shown(url: object) -> str:
@@ -48,6 +50,127 @@ def connect(url: str = "embedded://", *, client_id: str = "postroom", timeout: f
     from .kafka import Broker
 
     return Broker(url, client_id=client_id, timeout=timeout, properties=properties)
+
+
+class _Closing(ABC):
+    """A client: a context manager that closes it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases the client."""
+
+    def __enter__(self: _Client) -> _Client:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class ProducerBase(_Closing):
+    """What every producer offers (``kafka.Producer``, ``redis.RedisProducer``)."""
+
+    broker: BrokerBase
+
+    @abstractmethod
+    def send(self, value: Event | Bytes | None, *, topic: str, key: Bytes | None = None,
+             headers: HeaderPairs | None = None, partition: int | None = None,
+             mode: EventMode = "binary", timeout: float | None = None) -> DeliveryReport:
+        """Sends one message (or Event) and waits for the broker's acknowledgement."""
+
+    @abstractmethod
+    def produce(self, value: Event | Bytes | None, *, topic: str, key: Bytes | None = None,
+                headers: HeaderPairs | None = None, partition: int | None = None,
+                mode: EventMode = "binary",
+                on_delivery: Callable[[DeliveryReport], Any] | None = None) -> None:
+        """Queues one message; ``on_delivery`` gets its report."""
+
+    @abstractmethod
+    def send_batch(self, items: Iterable[Any], *, topic: str, key: Bytes | None = None,
+                   mode: EventMode = "binary", wait: bool = True,
+                   raise_on_error: bool = True) -> BatchResult:
+        """Sends many messages in one call into the core."""
+
+    @abstractmethod
+    def wait(self, batch: BatchResult, timeout: float | None = None) -> bool:
+        """Waits for a batch sent with ``wait=False``; True when every report arrived."""
+
+    @abstractmethod
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serves delivery reports; returns how many were served."""
+
+    @abstractmethod
+    def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every queued message is reported; True if none is left."""
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int:
+        """Messages sent whose reports did not arrive yet."""
+
+    @property
+    @abstractmethod
+    def idempotence_enabled(self) -> bool:
+        """True when a retry can never add a message twice."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """True once close() was called."""
+
+    @abstractmethod
+    def close(self, timeout: float | None = None) -> None:
+        """Reports what is still in flight, then releases the client."""
+
+
+class ConsumerBase(_Closing):
+    """What every consumer offers (``kafka.Consumer``, ``redis.RedisConsumer``): a member
+    of consumer group ``group`` that commits only what was marked done."""
+
+    broker: BrokerBase
+    group: str
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Message]:
+        """Messages, forever."""
+
+    @abstractmethod
+    def subscribe(self, topics: str | Iterable[str], *,
+                  on_assigned: PartitionCallback | None = None,
+                  on_revoked: PartitionCallback | None = None,
+                  on_lost: PartitionCallback | None = None) -> None:
+        """Joins the group on ``topics``."""
+
+    @abstractmethod
+    def poll(self, timeout: float | None = None) -> Message | None:
+        """The next message, or None after ``timeout`` seconds (None waits forever)."""
+
+    @abstractmethod
+    def poll_batch(self, max_messages: int = 500, timeout: float | None = None) -> list[Message]:
+        """Up to ``max_messages`` at once, in one call into the core."""
+
+    @abstractmethod
+    def messages(self, *, idle_timeout: float | None = None, limit: int | None = None,
+                 batch_size: int = 500, join_timeout: float = 60.0) -> Iterator[Message]:
+        """Yields messages until none arrived for ``idle_timeout`` seconds or ``limit``
+        messages were yielded."""
+
+    @abstractmethod
+    def mark_done(self, message: Message) -> None:
+        """Marks a message finished; the next commit() may include it."""
+
+    @abstractmethod
+    def commit(self) -> list[tuple[str, int, int]]:
+        """Commits (acknowledges) what was marked done."""
+
+    @abstractmethod
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs this member reads."""
+
+    @property
+    @abstractmethod
+    def closed(self) -> bool:
+        """True once close() was called."""
 
 
 class BrokerBase(ABC):
@@ -81,7 +204,7 @@ class BrokerBase(ABC):
     @abstractmethod
     def producer(self, *, idempotent: bool = True, acks: str = "all", compression: str = "none",
                  linger: float = 0.005, delivery_timeout: float = 30.0, close_timeout: float = 10.0,
-                 properties: Mapping[str, str] | None = None) -> Producer:
+                 properties: Mapping[str, str] | None = None) -> ProducerBase:
         """A producer. Use it as a context manager."""
 
     @abstractmethod
@@ -91,7 +214,7 @@ class BrokerBase(ABC):
                  on_assigned: PartitionCallback | None = None,
                  on_revoked: PartitionCallback | None = None,
                  on_lost: PartitionCallback | None = None,
-                 properties: Mapping[str, str] | None = None) -> Consumer:
+                 properties: Mapping[str, str] | None = None) -> ConsumerBase:
         """A consumer in consumer group ``group``, subscribed to ``topics`` if given."""
 
     # -- topics ----------------------------------------------------------------------------
@@ -130,4 +253,5 @@ class BrokerBase(ABC):
         position, the end of the log, lag and (Redis) pending entries."""
 
 
-__all__ = ["BrokerBase", "Bytes", "EventMode", "HeaderPairs", "PartitionCallback", "connect"]
+__all__ = ["BrokerBase", "Bytes", "ConsumerBase", "EventMode", "HeaderPairs", "PartitionCallback",
+           "ProducerBase", "connect"]

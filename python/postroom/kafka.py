@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Literal
 
 from . import _core
@@ -13,9 +12,11 @@ from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
 from .broker import (
     BrokerBase,
     Bytes,
+    ConsumerBase,
     EventMode,
     HeaderPairs,
     PartitionCallback,
+    ProducerBase,
     connect,
 )
 from .broker import shown as _shown
@@ -140,7 +141,7 @@ class Broker(BrokerBase):
         return rows
 
 
-class Producer:
+class Producer(ProducerBase):
     """Sends messages and CloudEvents. Idempotent by default: retries never duplicate or
     reorder messages within this producer's session; the key decides the partition.
 
@@ -162,13 +163,6 @@ class Producer:
     def __repr__(self) -> str:
         state = "closed" if self._p.closed else f"in_flight={self._p.in_flight}"
         return f"Producer({self.broker.redacted_url!r}, {state})"
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def send(self, value: Event | Bytes | None, *, topic: str, key: Bytes | None = None,
              headers: HeaderPairs | None = None, partition: int | None = None,
@@ -235,7 +229,7 @@ class Producer:
         self._p.close(timeout)
 
 
-class Consumer:
+class Consumer(ConsumerBase):
     """Reads from topics in a consumer group and commits only what was marked done.
 
     Per partition, commit() stops at the lowest delivered offset not yet marked done, so
@@ -260,13 +254,6 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"Consumer({self.broker.redacted_url!r}, group={self.group!r})"
-
-    def __enter__(self) -> Consumer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[Message]:
         while True:

@@ -15,10 +15,17 @@ from typing import Any, Literal
 
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
-from .broker import BrokerBase, Bytes, EventMode, HeaderPairs, PartitionCallback
+from .broker import (
+    BrokerBase,
+    Bytes,
+    ConsumerBase,
+    EventMode,
+    HeaderPairs,
+    PartitionCallback,
+    ProducerBase,
+)
 from .broker import shown as _shown
 from .errors import ConfigurationError, UsageError
-from .kafka import Consumer, Producer
 
 _NOT_ON_REDIS = ("Redis Streams have no partitions or numeric offsets: a stream is partition 0 "
                  "and entries are named by id")
@@ -177,7 +184,7 @@ class RedisBroker(BrokerBase):
         return rows
 
 
-class RedisProducer(Producer):
+class RedisProducer(ProducerBase):
     """Adds entries to streams. A batch goes out in one script call and every add is reported.
 
     XADD is not idempotent: when a connection drops before the reply, the add may or may not
@@ -267,7 +274,7 @@ class RedisProducer(Producer):
             self._r.close()
 
 
-class RedisConsumer(Consumer):
+class RedisConsumer(ConsumerBase):
     """A member of a consumer group on streams: reads its own pending entries first, then
     entries claimed from members idle too long, then new ones; commit() acknowledges (XACK)
     what was marked done.
@@ -281,15 +288,11 @@ class RedisConsumer(Consumer):
         self.broker = broker
         self.group = group
         self._streams: list[str] = []
-        self._c = _core.RedisConsumer(  # type: ignore[assignment]
+        self._r = _core.RedisConsumer(
             broker_url=broker.url, group=group, client_id=broker.client_id,
             consumer=consumer_name or "", start_id=start_id, claim_min_idle=claim_min_idle,
             claim_interval=claim_interval)
         self._closed = False
-
-    @property
-    def _r(self) -> _core.RedisConsumer:
-        return self._c  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return (f"RedisConsumer({self.broker.redacted_url!r}, group={self.group!r}, "

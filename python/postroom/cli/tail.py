@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .._core import Message, redacted_url
+from ..kafka import Broker
 from ..redis import RedisBroker
 from .common import (
     broker_option,
@@ -59,6 +60,7 @@ def tail(topic: str, broker_url: str, from_beginning: bool, limit: int | None,
             show(broker.follow(topic, from_beginning=from_beginning,
                                idle_timeout=idle_timeout, limit=limit))
             return
+        assert isinstance(broker, Broker)  # kafka:// or embedded://: partitions to assign
         start = -2 if from_beginning else -1
         with broker.consumer(f"postroom-tail-{int(time.time() * 1000)}") as consumer:
             consumer.assign([(topic, p, start) for p in range(info.partitions)])
