@@ -27,7 +27,8 @@ from ._core import (
     new_event_id,
     redacted_url,
 )
-from .kafka import Broker, Consumer, Producer, connect
+from .broker import connect
+from .kafka import Broker, Consumer, Producer
 from .outbox import Outbox, OutboxStatus
 from .processor import FloodGuard, Processor, ProcessorCounters, RetryPolicy
 

@@ -28,7 +28,7 @@ from ._core import DeadLetter, DeadLetterGroup
 from .errors import UsageError
 
 if TYPE_CHECKING:
-    from .kafka import Broker
+    from .broker import BrokerBase
 
 Progress = Callable[[int, int], Any]
 When = float | datetime | None
@@ -70,7 +70,7 @@ class DeadLetters:
     Thread-safety: one thread at a time.
     """
 
-    def __init__(self, broker: Broker, topic: str, *, timeout: float = 15.0) -> None:
+    def __init__(self, broker: BrokerBase, topic: str, *, timeout: float = 15.0) -> None:
         self.broker = broker
         self.topic = topic
         self._q = _core.DeadLetterQueue(broker_url=broker.url, topic=topic, timeout=timeout)
@@ -225,41 +225,11 @@ def read_export(path: str | Path) -> Iterator[tuple[bytes | None, bytes | None,
                                  f"({e}); export with `postroom dlq export`") from e
 
 
-def lag(broker: Broker, group: str, topics: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def lag(broker: BrokerBase, group: str,
+        topics: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """Per partition (Kafka) or stream (Redis): the group's committed position, the end of
-    the log, lag and (Redis) pending entries."""
-    from .redis import RedisBroker
-
-    if isinstance(broker, RedisBroker):
-        names = list(topics) if topics is not None else [t.name for t in broker.topics()]
-        rows = []
-        for stream in names:
-            for g in broker.groups(stream):
-                if g["name"] == group:
-                    rows.append({"topic": stream, "partition": 0,
-                                 "committed": g["last_delivered_id"], "end": None,
-                                 "lag": g["lag"], "pending": g["pending"]})
-        return rows
-    if topics is None:
-        raise UsageError("name the topics the group reads: postroom lag GROUP TOPIC...")
-    partitions: list[tuple[str, int]] = []
-    for topic in topics:
-        info = broker.topic(topic)
-        if info is None:
-            raise UsageError(f"topic {topic!r} does not exist on {broker.redacted_url}; list "
-                             "topics with `postroom topics`")
-        partitions += [(topic, p) for p in range(info.partitions)]
-    with broker.consumer(group) as consumer:  # never subscribes: reads offsets only
-        committed = {(t, p): o for t, p, o in consumer.committed(partitions)}
-    rows = []
-    for topic, p in partitions:
-        low, high = broker.watermarks(topic, p)
-        position = committed.get((topic, p), -1001)
-        behind = high - (position if position >= 0 else low)
-        rows.append({"topic": topic, "partition": p,
-                     "committed": position if position >= 0 else None, "end": high,
-                     "lag": behind, "pending": None})
-    return rows
+    the log, lag and (Redis) pending entries. Same as ``broker.lag(group, topics)``."""
+    return broker.lag(group, topics)
 
 
 __all__ = ["DeadLetter", "DeadLetterGroup", "DeadLetters", "ReplayReport", "lag", "read_export"]

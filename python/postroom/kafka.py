@@ -4,48 +4,29 @@ embedded://)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Union
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Literal
 
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
+from .broker import (
+    BrokerBase,
+    Bytes,
+    ConsumerBase,
+    EventMode,
+    HeaderPairs,
+    PartitionCallback,
+    ProducerBase,
+    connect,
+)
+from .broker import shown as _shown
 from .errors import BrokerTimeoutError, ConfigurationError, UsageError
-
-if TYPE_CHECKING:
-    from .dlq import DeadLetters
-
-Bytes = Union[bytes, bytearray, memoryview, str]
-HeaderPairs = Union[Mapping[str, Union[Bytes, None]], Sequence[tuple[str, Union[Bytes, None]]]]
-PartitionCallback = Callable[[list[tuple[str, int]]], None]
-EventMode = Literal["binary", "structured"]
 
 _SCHEMES = ("kafka://", "embedded://")
 
 
-def _shown(url: object) -> str:
-    """``url`` for a message: quoted, its password replaced by ``***``."""
-    return repr(_core.redacted_url(url)) if isinstance(url, str) else repr(url)
-
-
-def connect(url: str = "embedded://", *, client_id: str = "postroom", timeout: float = 15.0,
-            properties: Mapping[str, str] | None = None) -> Broker:
-    """Returns a handle on the broker named by ``url``.
-
-    ``kafka://host:port[,host:port]`` names a Kafka cluster; ``embedded://`` (or
-    ``embedded://NAME``) the in-process development broker; ``redis://host:port/db`` a Redis
-    server's streams (a RedisBroker). Nothing connects until the first call that needs the
-    broker.
-    """
-    if isinstance(url, str) and url.startswith("redis://"):
-        from .redis import RedisBroker
-
-        return RedisBroker(url, client_id=client_id, timeout=timeout, properties=properties)
-    return Broker(url, client_id=client_id, timeout=timeout, properties=properties)
-
-
-class Broker:
-    """A broker (cluster) and the clients that talk to it.
+class Broker(BrokerBase):
+    """A Kafka broker (cluster), or the embedded one, and the clients that talk to it.
 
     Thread-safety: a Broker may be shared between threads; each producer and consumer it
     creates states its own rules.
@@ -67,15 +48,6 @@ class Broker:
         self.properties = dict(properties or {})
         self._admin = _core.KafkaAdmin(broker_url=url, client_id=f"{client_id}-admin",
                                        timeout=timeout, properties=self.properties)
-
-    def __repr__(self) -> str:
-        return f"Broker({self.redacted_url!r})"
-
-    @property
-    def redacted_url(self) -> str:
-        """The URL with its password replaced by ``***``: what postroom shows in reprs, errors,
-        logs and command-line output. ``url`` is the URL as given, for connecting."""
-        return _core.redacted_url(self.url)
 
     @property
     def is_embedded(self) -> bool:
@@ -141,23 +113,35 @@ class Broker:
         """Round trip to the broker; raises BrokerTimeoutError if it does not answer."""
         self._admin.ping()
 
-    # -- dead letters and lag --------------------------------------------------------------
-
-    def dead_letters(self, topic: str, *, timeout: float | None = None) -> DeadLetters:
-        """The dead letters of ``topic`` (e.g. ``orders.dlq``): list, stats, replay, purge,
-        export and import."""
-        from .dlq import DeadLetters
-
-        return DeadLetters(self, topic, timeout=self.timeout if timeout is None else timeout)
+    # -- lag ------------------------------------------------------------------------------
 
     def lag(self, group: str, topics: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Consumer-group lag per partition: committed position, end of log, lag."""
-        from .dlq import lag
+        """Per partition of ``topics``: the group's committed offset (None when it has none
+        yet), the end of the log and the lag (from the low watermark when nothing is
+        committed)."""
+        if topics is None:
+            raise UsageError("name the topics the group reads: postroom lag GROUP TOPIC...")
+        partitions: list[tuple[str, int]] = []
+        for topic in topics:
+            info = self.topic(topic)
+            if info is None:
+                raise UsageError(f"topic {topic!r} does not exist on {self.redacted_url}; list "
+                                 "topics with `postroom topics`")
+            partitions += [(topic, p) for p in range(info.partitions)]
+        with self.consumer(group) as consumer:  # never subscribes: reads offsets only
+            committed = {(t, p): o for t, p, o in consumer.committed(partitions)}
+        rows = []
+        for topic, p in partitions:
+            low, high = self.watermarks(topic, p)
+            position = committed.get((topic, p), -1001)
+            behind = high - (position if position >= 0 else low)
+            rows.append({"topic": topic, "partition": p,
+                         "committed": position if position >= 0 else None, "end": high,
+                         "lag": behind, "pending": None})
+        return rows
 
-        return lag(self, group, topics)
 
-
-class Producer:
+class Producer(ProducerBase):
     """Sends messages and CloudEvents. Idempotent by default: retries never duplicate or
     reorder messages within this producer's session; the key decides the partition.
 
@@ -165,7 +149,7 @@ class Producer:
     the thread that calls poll(), flush(), send() or send_batch().
     """
 
-    def __init__(self, broker: Broker, *, idempotent: bool = True, acks: str = "all",
+    def __init__(self, broker: BrokerBase, *, idempotent: bool = True, acks: str = "all",
                  compression: str = "none", linger: float = 0.005,
                  delivery_timeout: float = 30.0, close_timeout: float = 10.0,
                  properties: Mapping[str, str] | None = None) -> None:
@@ -179,13 +163,6 @@ class Producer:
     def __repr__(self) -> str:
         state = "closed" if self._p.closed else f"in_flight={self._p.in_flight}"
         return f"Producer({self.broker.redacted_url!r}, {state})"
-
-    def __enter__(self) -> Producer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def send(self, value: Event | Bytes | None, *, topic: str, key: Bytes | None = None,
              headers: HeaderPairs | None = None, partition: int | None = None,
@@ -252,7 +229,7 @@ class Producer:
         self._p.close(timeout)
 
 
-class Consumer:
+class Consumer(ConsumerBase):
     """Reads from topics in a consumer group and commits only what was marked done.
 
     Per partition, commit() stops at the lowest delivered offset not yet marked done, so
@@ -263,7 +240,7 @@ class Consumer:
     Rebalance callbacks run on the polling thread.
     """
 
-    def __init__(self, broker: Broker, group: str, *,
+    def __init__(self, broker: BrokerBase, group: str, *,
                  offset_reset: Literal["earliest", "latest"] = "earliest",
                  session_timeout: float = 10.0, max_poll_interval: float = 300.0,
                  properties: Mapping[str, str] | None = None) -> None:
@@ -277,13 +254,6 @@ class Consumer:
 
     def __repr__(self) -> str:
         return f"Consumer({self.broker.redacted_url!r}, group={self.group!r})"
-
-    def __enter__(self) -> Consumer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[Message]:
         while True:

@@ -25,7 +25,7 @@ from typing import Any
 from . import _core, errors
 from ._core import Event
 from ._signals import stop_on_signals
-from .kafka import Broker
+from .broker import BrokerBase, connect
 
 ROUTINGS = ("postroom", "debezium")
 DEBEZIUM_TOPIC_TEMPLATE = "outbox.event.${routedByValue}"  # Debezium's route.topic.replacement
@@ -83,7 +83,7 @@ class Outbox:
     at most every ``purge_interval``; ``delete_sent=True`` deletes them at once instead.
     """
 
-    def __init__(self, database: str, broker: Broker | str = "embedded://", *,
+    def __init__(self, database: str, broker: BrokerBase | str = "embedded://", *,
                  table: str = "postroom_outbox", topic: str | None = None,
                  source: str = "/postroom/outbox", batch_size: int = 500,
                  poll_interval: float = 0.5, publish_timeout: float = 30.0,
@@ -105,8 +105,6 @@ class Outbox:
         else:
             fields = [(str(c), str(h)) for c, h in (additional_headers or {}).items()]
         if isinstance(broker, str):
-            from .kafka import connect
-
             broker = connect(broker)
         self.broker = broker
         self.database = database

@@ -11,7 +11,7 @@ from typing import Any
 from . import _core
 from ._core import BatchContext, Event, HandlerContext, Message
 from ._signals import stop_on_signals
-from .kafka import Broker
+from .broker import BrokerBase, connect
 from .stores import IdempotencyStore, MemoryStore
 
 Handler = Callable[[Event, HandlerContext], Any]
@@ -113,7 +113,7 @@ class Processor:
     with the GIL, so this helps handlers that wait (I/O), not CPU-bound ones.
     """
 
-    def __init__(self, broker: Broker | str, *, name: str, topics: str | Iterable[str],
+    def __init__(self, broker: BrokerBase | str, *, name: str, topics: str | Iterable[str],
                  handler: Handler | None = None, batch_handler: BatchHandler | None = None,
                  group: str | None = None,
                  store: IdempotencyStore | None = None, retry: RetryPolicy | None = None,
@@ -136,8 +136,6 @@ class Processor:
             raise UsageError("give a Processor either handler= (one event per call) or "
                              "batch_handler= (a batch per call)")
         if isinstance(broker, str):
-            from .kafka import connect
-
             broker = connect(broker)
         self.broker = broker
         self.name = name

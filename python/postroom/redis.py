@@ -15,23 +15,23 @@ from typing import Any, Literal
 
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
-from .errors import ConfigurationError, UsageError
-from .kafka import (
-    Broker,
+from .broker import (
+    BrokerBase,
     Bytes,
-    Consumer,
+    ConsumerBase,
     EventMode,
     HeaderPairs,
     PartitionCallback,
-    Producer,
-    _shown,
+    ProducerBase,
 )
+from .broker import shown as _shown
+from .errors import ConfigurationError, UsageError
 
 _NOT_ON_REDIS = ("Redis Streams have no partitions or numeric offsets: a stream is partition 0 "
                  "and entries are named by id")
 
 
-class RedisBroker(Broker):
+class RedisBroker(BrokerBase):
     """A Redis server holding streams, and the clients that talk to it.
 
     Thread-safety: may be shared between threads; producers may be too; a consumer belongs
@@ -51,13 +51,6 @@ class RedisBroker(Broker):
         self.timeout = timeout
         self.properties = {}
         self._redis = _core.RedisAdmin(broker_url=url)
-
-    def __repr__(self) -> str:
-        return f"RedisBroker({self.redacted_url!r})"
-
-    @property
-    def is_embedded(self) -> bool:
-        return False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -176,8 +169,22 @@ class RedisBroker(Broker):
         """Deletes entries by id (XDEL); returns how many existed."""
         return int(self._redis.remove_entries(stream, list(ids)))
 
+    def lag(self, group: str, topics: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Per stream (``topics``, default every stream) the group reads: the last entry id
+        delivered to it, the entries not delivered yet (None when Redis cannot tell) and the
+        pending ones (delivered, not acknowledged)."""
+        names = list(topics) if topics is not None else [t.name for t in self.topics()]
+        rows = []
+        for stream in names:
+            for g in self.groups(stream):
+                if g["name"] == group:
+                    rows.append({"topic": stream, "partition": 0,
+                                 "committed": g["last_delivered_id"], "end": None,
+                                 "lag": g["lag"], "pending": g["pending"]})
+        return rows
 
-class RedisProducer(Producer):
+
+class RedisProducer(ProducerBase):
     """Adds entries to streams. A batch goes out in one script call and every add is reported.
 
     XADD is not idempotent: when a connection drops before the reply, the add may or may not
@@ -267,7 +274,7 @@ class RedisProducer(Producer):
             self._r.close()
 
 
-class RedisConsumer(Consumer):
+class RedisConsumer(ConsumerBase):
     """A member of a consumer group on streams: reads its own pending entries first, then
     entries claimed from members idle too long, then new ones; commit() acknowledges (XACK)
     what was marked done.
@@ -281,15 +288,11 @@ class RedisConsumer(Consumer):
         self.broker = broker
         self.group = group
         self._streams: list[str] = []
-        self._c = _core.RedisConsumer(  # type: ignore[assignment]
+        self._r = _core.RedisConsumer(
             broker_url=broker.url, group=group, client_id=broker.client_id,
             consumer=consumer_name or "", start_id=start_id, claim_min_idle=claim_min_idle,
             claim_interval=claim_interval)
         self._closed = False
-
-    @property
-    def _r(self) -> _core.RedisConsumer:
-        return self._c  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return (f"RedisConsumer({self.broker.redacted_url!r}, group={self.group!r}, "
