@@ -4,7 +4,7 @@ Everything a ``kafka://`` broker offers works here with the same calls: a stream
 topic with one partition (0), an entry id plays the offset's part (``Message.id``,
 ``Message.position``), and ``commit()`` acknowledges (XACK) what was marked done. How
 messages and CloudEvents map onto entry fields, and how pending entries are recovered, is
-described in ARCHITECTURE.md ("Redis Streams").
+described in docs/design/redis-streams.md.
 """
 
 from __future__ import annotations

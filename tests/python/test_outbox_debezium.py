@@ -152,6 +152,22 @@ def test_a_debezium_layout_table_is_refused_naming_the_missing_columns_and_the_c
 
 
 @pytest.mark.postgres
+def test_the_migrate_hint_shows_the_database_url_through_the_one_redaction_rule(
+        pg_url: str, table: str) -> None:
+    """The hint once masked passwords by a rule of its own, which showed a password given
+    as a query parameter (?password=...) and part of one holding '@'."""
+    create_debezium_table(pg_url, table)
+    secret = "s3cr3t-P4ss"
+    # The test server trusts local connections: the password is sent and not checked.
+    url = pg_url + ("&" if "?" in pg_url else "?") + f"password={secret}"
+    with pytest.raises(errors.ConfigurationError) as refused:
+        postroom.Outbox(url, table=table)
+    message = str(refused.value)
+    assert secret not in message, message
+    assert f"--db {postroom.redacted_url(url)} --table {table}" in message
+
+
+@pytest.mark.postgres
 @pytest.mark.kafka
 def test_debezium_rows_arrive_as_debeziums_event_router_publishes_them(
         pg_url: str, kafka: postroom.Broker, table: str, aggregate: str) -> None:

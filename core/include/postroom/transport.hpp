@@ -1,8 +1,9 @@
 #pragma once
-// The transport interface: what the consumer runtime, the outbox relay and the dead-letter
-// tooling need from a broker, implemented by Kafka (and the embedded broker, which speaks the
-// Kafka protocol) and by Redis Streams. open_consumer() / open_producer() pick the
-// implementation from the broker URL.
+// The transport interface: what the consumer runtime needs from a broker (the outbox relay
+// and the dead-letter tooling still hold Kafka and Redis clients of their own; issue 17 moves
+// them here), implemented by Kafka (and the embedded broker, which speaks the Kafka
+// protocol) and by Redis Streams. open_consumer() / open_producer() pick the implementation
+// from the broker URL.
 //
 // Vocabulary: a Kafka topic partition, or a Redis stream (partition 0). "Done" is what the
 // application finished; commit() makes it durable (Kafka: the offset commit, never past an

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "postroom/error.hpp"
+#include "postroom/redact.hpp"
 
 namespace postroom::outbox::detail {
 
@@ -19,16 +20,6 @@ std::string listed(const std::vector<std::string>& names) {
     std::string out;
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     return out;
-}
-
-// The URL without its password, for messages.
-std::string redacted(const std::string& url) {
-    const auto scheme = url.find("://");
-    const auto at = url.find('@');
-    if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
-    const auto colon = url.find(':', scheme + 3);
-    if (colon == std::string::npos || colon > at) return url;
-    return url.substr(0, colon) + ":***" + url.substr(at);
 }
 
 std::string text(const SqlValue& v) {
@@ -147,8 +138,8 @@ std::vector<std::string> adopt_table(stores::Transaction& tx, Dialect dialect,
             "aggregateid, type, payload) SELECT ... ORDER BY rowid)");
     if (!migrate)
         throw ConfigurationError(
-            what + ". Add them once, with: postroom outbox migrate --db " + redacted(database_url) +
-            " --table " + table +
+            what + ". Add them once, with: postroom outbox migrate --db " +
+            redacted_url(database_url) + " --table " + table +
             " (from Python: postroom.Outbox(..., migrate=True)); its rows are then published "
             "once each, in the order they were written");
     return add_relay_columns(tx, table);

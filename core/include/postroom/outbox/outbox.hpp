@@ -14,8 +14,10 @@
 // Where a row goes and which headers it gets: routing.hpp (postroom's or Debezium's).
 //
 // Relay rules:
-// - Rows are claimed by status, never "seq greater than the last one seen": a transaction
-//   that commits late with a lower seq is still published (no gaps).
+// - Never "seq greater than the last one seen": on SQLite rows are read by status; on
+//   PostgreSQL the relay follows a cursor over seq that stays below any seq a running
+//   transaction may hold (cursor.hpp), so a transaction that commits late with a lower seq
+//   is still published (no gaps).
 // - One relay per table publishes at a time: a lease row in postroom_outbox_relays, renewed
 //   before every batch and while it waits for the broker, and checked again in the
 //   transaction that marks the batch sent. A second relay waits as a standby and takes over

@@ -1,7 +1,8 @@
 #pragma once
-// Redis Streams as a postroom transport: a producer (XADD, pipelined batches, optional
-// approximate MAXLEN trimming), a consumer in a consumer group (XREADGROUP, XACK only for
-// what is done, pending entries recovered), and the administration the tools need.
+// Redis Streams as a postroom transport: a producer (XADD, batches as script calls of up to
+// 1,000 adds, optional approximate MAXLEN trimming), a consumer in a consumer group
+// (XREADGROUP, XACK only for what is done, pending entries recovered), and the
+// administration the tools need.
 //
 // Messages on streams (the binding; symmetric with Kafka's, where headers become fields):
 //   field "key"   the message key (absent = no key)
@@ -77,8 +78,8 @@ public:
     ~StreamProducer() override;
     // XADD; returns the entry id. Throws TransportError (connection) or UsageError (refused).
     std::string add(const OutgoingMessage& message);
-    // All adds in one pipeline; per message its id or its error, in order. Throws only when
-    // the connection fails (then any of them may have been added).
+    // All adds in script calls of up to 1,000; per message its id or its error, in order.
+    // Throws only when the connection fails (then any of them may have been added).
     std::vector<AddResult> add_batch(const std::vector<OutgoingMessage>& messages);
     // Sends the adds and returns without waiting for Redis, so the caller can prepare the
     // next batch meanwhile; the reports come with wait() (or a later call that reads replies:
