@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -101,3 +102,38 @@ def test_broker_command_serves_the_embedded_broker_to_another_process() -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
     assert proc.returncode == 0
+
+
+@pytest.mark.unit
+def test_a_processor_on_the_served_broker_dead_letters_without_blocking() -> None:
+    """The served broker answers metadata but not DescribeConfigs (it has no controller):
+    the forwarder must not wait for the dead-letter topic's limit for ever."""
+    proc = subprocess.Popen([sys.executable, "-m", "postroom", "broker", "--topic", "orders:1",
+                             "--topic", "orders.dlq:1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[3]
+        remote = postroom.connect(url)
+        with remote.producer() as producer:
+            for event_id in ("poison", "fine"):
+                producer.send(postroom.Event(type="t", source="/s", id=event_id),
+                              topic="orders", key="k")
+        applied: list[str] = []
+
+        def handler(event: postroom.Event, context: postroom.HandlerContext) -> None:
+            if event.id == "poison":
+                raise postroom.errors.NonRetryableError("bad")
+            applied.append(event.id)
+
+        started = time.monotonic()
+        with postroom.Processor(remote, name="p", topics="orders", handler=handler,
+                                blocked_backoff_max=0.5) as processor:
+            while processor.counters.finished < 2 and time.monotonic() - started < 60:
+                processor.run_once(0.1)
+            counters = processor.counters
+        assert applied == ["fine"]
+        assert (counters.dead_lettered, counters.blocked_waits) == (1, 0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
