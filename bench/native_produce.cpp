@@ -34,8 +34,8 @@
 namespace {
 
 using namespace std::chrono;
+using postroom::BatchDelivery;
 using postroom::OutgoingMessage;
-using postroom::kafka::BatchDelivery;
 using postroom::kafka::Producer;
 using postroom::kafka::ProducerConfig;
 

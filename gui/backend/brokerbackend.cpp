@@ -32,12 +32,12 @@ struct BrokerBackend::Clients {
     std::map<std::string, std::unique_ptr<postroom::redis::StreamAdmin>> streamAdmins;
 
     // Topics, or on a redis:// URL the streams (one partition each).
-    std::vector<postroom::kafka::TopicInfo> topics(const std::string& brokerUrl) {
+    std::vector<postroom::TopicInfo> topics(const std::string& brokerUrl) {
         if (postroom::parse_broker_url(brokerUrl).scheme != postroom::BrokerScheme::redis)
             return admin(brokerUrl).list_topics();
         auto& slot = streamAdmins[brokerUrl];
         if (!slot) slot = std::make_unique<postroom::redis::StreamAdmin>(brokerUrl);
-        std::vector<postroom::kafka::TopicInfo> out;
+        std::vector<postroom::TopicInfo> out;
         for (auto& name : slot->streams()) out.push_back({std::move(name), 1, 1});
         return out;
     }

@@ -3,15 +3,16 @@
 
 #include <pybind11/functional.h>
 
+#include "postroom/binding.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/admin.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
 
 namespace postroom::python {
 
 using namespace postroom::kafka;
+using namespace postroom::cloudevents;
 using namespace std::chrono;
 
 namespace {

@@ -69,16 +69,16 @@ void bind_redis(py::module_& m) {
                     py::gil_scoped_release release;
                     results = p.add_batch(messages);
                 }
-                std::vector<kafka::DeliveryReport> reports;
+                std::vector<DeliveryReport> reports;
                 reports.reserve(results.size());
                 for (const auto& r : results) reports.push_back(r.report());
-                return kafka::BatchDelivery::completed(std::move(messages), std::move(reports));
+                return BatchDelivery::completed(std::move(messages), std::move(reports));
             },
             py::arg("topic"), py::arg("items"), py::kw_only(), py::arg("key") = py::none(),
             py::arg("mode") = "binary", py::arg("wait") = true)
         .def(
             "wait",
-            [](StreamProducer& p, const std::shared_ptr<kafka::BatchDelivery>& batch) {
+            [](StreamProducer& p, const std::shared_ptr<BatchDelivery>& batch) {
                 py::gil_scoped_release release;
                 p.wait(*batch);
                 return batch->done();
@@ -155,7 +155,7 @@ void bind_redis(py::module_& m) {
         .def(
             "list_topics",
             [](StreamAdmin& a) {
-                std::vector<kafka::TopicInfo> out;
+                std::vector<TopicInfo> out;
                 for (auto& s : a.streams()) out.push_back({s, 1, 1});
                 return out;
             },

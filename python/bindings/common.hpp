@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "postroom/kafka/binding.hpp"
+#include "postroom/binding.hpp"
 #include "postroom/message.hpp"
 
 namespace postroom::python {
@@ -83,12 +83,12 @@ struct HeaderCache {
     Headers converted;
     const Headers& get(const py::handle& headers);
 };
-kafka::EventMode to_mode(const std::string& mode);
+cloudevents::EventMode to_mode(const std::string& mode);
 OutgoingMessage to_outgoing(const std::string& topic, const py::handle& key,
                             const py::handle& value, const py::handle& headers,
-                            kafka::EventMode mode, HeaderCache* cache = nullptr);
+                            cloudevents::EventMode mode, HeaderCache* cache = nullptr);
 std::vector<OutgoingMessage> to_batch(const std::string& topic, const py::iterable& items,
-                                      const py::object& key, kafka::EventMode mode);
+                                      const py::object& key, cloudevents::EventMode mode);
 std::vector<TopicPartition> to_partitions(const py::iterable& items);
 py::list from_partitions(const std::vector<TopicPartition>& tps);
 

@@ -8,15 +8,16 @@
 #include <map>
 #include <thread>
 
+#include "postroom/binding.hpp"
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/admin.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
 
 using namespace postroom;
 using namespace postroom::kafka;
+using namespace postroom::cloudevents;
 using namespace std::chrono_literals;
 
 namespace {

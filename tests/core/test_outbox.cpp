@@ -9,9 +9,9 @@
 #include <thread>
 
 #include "outbox/cursor.hpp"  // the gap-safe cursor's pure decisions (core/src)
+#include "postroom/binding.hpp"
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/outbox/outbox.hpp"
 
@@ -102,7 +102,7 @@ TEST_F(EmbeddedOutbox, CommittedRowsArePublishedRolledBackOnesNever) {
     ASSERT_EQ(got.size(), 3u) << "the rolled-back event is never published";
     std::map<std::string, std::vector<std::string>> by_key;
     for (const auto& m : got) {
-        auto e = kafka::to_event(m);
+        auto e = cloudevents::to_event(m);
         EXPECT_EQ(e.source, "/shop");
         EXPECT_EQ(e.type, "order.placed");
         EXPECT_EQ(*e.data, R"({"id":")" + e.id + R"("})");
@@ -194,7 +194,7 @@ TEST_F(EmbeddedOutbox, RowsWithMalformedHeadersFailWithTheReasonAndTheRestFlows)
     ASSERT_EQ(got.size(), 2u);
     std::map<std::string, Event> events;
     for (const auto& m : got) {
-        auto e = kafka::to_event(m);
+        auto e = cloudevents::to_event(m);
         events.emplace(e.id, e);
     }
     ASSERT_EQ(events.count("good"), 1u);
@@ -356,7 +356,7 @@ TEST_F(EmbeddedOutbox, DebeziumRoutingSendsToOutboxEventWithTheIdHeader) {
     EXPECT_EQ(find_header(got[0].headers, "id")->value, "e1");
     ASSERT_TRUE(find_header(got[0].headers, "eventType"));
     EXPECT_EQ(find_header(got[0].headers, "eventType")->value, "order.placed");
-    EXPECT_EQ(kafka::to_event(got[0]).id, "e1") << "still a CloudEvent";
+    EXPECT_EQ(cloudevents::to_event(got[0]).id, "e1") << "still a CloudEvent";
 
     auto both = config();
     both.topic = "orders";

@@ -11,9 +11,9 @@
 #include <thread>
 #include <unordered_set>
 
+#include "postroom/binding.hpp"
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
 #include "postroom/runtime/dead_letter.hpp"
@@ -21,6 +21,7 @@
 
 using namespace postroom;
 using namespace postroom::kafka;
+using namespace postroom::cloudevents;
 using namespace postroom::runtime;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -624,7 +625,7 @@ TEST_F(EmbeddedProcessor, BatchHandlerGetsTheFreshEventsOfABatchInOneCallAndOneT
         EXPECT_EQ(ctx.attempt, 1);
         sizes.push_back(events.size());
         for (std::size_t k = 0; k < events.size(); ++k) {
-            EXPECT_EQ(kafka::to_event(*ctx.messages[k]).id, events[k]->id);
+            EXPECT_EQ(cloudevents::to_event(*ctx.messages[k]).id, events[k]->id);
             seen.push_back(events[k]->id);
             ctx.transaction->execute("INSERT INTO effects VALUES (?)", {events[k]->id});
         }

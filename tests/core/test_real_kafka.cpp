@@ -9,14 +9,15 @@
 #include <random>
 #include <set>
 
+#include "postroom/binding.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/admin.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/consumer.hpp"
 #include "postroom/kafka/producer.hpp"
 
 using namespace postroom;
 using namespace postroom::kafka;
+using namespace postroom::cloudevents;
 using namespace std::chrono_literals;
 
 namespace {

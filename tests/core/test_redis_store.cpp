@@ -10,10 +10,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include "postroom/binding.hpp"
 #include "postroom/broker_url.hpp"
 #include "postroom/embedded/broker.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/kafka/producer.hpp"
 #include "postroom/runtime/processor.hpp"
 #include "postroom/stores/store.hpp"
@@ -376,7 +376,7 @@ TEST(RedisStore, AProcessorFinishesABatchWhenItsBackgroundCommitIsConfirmed) {
         for (int i = from; i < to; ++i) {
             Event e("event-" + std::to_string(i), "/test", "order.placed");
             e.data = "{}";
-            out.push_back(kafka::to_message(e, "orders", std::string("k")));
+            out.push_back(cloudevents::to_message(e, "orders", std::string("k")));
         }
         producer.send_batch(out)->raise_for_failures();
     };

@@ -257,14 +257,14 @@ TEST_F(RedisStreams, BatchesSentWithoutWaitingAreReportedInTheOrderSent) {
     EXPECT_EQ(p.in_flight(), 0u);
     EXPECT_EQ(first->failed(), 0u);
     EXPECT_EQ(second->failed(), 1u);
-    EXPECT_NE(second->reports()[0].error_text.find("WRONGTYPE"), std::string::npos);
+    EXPECT_NE(second->reports()[0].error_message().find("WRONGTYPE"), std::string::npos);
     EXPECT_LT(first->reports()[1].id, second->reports()[1].id);
     raw({"DEL", occupied});
 
     auto third = p.send_batch({{stream, "k", "c1", {}, std::nullopt}});
     const auto later = p.add({stream, "k", "after", {}, std::nullopt});  // reads c1's reply first
     p.wait(*third);
-    ASSERT_TRUE(third->reports()[0].ok()) << third->reports()[0].error_text;
+    ASSERT_TRUE(third->reports()[0].ok()) << third->reports()[0].error_message();
     EXPECT_LT(third->reports()[0].id, later);
     auto fourth = p.send_batch({{stream, "k", "d1", {}, std::nullopt}});
     p.close();
@@ -282,7 +282,7 @@ TEST_F(RedisStreams, TheRuntimeDeadLettersAnEntryDeliveredMoreOftenThanTheAttemp
     Event e("poison-1", "urn:test", "t");
     {
         StreamProducer p({streams_url(), std::nullopt, 5s});
-        p.add(kafka::to_message(e, stream, "k"));
+        p.add(cloudevents::to_message(e, stream, "k"));
     }
     for (int i = 0; i < 3; ++i) {  // three consumers named alike die holding it
         auto c = consumer("crashing");
@@ -306,7 +306,7 @@ TEST_F(RedisStreams, TheRuntimeDeadLettersAnEntryDeliveredMoreOftenThanTheAttemp
     EXPECT_EQ(processor.counters().dead_lettered, 1);
     auto letters = admin.range(stream + ".dlq");
     ASSERT_EQ(letters.size(), 1u);
-    auto* type = find_header(letters[0].headers, runtime::dlt::error_type);
+    auto* type = find_header(letters[0].headers, dlt::error_type);
     ASSERT_TRUE(type && type->value);
     EXPECT_EQ(*type->value, "postroom::DeliveryLimitExceeded");
     EXPECT_TRUE(admin.pending(stream, "g").empty());

@@ -16,8 +16,8 @@
 #include <string>
 #include <thread>
 
+#include "postroom/binding.hpp"
 #include "postroom/event.hpp"
-#include "postroom/kafka/binding.hpp"
 #include "postroom/runtime/dead_letter.hpp"
 #include "postroom/runtime/processor.hpp"
 #include "postroom/transport.hpp"
@@ -155,7 +155,7 @@ TYPED_TEST_P(TransportContract, TheRuntimeDeadLettersAPoisonEventAndHandlesTheRe
             Event e("ev-" + std::to_string(i), "urn:test", "order.created");
             e.data = std::to_string(i);
             e.datacontenttype = "text/plain";
-            p->send(kafka::to_message(e, this->topic, "k"), std::chrono::seconds(30));
+            p->send(cloudevents::to_message(e, this->topic, "k"), std::chrono::seconds(30));
         }
     }
     runtime::ProcessorConfig config;
@@ -198,11 +198,11 @@ TYPED_TEST_P(TransportContract, TheRuntimeDeadLettersAPoisonEventAndHandlesTheRe
         auto* h = find_header(letter.headers, name);
         return h && h->value ? *h->value : std::string("<missing>");
     };
-    EXPECT_EQ(header(runtime::dlt::reason), "non-retryable");
-    EXPECT_EQ(header(runtime::dlt::original_topic), this->topic);
-    EXPECT_EQ(header(runtime::dlt::error_message), "poison");
+    EXPECT_EQ(header(dlt::reason), "non-retryable");
+    EXPECT_EQ(header(dlt::original_topic), this->topic);
+    EXPECT_EQ(header(dlt::error_message), "poison");
     EXPECT_EQ(header("ce_id"), "ev-3");
-    EXPECT_NE(header(runtime::dlt::original_offset), "<missing>");
+    EXPECT_NE(header(dlt::original_offset), "<missing>");
     dlq->close();
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // CloudEvents 1.0 value type and its JSON structured-mode codec.
-// This header does no I/O and knows no transport: the Kafka binding lives in
-// postroom/kafka/binding.hpp, other transports bring their own.
+// This header does no I/O and knows no transport: events become messages through
+// postroom/binding.hpp.
 //
 // Thread-safety: a regular value type; distinct objects may be used from distinct threads.
 

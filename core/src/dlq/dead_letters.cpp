@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "postroom/dead_letter_headers.hpp"
+
 namespace postroom::dlq {
 
 namespace {
@@ -148,8 +150,8 @@ void append_letter_id(std::string& out, const MessageView& record) {
 
 bool is_failure_header(std::string_view name) noexcept {
     static constexpr std::string_view prefixes[] = {
-        "postroom-dlt-",
-        "postroom-retry-",
+        dlt::prefix,
+        retry_header::prefix,
         "kafka_dlt-",
         "kafka_exception-",
         "kafka_original-",
@@ -176,20 +178,20 @@ LetterFacts decode_facts(Headers m) {
     if (auto n = number(header(m, "postroom-replay-count"))) d.replay_count = static_cast<int>(*n);
     d.replayed_from = text(m, "postroom-replayed-from");
     d.replay_id = text(m, "postroom-replay-id");
-    d.value_truncated = text(m, "postroom-dlt-value-truncated") == "true";
-    d.value_length = number(header(m, "postroom-dlt-value-length"));
-    if (header(m, "postroom-dlt-reason") || header(m, "postroom-dlt-error-type")) {
+    d.value_truncated = text(m, dlt::value_truncated) == "true";
+    d.value_length = number(header(m, dlt::value_length));
+    if (header(m, dlt::reason) || header(m, dlt::error_type)) {
         d.convention = Convention::postroom;
-        d.reason = text(m, "postroom-dlt-reason");
-        d.error_type = text(m, "postroom-dlt-error-type");
-        d.error_message = text(m, "postroom-dlt-error-message");
-        d.error_stack = text(m, "postroom-dlt-error-stack");
-        d.original_topic = text(m, "postroom-dlt-original-topic");
-        d.original_partition = partition_of(header(m, "postroom-dlt-original-partition"));
-        d.original_offset = text(m, "postroom-dlt-original-offset");
-        d.group = text(m, "postroom-dlt-group");
-        d.attempts = number(header(m, "postroom-dlt-attempts"));
-        d.failed_at = text(m, "postroom-dlt-last-failure");
+        d.reason = text(m, dlt::reason);
+        d.error_type = text(m, dlt::error_type);
+        d.error_message = text(m, dlt::error_message);
+        d.error_stack = text(m, dlt::error_stack);
+        d.original_topic = text(m, dlt::original_topic);
+        d.original_partition = partition_of(header(m, dlt::original_partition));
+        d.original_offset = text(m, dlt::original_offset);
+        d.group = text(m, dlt::group);
+        d.attempts = number(header(m, dlt::attempts));
+        d.failed_at = text(m, dlt::last_failure);
     } else if (header(m, "kafka_dlt-exception-fqcn") || header(m, "kafka_dlt-original-topic")) {
         d.convention = Convention::spring;
         // The outer type is nearly always ListenerExecutionFailedException: prefer the cause.

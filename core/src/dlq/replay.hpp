@@ -50,8 +50,8 @@ private:
     struct Flight {
         std::string ids;  // the letters' ids, one after another
         std::vector<Planned> letters;
-        std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka
-        std::vector<std::string> errors;                 // Redis: known at once
+        std::shared_ptr<BatchDelivery> delivery;  // Kafka
+        std::vector<std::string> errors;          // Redis: known at once
         std::string_view id(const Planned& p) const {
             return std::string_view(ids).substr(p.id_at, p.id_size);
         }
@@ -91,7 +91,7 @@ private:
     std::deque<Flight> flight_;
     Flight current_;
     std::vector<DecodedBatch> held_;  // what current_'s letters point into, until they are sent
-    std::vector<std::shared_ptr<kafka::BatchDelivery>> ledger_writes_;
+    std::vector<std::shared_ptr<BatchDelivery>> ledger_writes_;
     std::string missing_target_, first_error_;
     std::chrono::steady_clock::time_point started_;
     int64_t submitted_ = 0, acknowledged_ = 0;

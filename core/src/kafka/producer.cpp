@@ -35,11 +35,39 @@ Persistence persistence_of(rd_kafka_msg_status_t status) {
     }
 }
 
-DeliveryReport report_of(const rd_kafka_message_t& msg) {
+// A Kafka error as a delivery failure: its code, librdkafka's text and the error it raises.
+class KafkaDeliveryFailure final : public DeliveryFailure {
+public:
+    explicit KafkaDeliveryFailure(rd_kafka_resp_err_t err) : err_(err) {}
+    std::string message() const override {
+        std::string text = rd_kafka_err2str(err_);
+        if (err_ == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+            text +=
+                "; raise the topic's max.message.bytes (and the client's message.max.bytes), or "
+                "send smaller messages";
+        return text;
+    }
+    Retriable retriable() const noexcept override { return detail::retriable(err_); }
+    bool fatal() const noexcept override { return err_ == RD_KAFKA_RESP_ERR__FATAL; }
+    [[noreturn]] void raise(const std::string& context) const override {
+        throw_error(err_, context);
+    }
+
+private:
+    rd_kafka_resp_err_t err_;
+};
+
+DeliveryReport failed_report(rd_kafka_resp_err_t err) {
     DeliveryReport r;
+    r.error_code = static_cast<int>(err);
+    r.failure = std::make_shared<KafkaDeliveryFailure>(err);
+    return r;
+}
+
+DeliveryReport report_of(const rd_kafka_message_t& msg) {
+    DeliveryReport r = msg.err ? failed_report(msg.err) : DeliveryReport{};
     r.partition = msg.partition;
     r.offset = msg.offset;
-    r.error_code = static_cast<int>(msg.err);
     r.persistence = persistence_of(rd_kafka_message_status(&msg));
     return r;
 }
@@ -59,100 +87,20 @@ struct CallbackTarget final : DeliveryTarget {
     }
 };
 
-}  // namespace
-
-struct BatchDelivery::Impl {
+// A batch in flight: librdkafka's per-message opaque points at one of its slots.
+struct InFlightBatch {
     struct Slot final : DeliveryTarget {
         BatchDelivery* batch = nullptr;
         std::size_t index = 0;
         void delivered(const rd_kafka_message_t& msg) noexcept override {
-            batch->reports_[index] = report_of(msg);
-            batch->impl_->finish_one(msg.err != RD_KAFKA_RESP_ERR_NO_ERROR);
+            batch->report(index, report_of(msg));
         }
     };
+    std::shared_ptr<BatchDelivery> batch;
     std::vector<Slot> slots;
-    std::atomic<std::size_t> pending{0};
-    std::atomic<std::size_t> failed{0};
-    void finish_one(bool failure) noexcept {
-        if (failure) failed.fetch_add(1, std::memory_order_relaxed);
-        pending.fetch_sub(1, std::memory_order_acq_rel);
-    }
 };
 
-std::size_t BatchDelivery::pending() const noexcept {
-    return impl_ ? impl_->pending.load(std::memory_order_acquire) : 0;
-}
-
-std::size_t BatchDelivery::failed() const noexcept {
-    return impl_ ? impl_->failed.load(std::memory_order_acquire) : 0;
-}
-
-void BatchDelivery::raise_for_failures() const {
-    auto n = failed();
-    if (n == 0) return;
-    for (std::size_t i = 0; i < reports_.size(); ++i) {
-        if (!reports_[i].ok()) {
-            std::string context = std::to_string(n) + " of " + std::to_string(size()) +
-                                  " messages failed; first failure: message " + std::to_string(i);
-            if (i < messages_.size()) context += " to topic '" + messages_[i].topic + "'";
-            if (!reports_[i].error_text.empty())
-                throw TransportError(context + ": " + reports_[i].error_text, Retriable::no);
-            throw_error(static_cast<rd_kafka_resp_err_t>(reports_[i].error_code), context);
-        }
-    }
-}
-
-std::shared_ptr<BatchDelivery> BatchDelivery::completed(std::vector<OutgoingMessage> messages,
-                                                        std::vector<DeliveryReport> reports) {
-    std::shared_ptr<BatchDelivery> batch(new BatchDelivery());
-    batch->messages_ = std::move(messages);
-    batch->reports_ = std::move(reports);
-    batch->impl_ = std::make_shared<BatchDelivery::Impl>();
-    batch->impl_->failed.store(static_cast<std::size_t>(std::count_if(
-        batch->reports_.begin(), batch->reports_.end(), [](const auto& r) { return !r.ok(); })));
-    return batch;
-}
-
-std::shared_ptr<BatchDelivery> BatchDelivery::awaiting(std::vector<OutgoingMessage> messages) {
-    std::shared_ptr<BatchDelivery> batch(new BatchDelivery());
-    batch->reports_.resize(messages.size());
-    batch->messages_ = std::move(messages);
-    batch->impl_ = std::make_shared<BatchDelivery::Impl>();
-    batch->impl_->pending.store(batch->reports_.size());
-    return batch;
-}
-
-void BatchDelivery::report(std::size_t index, DeliveryReport report) {
-    const bool failure = !report.ok();
-    reports_.at(index) = std::move(report);
-    impl_->finish_one(failure);
-}
-
-std::string DeliveryReport::error_message() const {
-    if (!error_text.empty()) return error_text;
-    if (ok()) return {};
-    const auto err = static_cast<rd_kafka_resp_err_t>(error_code);
-    std::string text = rd_kafka_err2str(err);
-    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
-        text +=
-            "; raise the topic's max.message.bytes (and the client's message.max.bytes), or "
-            "send smaller messages";
-    return text;
-}
-
-Retriable DeliveryReport::retriable() const noexcept {
-    if (!error_text.empty()) return Retriable::no;
-    return ok() ? Retriable::no : detail::retriable(static_cast<rd_kafka_resp_err_t>(error_code));
-}
-
-void DeliveryReport::raise(std::string_view topic) const {
-    if (ok()) return;
-    if (!error_text.empty())
-        throw TransportError("delivery to '" + std::string(topic) + "' failed: " + error_text,
-                             Retriable::no);
-    throw_error(static_cast<rd_kafka_resp_err_t>(error_code),
-                "delivery to topic '" + std::string(topic) + "' failed");
-}
+}  // namespace
 
 // ---------------------------------------------------------------------------------------
 
@@ -160,8 +108,8 @@ struct Producer::Impl : ClientBase {
     ProducerConfig config;
     ResolvedBroker broker;
     std::mutex batches_mutex;
-    std::list<std::shared_ptr<BatchDelivery>> batches_in_flight;  // kept alive until done
-    std::exception_ptr callback_error;                            // from a user callback
+    std::list<InFlightBatch> batches_in_flight;  // kept alive until done
+    std::exception_ptr callback_error;           // from a user callback
     std::atomic<bool> closed{false};
     std::atomic<int64_t> producer_id{-1};
     std::size_t max_message_bytes = 1'000'000;  // librdkafka's message.max.bytes
@@ -250,22 +198,21 @@ struct Producer::Impl : ClientBase {
 
     void prune_batches() {
         std::lock_guard lock(batches_mutex);
-        batches_in_flight.remove_if([](const auto& b) { return b->done(); });
+        batches_in_flight.remove_if([](const auto& b) { return b.batch->done(); });
     }
 
     // The fast path for a batch of header-less messages to one topic with key-chosen
     // partitions: librdkafka's rd_kafka_produce_batch, one call per chunk. Returns false
     // (nothing queued) when the batch does not qualify.
-    bool enqueue_batch(BatchDelivery& batch) {
-        auto& msgs = batch.messages_;
-        auto& bi = *batch.impl_;
+    bool enqueue_batch(InFlightBatch& flight) {
+        auto& batch = *flight.batch;
+        const auto& msgs = batch.messages();
         if (msgs.empty()) return true;
         const std::string& topic = msgs.front().topic;
         for (const auto& m : msgs)
             if (!m.headers.empty() || m.partition || m.topic != topic) return false;
         auto fail = [&](std::size_t i, rd_kafka_resp_err_t err) {
-            batch.reports_[i].error_code = err;
-            bi.finish_one(true);
+            batch.report(i, failed_report(err));
         };
         if (refused_by_embedded(topic)) {
             for (std::size_t i = 0; i < msgs.size(); ++i) fail(i, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC);
@@ -288,7 +235,7 @@ struct Producer::Impl : ClientBase {
                     r.key = const_cast<char*>(m.key->data());
                     r.key_len = m.key->size();
                 }
-                r._private = &bi.slots[start + k];
+                r._private = &flight.slots[start + k];
             }
             std::size_t done = 0;
             while (done < count) {
@@ -354,39 +301,32 @@ struct Producer::Impl : ClientBase {
     // Queues every message of `batch` (whose reports and slots are sized), one by one:
     // `message(i)` gives the i-th.
     template <class Get>
-    void enqueue_each(BatchDelivery& batch, std::size_t n, Get message, bool copy) {
-        auto& bi = *batch.impl_;
+    void enqueue_each(InFlightBatch& flight, std::size_t n, Get message, bool copy) {
+        auto& batch = *flight.batch;
         for (std::size_t i = 0; i < n; ++i) {
-            auto err = enqueue(message(i), &bi.slots[i], copy);
+            auto err = enqueue(message(i), &flight.slots[i], copy);
             if (!err) continue;
             if (err == RD_KAFKA_RESP_ERR__FATAL) {
                 // Nothing after this can be queued: fail the rest of the batch too.
-                for (std::size_t k = i; k < n; ++k) {
-                    batch.reports_[k].error_code = err;
-                    bi.finish_one(true);
-                }
+                for (std::size_t k = i; k < n; ++k) batch.report(k, failed_report(err));
                 break;
             }
-            batch.reports_[i].error_code = err;
-            bi.finish_one(true);
+            batch.report(i, failed_report(err));
         }
     }
 
-    // A batch handle for `n` messages, kept alive until they are reported.
-    std::shared_ptr<BatchDelivery> new_batch(std::size_t n) {
-        auto batch = std::shared_ptr<BatchDelivery>(new BatchDelivery());
-        batch->reports_.resize(n);
-        batch->impl_ = std::make_shared<BatchDelivery::Impl>();
-        auto& bi = *batch->impl_;
-        bi.slots.resize(n);
-        bi.pending.store(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            bi.slots[i].batch = batch.get();
-            bi.slots[i].index = i;
+    // Keeps `batch` (awaiting its reports) alive until they are in, with a slot per message.
+    InFlightBatch& track(std::shared_ptr<BatchDelivery> batch) {
+        InFlightBatch flight;
+        flight.slots.resize(batch->size());
+        for (std::size_t i = 0; i < flight.slots.size(); ++i) {
+            flight.slots[i].batch = batch.get();
+            flight.slots[i].index = i;
         }
+        flight.batch = std::move(batch);
         std::lock_guard lock(batches_mutex);
-        batches_in_flight.push_back(batch);
-        return batch;
+        batches_in_flight.push_back(std::move(flight));
+        return batches_in_flight.back();
     }
 };
 
@@ -469,21 +409,22 @@ DeliveryReport Producer::send(const OutgoingMessage& message, std::chrono::milli
 
 std::shared_ptr<BatchDelivery> Producer::produce_batch(std::vector<OutgoingMessage> messages) {
     impl_->check_open();
-    auto batch = impl_->new_batch(messages.size());
-    batch->messages_ = std::move(messages);
-    if (impl_->enqueue_batch(*batch)) return batch;
-    const auto& queued = batch->messages_;
+    auto& flight = impl_->track(BatchDelivery::awaiting(std::move(messages)));
+    auto batch = flight.batch;
+    if (impl_->enqueue_batch(flight)) return batch;
+    const auto& queued = batch->messages();
     impl_->enqueue_each(
-        *batch, queued.size(), [&](std::size_t i) -> const OutgoingMessage& { return queued[i]; },
+        flight, queued.size(), [&](std::size_t i) -> const OutgoingMessage& { return queued[i]; },
         /*copy=*/false);
     return batch;
 }
 
 std::shared_ptr<BatchDelivery> Producer::produce_batch(std::span<const OutgoingView> messages) {
     impl_->check_open();
-    auto batch = impl_->new_batch(messages.size());
+    auto& flight = impl_->track(BatchDelivery::awaiting(messages.size()));
+    auto batch = flight.batch;
     impl_->enqueue_each(
-        *batch, messages.size(), [&](std::size_t i) -> const OutgoingView& { return messages[i]; },
+        flight, messages.size(), [&](std::size_t i) -> const OutgoingView& { return messages[i]; },
         /*copy=*/true);
     return batch;
 }

@@ -9,9 +9,9 @@
 
 #include "../runtime/crash_points.hpp"
 #include "common.hpp"
+#include "postroom/binding.hpp"
 #include "postroom/error.hpp"
 #include "postroom/event.hpp"
-#include "postroom/kafka/binding.hpp"
 
 namespace postroom::outbox::detail {
 
@@ -84,7 +84,7 @@ Pending RowReader::pending(std::vector<stores::SqlValue>&& r, std::size_t extras
                          else
                              e.extensions[std::string(k)] = v;
                      });
-        auto m = kafka::to_message(e, row.topic, row.aggregate_id);  // validates the event
+        auto m = cloudevents::to_message(e, row.topic, row.aggregate_id);  // validates the event
         router_.add_headers(m, row.id, row_extras);
         const std::size_t size = (m.value ? m.value->size() : 0) + m.key->size();
         if (size > config_.max_message_bytes)
@@ -176,7 +176,7 @@ void Publisher::settle(Flight& f, const std::function<bool()>& renew_lease) {
             const auto& row = f.rows[f.index[k]];
             if (rep.ok()) {
                 f.sent.push_back(row.seq);
-            } else if (rep.error_code == RD_KAFKA_RESP_ERR__FATAL) {
+            } else if (rep.fatal()) {
                 f.trouble = true;  // the producer's fault, not the row's
                 f.why = rep.error_message() + " (the producer is recreated)";
                 f.recreate_producer = true;

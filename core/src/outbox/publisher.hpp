@@ -57,8 +57,8 @@ private:
 struct Flight {
     explicit Flight(std::vector<Pending> r) : rows(std::move(r)) {}
     std::vector<Pending> rows;
-    std::vector<std::size_t> index;                  // message position -> rows position
-    std::shared_ptr<kafka::BatchDelivery> delivery;  // Kafka; Redis answers at once
+    std::vector<std::size_t> index;           // message position -> rows position
+    std::shared_ptr<BatchDelivery> delivery;  // Kafka; Redis answers at once
     std::vector<int64_t> sent;
     std::vector<std::pair<int64_t, std::string>> failed;
     bool trouble = false, recreate_producer = false;

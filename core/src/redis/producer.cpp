@@ -34,14 +34,14 @@ return out
 
 }  // namespace
 
-kafka::DeliveryReport AddResult::report() const {
-    kafka::DeliveryReport out;
+DeliveryReport AddResult::report() const {
+    DeliveryReport out;
     out.partition = 0;
     if (ok()) {
         out.id = id;
-        out.persistence = kafka::Persistence::persisted;
+        out.persistence = Persistence::persisted;
     } else {
-        out.error_text = error;
+        out.failure = refusal(error);
     }
     return out;
 }
@@ -59,7 +59,7 @@ struct StreamProducer::Impl {
     // Batches sent without waiting, oldest first: their script calls and where each call's
     // entries start in the batch.
     struct InFlight {
-        std::shared_ptr<kafka::BatchDelivery> delivery;
+        std::shared_ptr<BatchDelivery> delivery;
         std::vector<std::shared_ptr<detail::SentCommands>> calls;
         std::vector<std::size_t> firsts;
     };
@@ -182,8 +182,7 @@ std::vector<AddResult> StreamProducer::add_batch(const std::vector<OutgoingMessa
     return out;
 }
 
-std::shared_ptr<kafka::BatchDelivery> StreamProducer::send_batch(
-    std::vector<OutgoingMessage> messages) {
+std::shared_ptr<BatchDelivery> StreamProducer::send_batch(std::vector<OutgoingMessage> messages) {
     auto calls = impl_->scripts(messages);
     std::lock_guard lock(impl_->mutex);
     if (impl_->closed) throw UsageError("the producer is closed");
@@ -192,14 +191,14 @@ std::shared_ptr<kafka::BatchDelivery> StreamProducer::send_batch(
         batch.firsts.push_back(c * Impl::chunk);
         batch.calls.push_back(impl_->connection.send({calls[c]}));
     }
-    batch.delivery = kafka::BatchDelivery::awaiting(std::move(messages));
+    batch.delivery = BatchDelivery::awaiting(std::move(messages));
     auto delivery = batch.delivery;
     impl_->entries_in_flight += delivery->size();
     impl_->in_flight.push_back(std::move(batch));
     return delivery;
 }
 
-void StreamProducer::wait(const kafka::BatchDelivery& batch) {
+void StreamProducer::wait(const BatchDelivery& batch) {
     std::lock_guard lock(impl_->mutex);
     while (!batch.done() && !impl_->in_flight.empty()) impl_->report_oldest();
 }

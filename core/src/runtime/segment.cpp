@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "crash_points.hpp"
+#include "postroom/binding.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/binding.hpp"
 
 namespace postroom::runtime::detail {
 
@@ -59,7 +59,7 @@ std::optional<SegmentRunner::Prepared> SegmentRunner::prepare(const Message& m, 
         return std::nullopt;
     }
     try {
-        Prepared p{&m, kafka::to_event(m), {}, origin_of(m)};
+        Prepared p{&m, cloudevents::to_event(m), {}, origin_of(m)};
         p.key = idempotency_key(p.event, m);
         return p;
     } catch (const CodecError& e) {

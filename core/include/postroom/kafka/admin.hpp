@@ -14,19 +14,9 @@
 
 #include "postroom/kafka/config.hpp"
 #include "postroom/message.hpp"
+#include "postroom/topics.hpp"
 
 namespace postroom::kafka {
-
-struct TopicInfo {
-    std::string name;
-    int32_t partitions = 0;
-    int32_t replication_factor = 0;
-};
-
-struct Watermarks {
-    int64_t low = -1;   // first offset still in the log
-    int64_t high = -1;  // offset the next message will get
-};
 
 // Throws ConfigurationError, saying why, when `name` can never be a Kafka topic: Kafka takes
 // 1 to 249 ASCII letters, digits, '.', '_' and '-', and neither "." nor "..".

@@ -13,65 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "postroom/delivery.hpp"
 #include "postroom/error.hpp"
 #include "postroom/kafka/config.hpp"
 #include "postroom/message.hpp"
 
 namespace postroom::kafka {
-
-enum class Persistence {
-    not_persisted,       // certainly not written: safe to retry without a duplicate
-    possibly_persisted,  // outcome unknown (timeout, lost connection): a retry may duplicate
-    persisted,           // acknowledged by the broker
-};
-
-struct DeliveryReport {
-    int32_t partition = -1;
-    int64_t offset = -1;
-    int error_code = 0;  // librdkafka rd_kafka_resp_err_t; 0 = delivered
-    Persistence persistence = Persistence::not_persisted;
-    std::string id;          // Redis Streams: the entry id ("" on Kafka)
-    std::string error_text;  // a non-Kafka transport's own error text (Redis), if it failed
-
-    bool ok() const noexcept { return error_code == 0 && error_text.empty(); }
-    // Human-readable error text ("" when ok).
-    std::string error_message() const;
-    Retriable retriable() const noexcept;
-    // Throws the postroom error this report stands for; no-op when ok.
-    void raise(std::string_view topic) const;
-};
-
-// The outcome of a batch, in the order the messages were given.
-class BatchDelivery {
-public:
-    std::size_t size() const noexcept { return reports_.size(); }
-    std::size_t pending() const noexcept;
-    bool done() const noexcept { return pending() == 0; }
-    std::size_t failed() const noexcept;  // valid once done
-    const std::vector<DeliveryReport>& reports() const noexcept { return reports_; }
-    // Empty for a batch queued from views (they were copied as they were queued).
-    const std::vector<OutgoingMessage>& messages() const noexcept { return messages_; }
-    // Throws the first failure as a postroom error, mentioning how many failed.
-    void raise_for_failures() const;
-    // A batch whose reports are all known already (transports that answer synchronously,
-    // such as Redis Streams' pipelined XADD).
-    static std::shared_ptr<BatchDelivery> completed(std::vector<OutgoingMessage> messages,
-                                                    std::vector<DeliveryReport> reports);
-    // A batch whose reports another transport gives later, each once, with report() (Redis
-    // Streams' adds sent without waiting).
-    static std::shared_ptr<BatchDelivery> awaiting(std::vector<OutgoingMessage> messages);
-    void report(std::size_t index, DeliveryReport report);
-
-    struct Impl;
-
-private:
-    friend class Producer;
-    friend struct Impl;
-    BatchDelivery() = default;
-    std::vector<OutgoingMessage> messages_;  // owned until delivered (librdkafka points into it)
-    std::vector<DeliveryReport> reports_;
-    std::shared_ptr<Impl> impl_;
-};
 
 class Producer {
 public:

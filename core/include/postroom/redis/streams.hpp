@@ -44,7 +44,7 @@
 #include <utility>
 #include <vector>
 
-#include "postroom/kafka/producer.hpp"
+#include "postroom/delivery.hpp"
 #include "postroom/message.hpp"
 #include "postroom/transport.hpp"
 
@@ -69,7 +69,7 @@ struct AddResult {
     std::string error;  // empty when added
     bool ok() const noexcept { return error.empty(); }
     // As a delivery report (partition 0; the id, or the error text).
-    kafka::DeliveryReport report() const;
+    DeliveryReport report() const;
 };
 
 class StreamProducer final : public transport::Producer {
@@ -85,9 +85,9 @@ public:
     // next batch meanwhile; the reports come with wait() (or a later call that reads replies:
     // batches are reported in the order they were sent). A lost connection reports the
     // entries whose replies did not come as failed: they may or may not have been added.
-    std::shared_ptr<kafka::BatchDelivery> send_batch(std::vector<OutgoingMessage> messages);
+    std::shared_ptr<BatchDelivery> send_batch(std::vector<OutgoingMessage> messages);
     // Reads the replies of `batch` and of the batches sent before it.
-    void wait(const kafka::BatchDelivery& batch);
+    void wait(const BatchDelivery& batch);
     // Reads the replies of every batch sent.
     void flush();
     // Entries sent and not reported yet.

@@ -1,5 +1,7 @@
 #pragma once
-// The CloudEvents Kafka protocol binding: events to and from Kafka records.
+// The CloudEvents binding of postroom's messages, the same on every transport (it is the
+// CloudEvents Kafka protocol binding; Redis Streams carry headers as fields): events to and from
+// messages.
 // Binary mode: attributes as `ce_<name>` headers, datacontenttype as `content-type`,
 // data as the record value. Structured mode: the JSON event as the value with
 // content-type `application/cloudevents+json; charset=UTF-8`. The key is the
@@ -11,7 +13,7 @@
 #include "postroom/event.hpp"
 #include "postroom/message.hpp"
 
-namespace postroom::kafka {
+namespace postroom::cloudevents {
 
 enum class EventMode { binary, structured };
 
@@ -28,4 +30,4 @@ Event to_event(const std::optional<std::string>& key, const std::optional<std::s
 // Whether the headers mark a CloudEvent (either mode).
 bool is_cloudevent(const Headers& headers);
 
-}  // namespace postroom::kafka
+}  // namespace postroom::cloudevents

@@ -1,9 +1,9 @@
-#include "postroom/kafka/binding.hpp"
+#include "postroom/binding.hpp"
 
-#include "../detail/excerpt.hpp"
+#include "detail/excerpt.hpp"
 #include "postroom/error.hpp"
 
-namespace postroom::kafka {
+namespace postroom::cloudevents {
 
 namespace {
 
@@ -114,4 +114,4 @@ Event to_event(const std::optional<std::string>& key, const std::optional<std::s
     return ev;
 }
 
-}  // namespace postroom::kafka
+}  // namespace postroom::cloudevents

@@ -1,10 +1,10 @@
 #include <gtest/gtest.h>
 
+#include "postroom/binding.hpp"
 #include "postroom/error.hpp"
-#include "postroom/kafka/binding.hpp"
 
 using namespace postroom;
-using namespace postroom::kafka;
+using namespace postroom::cloudevents;
 
 namespace {
 Message as_consumed(const OutgoingMessage& out) {
