@@ -27,6 +27,7 @@ void bind_runtime(py::module_& m);
 void bind_outbox(py::module_& m);
 void bind_redis(py::module_& m);
 void bind_dlq(py::module_& m);
+void bind_transport(py::module_& m);
 
 // A Python object that may be released from a thread that does not hold the GIL (C++
 // callbacks keep their Python callables this way).

@@ -123,6 +123,7 @@ py::list from_headers(const Headers& headers) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "postroom's C++ core (private; use the postroom package)";
     postroom::python::bind_errors(m);
+    postroom::python::bind_transport(m);
     postroom::python::bind_event(m);
     postroom::python::bind_kafka(m);
     postroom::python::bind_embedded(m);

@@ -6,7 +6,41 @@ from __future__ import annotations
 import collections.abc
 import typing
 
-__all__: list[str] = ['BatchContext', 'BatchResult', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'parse_additional_placement', 'redact_secrets', 'redacted_url', 'set_default_log_level']
+__all__: list[str] = ['BatchContext', 'BatchResult', 'BrokerUrl', 'DeadLetter', 'DeadLetterGroup', 'DeadLetterQueue', 'DeliveryReport', 'ERROR_KINDS', 'EmbeddedBroker', 'Event', 'HandlerContext', 'IdempotencyStore', 'KafkaAdmin', 'KafkaConsumer', 'KafkaProducer', 'MemoryStore', 'Message', 'Outbox', 'PostgresStore', 'Processor', 'RedisAdmin', 'RedisConsumer', 'RedisProducer', 'RedisStore', 'SqliteStore', 'TopicInfo', 'dead_letter_fingerprint', 'decode_dead_letter', 'default_log_level', 'is_valid_table_name', 'new_event_id', 'normalise_error_message', 'open_store', 'outbox_insert_statement', 'outbox_row', 'parse_additional_placement', 'parse_broker_url', 'redact_secrets', 'redacted_url', 'set_default_log_level']
+class BrokerUrl:
+    """
+    A broker URL, parsed and checked (it does not connect).
+    """
+    def __repr__(self) -> str:
+        ...
+    @property
+    def bootstrap_servers(self) -> str:
+        """
+        kafka://: the host:port list for Kafka clients ('' for other schemes).
+        """
+    @property
+    def embedded_name(self) -> str:
+        """
+        embedded://NAME: the name ('' = the default in-process broker).
+        """
+    @property
+    def hosts(self) -> list[tuple[str, int]]:
+        """
+        (host, port) pairs (kafka, redis).
+        """
+    @property
+    def redis_db(self) -> int:
+        ...
+    @property
+    def scheme(self) -> str:
+        """
+        'kafka', 'embedded' or 'redis': which transport serves it.
+        """
+    @property
+    def text(self) -> str:
+        """
+        The URL as given.
+        """
 class Event:
     """
     A CloudEvents 1.0 event.
@@ -629,6 +663,10 @@ def outbox_row(event: Event, aggregate_type: str, aggregate_id: str, topic: str 
 def parse_additional_placement(spec: str) -> list[tuple[str, str]]:
     """
     Debezium's table.fields.additional.placement ('column:header[:alias],...') as (column, header) pairs.
+    """
+def parse_broker_url(url: str) -> BrokerUrl:
+    """
+    Parses kafka://host:port[,host:port], embedded://[name] or redis://host:port/db; raises ConfigurationError saying what is accepted.
     """
 def redact_secrets(text: str, url: str) -> str:
     """

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union
 from . import _core
 from ._core import BatchResult, DeliveryReport, Event, Message, TopicInfo
 from .dlq import DeadLetters
+from .errors import ConfigurationError
 
 Bytes = Union[bytes, bytearray, memoryview, str]
 HeaderPairs = Union[Mapping[str, Union[Bytes, None]], Sequence[tuple[str, Union[Bytes, None]]]]
@@ -42,14 +43,29 @@ def connect(url: str = "embedded://", *, client_id: str = "postroom", timeout: f
     server's streams (a RedisBroker). Nothing connects until the first call that needs the
     broker.
     """
+    parsed = parse(url)
+    return _transport(parsed.scheme)(parsed, client_id=client_id, timeout=timeout,
+                                     properties=properties)
+
+
+def parse(url: object) -> _core.BrokerUrl:
+    """``url`` parsed and checked (no connection); ConfigurationError says what is accepted."""
+    if not isinstance(url, str):
+        raise ConfigurationError(f"broker URL {shown(url)}: expected kafka://host:port[,host:port"
+                                 "...], redis://host:port/db or embedded://[name]")
+    return _core.parse_broker_url(url)
+
+
+def _transport(scheme: str) -> Callable[..., BrokerBase]:
+    """The broker class that serves ``scheme``: the one place that chooses by it."""
     # Imported here: each broker module imports this one for BrokerBase.
-    if isinstance(url, str) and url.startswith("redis://"):
+    if scheme == "redis":
         from .redis import RedisBroker
 
-        return RedisBroker(url, client_id=client_id, timeout=timeout, properties=properties)
+        return RedisBroker
     from .kafka import Broker
 
-    return Broker(url, client_id=client_id, timeout=timeout, properties=properties)
+    return Broker
 
 
 class _Closing(ABC):

@@ -18,11 +18,10 @@ from .broker import (
     PartitionCallback,
     ProducerBase,
     connect,
+    parse,
 )
 from .broker import shown as _shown
 from .errors import BrokerTimeoutError, ConfigurationError, UsageError
-
-_SCHEMES = ("kafka://", "embedded://")
 
 
 class Broker(BrokerBase):
@@ -32,34 +31,31 @@ class Broker(BrokerBase):
     creates states its own rules.
     """
 
-    def __init__(self, url: str, *, client_id: str = "postroom", timeout: float = 15.0,
-                 properties: Mapping[str, str] | None = None) -> None:
-        if not isinstance(url, str) or not url.startswith(_SCHEMES):
-            if isinstance(url, str) and url.startswith("redis://"):
-                raise ConfigurationError(
-                    f"broker URL {_shown(url)}: a Redis server is opened with "
-                    "postroom.connect(url) (a RedisBroker)")
+    def __init__(self, url: str | _core.BrokerUrl, *, client_id: str = "postroom",
+                 timeout: float = 15.0, properties: Mapping[str, str] | None = None) -> None:
+        parsed = url if isinstance(url, _core.BrokerUrl) else parse(url)
+        if parsed.scheme not in ("kafka", "embedded"):
             raise ConfigurationError(
-                f"broker URL {_shown(url)}: expected kafka://host:port[,host:port...], "
-                "redis://host:port/db or embedded://[name]")
-        self.url = url
+                f"broker URL {_shown(parsed.text)}: a Redis server is opened with "
+                "postroom.connect(url) (a RedisBroker)")
+        self.url = parsed.text
+        self._parsed = parsed
         self.client_id = client_id
         self.timeout = timeout
         self.properties = dict(properties or {})
-        self._admin = _core.KafkaAdmin(broker_url=url, client_id=f"{client_id}-admin",
+        self._admin = _core.KafkaAdmin(broker_url=self.url, client_id=f"{client_id}-admin",
                                        timeout=timeout, properties=self.properties)
 
     @property
     def is_embedded(self) -> bool:
-        return self.url.startswith("embedded://")
+        return bool(self._parsed.scheme == "embedded")
 
     @property
     def bootstrap_servers(self) -> str:
         """host:port list that other Kafka clients (in any process) can connect to."""
         if self.is_embedded:
-            name = self.url[len("embedded://"):].rstrip("/")
-            return str(_core.EmbeddedBroker.shared(name).bootstrap_servers)
-        return self.url[len("kafka://"):].rstrip("/")
+            return str(_core.EmbeddedBroker.shared(self._parsed.embedded_name).bootstrap_servers)
+        return str(self._parsed.bootstrap_servers)
 
     # -- clients ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from .broker import (
     HeaderPairs,
     PartitionCallback,
     ProducerBase,
+    parse,
 )
 from .broker import shown as _shown
 from .errors import ConfigurationError, UsageError
@@ -38,19 +39,21 @@ class RedisBroker(BrokerBase):
     to its polling thread (mark_done() excepted).
     """
 
-    def __init__(self, url: str, *, client_id: str = "postroom", timeout: float = 15.0,
-                 properties: Mapping[str, str] | None = None) -> None:
-        if not isinstance(url, str) or not url.startswith("redis://"):
-            raise ConfigurationError(f"broker URL {_shown(url)}: expected redis://host:port/db")
+    def __init__(self, url: str | _core.BrokerUrl, *, client_id: str = "postroom",
+                 timeout: float = 15.0, properties: Mapping[str, str] | None = None) -> None:
+        parsed = url if isinstance(url, _core.BrokerUrl) else parse(url)
+        if parsed.scheme != "redis":
+            raise ConfigurationError(
+                f"broker URL {_shown(parsed.text)}: expected redis://host:port/db")
         if properties:
             raise ConfigurationError(
                 "a redis:// broker takes no client properties; pass maxlen= to producer() and "
                 "consumer settings to consumer()")
-        self.url = url
+        self.url = parsed.text
         self.client_id = client_id
         self.timeout = timeout
         self.properties = {}
-        self._redis = _core.RedisAdmin(broker_url=url)
+        self._redis = _core.RedisAdmin(broker_url=self.url)
 
     @property
     def bootstrap_servers(self) -> str:

@@ -42,3 +42,21 @@ def test_bad_client_property_names_the_key(embedded: postroom.Broker) -> None:
         embedded.producer(properties={"no.such.property": "1"})
     with pytest.raises(errors.ConfigurationError, match="enable.auto.commit"):
         embedded.consumer("g", properties={"enable.auto.commit": "true"})
+
+
+def test_connect_parses_the_url_once_and_the_scheme_picks_the_transport() -> None:
+    from postroom.kafka import Broker
+    from postroom.redis import RedisBroker
+
+    assert isinstance(postroom.connect("redis://127.0.0.1:1/0"), RedisBroker)
+    kafka = postroom.connect("kafka://h1:9092,h2")
+    assert isinstance(kafka, Broker)
+    assert kafka.bootstrap_servers == "h1:9092,h2:9092"  # the default port filled in
+    assert not kafka.is_embedded
+    parsed = postroom._core.parse_broker_url("embedded://demo")
+    assert (parsed.scheme, parsed.embedded_name) == ("embedded", "demo")
+    assert Broker(parsed).is_embedded  # a parsed URL is taken as it is
+    with pytest.raises(errors.ConfigurationError, match="RedisBroker"):
+        Broker("redis://127.0.0.1:1/0")
+    with pytest.raises(errors.ConfigurationError, match="redis://host:port/db"):
+        RedisBroker("kafka://127.0.0.1:1")
