@@ -22,7 +22,7 @@ debian_packages=(
 )
 if [ "$profile" = "test" ]; then
   debian_packages+=(
-    libgtest-dev libgmock-dev clang-format
+    libgtest-dev libgmock-dev clang-format clang-tidy
     qt6-base-dev qt6-base-dev-tools libgl-dev
     redis-server postgresql postgresql-contrib
     openjdk-17-jre-headless maven
