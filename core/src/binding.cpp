@@ -20,6 +20,12 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
     return true;
 }
 
+std::string ce_header(std::string_view attribute) {
+    std::string name(ce_prefix);
+    name += attribute;
+    return name;
+}
+
 bool is_structured(const Headers& headers) {
     auto* ct = find_header(headers, content_type);
     return ct && ct->value && starts_with_ci(*ct->value, "application/cloudevents");
@@ -46,17 +52,16 @@ OutgoingMessage to_message(const Event& event, std::string topic, std::optional<
         return m;
     }
     event.validate();
-    m.headers.reserve(4 + event.extensions.size() + 4);
-    m.headers.push_back({"ce_specversion", event.specversion});
-    m.headers.push_back({"ce_id", event.id});
-    m.headers.push_back({"ce_source", event.source});
-    m.headers.push_back({"ce_type", event.type});
-    if (event.time) m.headers.push_back({"ce_time", *event.time});
-    if (event.subject) m.headers.push_back({"ce_subject", *event.subject});
-    if (event.dataschema) m.headers.push_back({"ce_dataschema", *event.dataschema});
+    m.headers.reserve(context_attribute_names.size() + event.extensions.size());
+    // ce_ headers for the context attributes, then content-type, then the extensions' ce_
+    // headers: the order postroom has always written.
+    event.for_each_context_attribute([&m](std::string_view name, const std::string& value) {
+        if (name != "datacontenttype") m.headers.push_back({ce_header(name), value});
+    });
     if (event.datacontenttype)
         m.headers.push_back({std::string(content_type), *event.datacontenttype});
-    for (const auto& [name, value] : event.extensions) m.headers.push_back({"ce_" + name, value});
+    for (const auto& [name, value] : event.extensions)
+        m.headers.push_back({ce_header(name), value});
     m.value = event.data;
     return m;
 }
@@ -89,25 +94,7 @@ Event to_event(const std::optional<std::string>& key, const std::optional<std::s
             throw CodecError(postroom::detail::excerpt(attr), "CloudEvent attribute '" +
                                                                   postroom::detail::excerpt(attr) +
                                                                   "' has a null header value");
-        const std::string& v = *h.value;
-        if (attr == "specversion")
-            ev.specversion = v;
-        else if (attr == "id")
-            ev.id = v;
-        else if (attr == "source")
-            ev.source = v;
-        else if (attr == "type")
-            ev.type = v;
-        else if (attr == "time")
-            ev.time = v;
-        else if (attr == "subject")
-            ev.subject = v;
-        else if (attr == "dataschema")
-            ev.dataschema = v;
-        else if (attr == "datacontenttype")
-            ev.datacontenttype = v;
-        else
-            ev.extensions[attr] = v;
+        ev.set_attribute(attr, *h.value);
     }
     ev.data = value;
     ev.validate();

@@ -15,9 +15,8 @@
 namespace postroom {
 namespace {
 
-constexpr std::array<std::string_view, 10> context_attributes = {
-    "id",      "source",          "specversion", "type", "time",
-    "subject", "datacontenttype", "dataschema",  "data", "data_base64"};
+// Besides the context attributes, the names the JSON format gives the data.
+constexpr std::array<std::string_view, 2> data_members = {"data", "data_base64"};
 
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
@@ -110,7 +109,9 @@ Event::Event(std::string id_, std::string source_, std::string type_)
     : id(std::move(id_)), source(std::move(source_)), type(std::move(type_)) {}
 
 bool is_context_attribute(std::string_view name) noexcept {
-    for (auto a : context_attributes)
+    for (auto a : context_attribute_names)
+        if (a == name) return true;
+    for (auto a : data_members)
         if (a == name) return true;
     return false;
 }
@@ -176,6 +177,28 @@ std::string now_rfc3339() {
     return buf;
 }
 
+void Event::set_attribute(std::string_view name, std::string value) {
+    for (const auto& attribute : detail::event_attributes) {
+        if (attribute.name != name) continue;
+        if (attribute.required)
+            this->*attribute.required = std::move(value);
+        else
+            this->*attribute.optional = std::move(value);
+        return;
+    }
+    extensions.insert_or_assign(std::string(name), std::move(value));
+}
+
+std::optional<std::string> Event::attribute(std::string_view name) const {
+    for (const auto& attribute : detail::event_attributes) {
+        if (attribute.name != name) continue;
+        if (attribute.required) return this->*attribute.required;
+        return this->*attribute.optional;
+    }
+    if (auto it = extensions.find(std::string(name)); it != extensions.end()) return it->second;
+    return std::nullopt;
+}
+
 void Event::validate() const {
     require_nonempty("id", id);
     require_nonempty("source", source);
@@ -211,15 +234,8 @@ bool Event::data_is_json() const {
 std::string Event::to_json() const {
     validate();
     nlohmann::ordered_json j;
-    j["specversion"] = specversion;
-    j["id"] = id;
-    j["source"] = source;
-    j["type"] = type;
-    if (time) j["time"] = *time;
-    if (subject) j["subject"] = *subject;
-    if (datacontenttype) j["datacontenttype"] = *datacontenttype;
-    if (dataschema) j["dataschema"] = *dataschema;
-    for (const auto& [name, value] : extensions) j[name] = value;
+    for_each_attribute(
+        [&j](std::string_view name, const std::string& value) { j[std::string(name)] = value; });
     if (data) {
         if (data_is_json()) {
             try {
@@ -254,27 +270,16 @@ Event Event::from_json(std::string_view text) {
     }
     if (!j.is_object()) throw CodecError("", "structured CloudEvent must be a JSON object");
     Event ev;
-    ev.specversion.clear();
-    auto required = [&](const char* name, std::string& out) {
-        auto it = j.find(name);
-        if (it == j.end()) bad(name, "is required but missing");
-        if (!it->is_string()) bad(name, "must be a string");
-        out = it->get<std::string>();
-    };
-    auto optional = [&](const char* name, std::optional<std::string>& out) {
-        auto it = j.find(name);
-        if (it == j.end() || it->is_null()) return;
-        if (!it->is_string()) bad(name, "must be a string");
-        out = it->get<std::string>();
-    };
-    required("specversion", ev.specversion);
-    required("id", ev.id);
-    required("source", ev.source);
-    required("type", ev.type);
-    optional("time", ev.time);
-    optional("subject", ev.subject);
-    optional("datacontenttype", ev.datacontenttype);
-    optional("dataschema", ev.dataschema);
+    // Context attributes are JSON strings; a required one must be there, an optional one may
+    // also be null (absent).
+    for (const auto& attribute : detail::event_attributes) {
+        const auto it = j.find(std::string(attribute.name));
+        const bool required = attribute.required != nullptr;
+        if (it == j.end() && required) bad(attribute.name, "is required but missing");
+        if (it == j.end() || (it->is_null() && !required)) continue;
+        if (!it->is_string()) bad(attribute.name, "must be a string");
+        ev.set_attribute(attribute.name, it->get<std::string>());
+    }
     auto data = j.find("data");
     auto data_base64 = j.find("data_base64");
     if (data != j.end() && data_base64 != j.end())
@@ -293,7 +298,7 @@ Event Event::from_json(std::string_view text) {
     for (auto it = j.begin(); it != j.end(); ++it) {
         if (is_context_attribute(it.key())) continue;
         if (it->is_null()) continue;
-        ev.extensions[it.key()] = attribute_string(*it, it.key());
+        ev.set_attribute(it.key(), attribute_string(*it, it.key()));
     }
     ev.validate();
     return ev;

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "postroom/binding.hpp"
 #include "postroom/error.hpp"
 
@@ -39,6 +42,19 @@ TEST(KafkaBinding, BinaryModeHeaders) {
     EXPECT_EQ(find_header(m.headers, "content-type")->value, "application/json");
     EXPECT_EQ(find_header(m.headers, "ce_tenant")->value, "acme");
     EXPECT_EQ(find_header(m.headers, "ce_datacontenttype"), nullptr);
+}
+
+TEST(KafkaBinding, BinaryModeHeaderOrder) {
+    auto e = sample();
+    e.extensions["alpha"] = "a";
+    std::vector<std::string> headers;
+    for (const auto& h : to_message(e, "orders").headers)
+        headers.push_back(h.name + "=" + *h.value);
+    EXPECT_EQ(headers,
+              (std::vector<std::string>{
+                  "ce_specversion=1.0", "ce_id=id-1", "ce_source=/orders", "ce_type=order.created",
+                  "ce_time=2026-11-27T08:00:00Z", "ce_subject=42", "ce_dataschema=urn:schema:order",
+                  "content-type=application/json", "ce_alpha=a", "ce_tenant=acme"}));
 }
 
 TEST(KafkaBinding, BinaryRoundTrip) {

@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <map>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "postroom/error.hpp"
 #include "postroom/event.hpp"
@@ -199,4 +202,66 @@ TEST(Event, FromJsonStringifiesScalarExtensions) {
         R"({"specversion":"1.0","id":"1","source":"/s","type":"t","retries":3,"sampled":true})");
     EXPECT_EQ(e.extensions.at("retries"), "3");
     EXPECT_EQ(e.extensions.at("sampled"), "true");
+}
+
+TEST(Event, AttributesByName) {
+    Event e;
+    for (auto name : postroom::context_attribute_names)
+        e.set_attribute(name, std::string(name) + "!");
+    EXPECT_EQ(e.specversion, "specversion!");
+    EXPECT_EQ(e.id, "id!");
+    EXPECT_EQ(e.source, "source!");
+    EXPECT_EQ(e.type, "type!");
+    EXPECT_EQ(e.time, "time!");
+    EXPECT_EQ(e.subject, "subject!");
+    EXPECT_EQ(e.datacontenttype, "datacontenttype!");
+    EXPECT_EQ(e.dataschema, "dataschema!");
+    EXPECT_TRUE(e.extensions.empty());
+    for (auto name : postroom::context_attribute_names)
+        EXPECT_EQ(e.attribute(name), std::string(name) + "!");
+
+    // Any other name is an extension, even one validate() then rejects.
+    e.set_attribute("tenant", "acme");
+    e.set_attribute("data", "x");
+    EXPECT_EQ(e.extensions,
+              (std::map<std::string, std::string>{{"data", "x"}, {"tenant", "acme"}}));
+    EXPECT_EQ(e.attribute("tenant"), "acme");
+    EXPECT_FALSE(e.data.has_value());
+
+    Event minimal("i", "s", "t");
+    EXPECT_EQ(minimal.attribute("time"), std::nullopt);
+    EXPECT_EQ(minimal.attribute("tenant"), std::nullopt);
+    EXPECT_EQ(minimal.attribute("specversion"), "1.0");
+    EXPECT_EQ(Event().attribute("id"), "");  // a required attribute is there even when empty
+}
+
+TEST(Event, ForEachAttributeVisitsInTheDocumentedOrder) {
+    std::vector<std::string> seen;
+    auto e = full_event();
+    e.for_each_attribute([&](std::string_view name, const std::string& value) {
+        seen.push_back(std::string(name) + "=" + value);
+        EXPECT_EQ(e.attribute(name), value);
+    });
+    EXPECT_EQ(seen, (std::vector<std::string>{
+                        "specversion=1.0", "id=evt-1", "source=https://example.com/orders",
+                        "type=com.example.order.created", "time=2026-11-27T08:00:00.123Z",
+                        "subject=order/42", "datacontenttype=application/json",
+                        "dataschema=https://example.com/schemas/order.json",
+                        "partitionkey=customer-7", "traceparent=00-abc-def-01"}));
+
+    seen.clear();
+    Event("i", "s", "t").for_each_context_attribute([&](std::string_view name, const std::string&) {
+        seen.emplace_back(name);
+    });
+    EXPECT_EQ(seen, (std::vector<std::string>{"specversion", "id", "source", "type"}));
+}
+
+TEST(Event, JsonMembersComeInTheDocumentedOrder) {
+    EXPECT_EQ(full_event().to_json(),
+              R"({"specversion":"1.0","id":"evt-1","source":"https://example.com/orders",)"
+              R"("type":"com.example.order.created","time":"2026-11-27T08:00:00.123Z",)"
+              R"("subject":"order/42","datacontenttype":"application/json",)"
+              R"("dataschema":"https://example.com/schemas/order.json",)"
+              R"("partitionkey":"customer-7","traceparent":"00-abc-def-01",)"
+              R"("data":{"order":42,"items":["a","b"]}})");
 }

@@ -205,6 +205,67 @@ TEST_F(EmbeddedOutbox, RowsWithMalformedHeadersFailWithTheReasonAndTheRestFlows)
     EXPECT_EQ(events.at("after").source, "/postroom/outbox") << "the outbox's own source";
 }
 
+TEST(OutboxRow, HeadersHoldEveryAttributeButIdTypeAndSpecversion) {
+    Event e("e1", "/shop", "order.placed");
+    e.time = "2026-11-27T08:00:00Z";
+    e.subject = "o-1";
+    e.datacontenttype = "application/json";
+    e.dataschema = "urn:schema:order";
+    e.extensions["tenant"] = "acme";
+    e.extensions["alpha"] = "a";
+    const auto row = row_for(e, "order", "o1", std::nullopt);
+    EXPECT_EQ(row.id, "e1");
+    EXPECT_EQ(row.type, "order.placed");
+    EXPECT_EQ(
+        row.headers_json,
+        R"({"alpha":"a","datacontenttype":"application/json","dataschema":"urn:schema:order",)"
+        R"("source":"/shop","subject":"o-1","tenant":"acme","time":"2026-11-27T08:00:00Z"})");
+}
+
+TEST_F(EmbeddedOutbox, RowHeadersSetAttributesButNotTheColumnsOnes) {
+    // A headers column written by hand sets the event's attributes by name; id, type and
+    // specversion are not attributes it may set (the row's columns own them), so such a
+    // header is an invalid extension name and fails its row.
+    Outbox box(config());
+    auto db = box.database();
+    const std::vector<std::pair<std::string, std::string>> headers{
+        {"attrs", R"({"source":"/desk","time":"2026-11-27T08:00:00Z","dataschema":"urn:s",)"
+                  R"("datacontenttype":"text/plain","x1":"v"})"},
+        {"sets-id", R"({"id":"other"})"},
+        {"sets-type", R"({"type":"other"})"},
+        {"sets-specversion", R"({"specversion":"1.0"})"},
+    };
+    {
+        auto tx = db->begin();
+        for (const auto& [id, json] : headers) {
+            auto row = row_for(event(id), "order", "o1", "orders");
+            row.headers_json = json;
+            add(*tx, box.dialect(), "postroom_outbox", row);
+        }
+        tx->commit();
+    }
+    EXPECT_EQ(box.relay_once(), headers.size());
+    auto s = box.status();
+    EXPECT_EQ(s.sent, 1);
+    ASSERT_EQ(s.failed_rows.size(), 3u);
+    std::map<std::string, std::string> why;
+    for (const auto& f : s.failed_rows) why[f.id] = f.error;
+    for (const std::string name : {"id", "type", "specversion"})
+        EXPECT_NE(why["sets-" + name].find("extension attribute name '" + name + "' is invalid"),
+                  std::string::npos)
+            << why["sets-" + name];
+    auto got = read("orders", 1);
+    ASSERT_EQ(got.size(), 1u);
+    auto e = cloudevents::to_event(got[0]);
+    EXPECT_EQ(e.id, "attrs");
+    EXPECT_EQ(e.type, "order.placed");
+    EXPECT_EQ(e.source, "/desk");
+    EXPECT_EQ(e.time, "2026-11-27T08:00:00Z");
+    EXPECT_EQ(e.dataschema, "urn:s");
+    EXPECT_EQ(e.datacontenttype, "text/plain");
+    EXPECT_EQ(e.extensions, (std::map<std::string, std::string>{{"x1", "v"}}));
+}
+
 TEST_F(EmbeddedOutbox, ASecondRelayWaitsAsStandbyUntilTheLeaseExpires) {
     auto c = config();
     c.publish_timeout = 1s;

@@ -1,10 +1,11 @@
 #pragma once
-// CloudEvents 1.0 value type and its JSON structured-mode codec.
+// CloudEvents 1.0 value type, its attributes by name and its JSON structured-mode codec.
 // This header does no I/O and knows no transport: events become messages through
 // postroom/binding.hpp.
 //
 // Thread-safety: a regular value type; distinct objects may be used from distinct threads.
 
+#include <array>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,6 +37,27 @@ public:
     // Extension attributes: lowercase a-z0-9 names, string values.
     std::map<std::string, std::string> extensions;
 
+    // Attributes by name: the one place that maps a CloudEvents attribute name to a member,
+    // used by the JSON codec, the message binding and the outbox's rows.
+    //
+    // Sets the context attribute `name` (one of context_attribute_names below) or, for any
+    // other name, the extension `name`. Nothing is checked here: an event is checked whole by
+    // validate(), which every codec calls, so the first bad attribute is always named in
+    // validate()'s order however the event was put together (a name such as "data" or "Id"
+    // lands in extensions and validate() rejects it as an extension name).
+    void set_attribute(std::string_view name, std::string value);
+    // The attribute `name`: a context attribute's value (required ones even when empty), an
+    // extension's value, or nullopt when the event has no such attribute.
+    std::optional<std::string> attribute(std::string_view name) const;
+    // Calls visit(std::string_view name, const std::string& value) for every context attribute
+    // the event has, in the order of context_attribute_names (the order of the JSON format's
+    // members), then for every extension in name order.
+    template <class Visit>
+    void for_each_attribute(Visit&& visit) const;
+    // The same, for the context attributes only.
+    template <class Visit>
+    void for_each_context_attribute(Visit&& visit) const;
+
     // Throws CodecError naming the first bad attribute.
     void validate() const;
 
@@ -50,6 +72,49 @@ public:
 
     friend bool operator==(const Event&, const Event&) = default;
 };
+
+// The context attributes an Event holds as members, in the fixed order for_each_attribute
+// visits them; the first four are required. (data travels beside them, not as an attribute.)
+inline constexpr std::array<std::string_view, 8> context_attribute_names = {
+    "specversion", "id", "source", "type", "time", "subject", "datacontenttype", "dataschema"};
+
+namespace detail {
+
+// Each context attribute's member: `required` for the string ones, `optional` for the others.
+struct EventAttribute {
+    std::string_view name;
+    std::string Event::*required = nullptr;
+    std::optional<std::string> Event::*optional = nullptr;
+};
+
+inline constexpr std::array<EventAttribute, context_attribute_names.size()> event_attributes = {{
+    {context_attribute_names[0], &Event::specversion, nullptr},
+    {context_attribute_names[1], &Event::id, nullptr},
+    {context_attribute_names[2], &Event::source, nullptr},
+    {context_attribute_names[3], &Event::type, nullptr},
+    {context_attribute_names[4], nullptr, &Event::time},
+    {context_attribute_names[5], nullptr, &Event::subject},
+    {context_attribute_names[6], nullptr, &Event::datacontenttype},
+    {context_attribute_names[7], nullptr, &Event::dataschema},
+}};
+
+}  // namespace detail
+
+template <class Visit>
+void Event::for_each_context_attribute(Visit&& visit) const {
+    for (const auto& a : detail::event_attributes) {
+        if (a.required)
+            visit(a.name, this->*a.required);
+        else if (const auto& value = this->*a.optional)
+            visit(a.name, *value);
+    }
+}
+
+template <class Visit>
+void Event::for_each_attribute(Visit&& visit) const {
+    for_each_context_attribute(visit);
+    for (const auto& [name, value] : extensions) visit(std::string_view(name), value);
+}
 
 // Names the CloudEvents specification reserves; extensions may not use them.
 bool is_context_attribute(std::string_view name) noexcept;

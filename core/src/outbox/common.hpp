@@ -22,6 +22,12 @@ using Clock = std::chrono::steady_clock;
 
 inline constexpr const char* relays_table = "postroom_outbox_relays";
 
+// An outbox row keeps an event's id and type in columns of their own and its specversion
+// nowhere (it is always 1.0); every other attribute travels in the row's headers column.
+inline bool kept_out_of_headers(std::string_view attribute) {
+    return attribute == "id" || attribute == "type" || attribute == "specversion";
+}
+
 inline int64_t epoch_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();

@@ -65,13 +65,10 @@ OutboxRow row_for(const Event& event, const std::string& aggregate_type,
     row.aggregate_id = aggregate_id;
     row.type = event.type;
     row.payload = event.data;
-    nlohmann::json h = nlohmann::json::object();
-    h["source"] = event.source;
-    if (event.datacontenttype) h["datacontenttype"] = *event.datacontenttype;
-    if (event.subject) h["subject"] = *event.subject;
-    if (event.time) h["time"] = *event.time;
-    if (event.dataschema) h["dataschema"] = *event.dataschema;
-    for (const auto& [k, v] : event.extensions) h[k] = v;
+    nlohmann::json h = nlohmann::json::object();  // its members in name order
+    event.for_each_attribute([&h](std::string_view name, const std::string& value) {
+        if (!detail::kept_out_of_headers(name)) h[std::string(name)] = value;
+    });
     row.headers_json = h.dump();
     row.topic = topic;
     return row;

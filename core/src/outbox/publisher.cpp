@@ -71,18 +71,12 @@ Pending RowReader::pending(std::vector<stores::SqlValue>&& r, std::size_t extras
         const auto* headers = std::get_if<std::string>(&r[6]);
         read_headers(headers ? std::string_view(*headers) : std::string_view("{}"),
                      [&e](std::string_view k, std::string_view v) {
-                         if (k == "source")
-                             e.source = v;
-                         else if (k == "datacontenttype")
-                             e.datacontenttype = v;
-                         else if (k == "subject")
-                             e.subject = v;
-                         else if (k == "time")
-                             e.time = v;
-                         else if (k == "dataschema")
-                             e.dataschema = v;
+                         // A header named id, type or specversion cannot override the row's
+                         // columns: as an extension name, validation rejects it.
+                         if (kept_out_of_headers(k))
+                             e.extensions.insert_or_assign(std::string(k), std::string(v));
                          else
-                             e.extensions[std::string(k)] = v;
+                             e.set_attribute(k, std::string(v));
                      });
         auto m = cloudevents::to_message(e, row.topic, row.aggregate_id);  // validates the event
         router_.add_headers(m, row.id, row_extras);
