@@ -52,6 +52,26 @@ struct EmbeddedOutbox : ::testing::Test {
         return e;
     }
 
+    // Adds one hand-written row per (id, headers column) pair, relays once, and returns why
+    // each failed row failed, by id.
+    std::map<std::string, std::string> relay_rows_with_headers(
+        Outbox& box, const std::vector<std::pair<std::string, std::string>>& headers) {
+        auto db = box.database();
+        {
+            auto tx = db->begin();
+            for (const auto& [id, json] : headers) {
+                auto row = row_for(event(id), "order", "o1", "orders");
+                row.headers_json = json;
+                add(*tx, box.dialect(), "postroom_outbox", row);
+            }
+            tx->commit();
+        }
+        EXPECT_EQ(box.relay_once(), headers.size());
+        std::map<std::string, std::string> why;
+        for (const auto& f : box.status().failed_rows) why[f.id] = f.error;
+        return why;
+    }
+
     // Up to n messages of `topic`, waiting at most `limit` for them.
     std::vector<Message> read(const std::string& topic, std::size_t n,
                               std::chrono::milliseconds limit = 15s) {
@@ -155,7 +175,6 @@ TEST_F(EmbeddedOutbox, RowsWithMalformedHeadersFailWithTheReasonAndTheRestFlows)
     // Rows written by hand, not through row_for: the headers column must be a JSON object
     // of strings; anything else fails that row with a reason naming the fault.
     Outbox box(config());
-    auto db = box.database();
     const std::vector<std::pair<std::string, std::string>> headers{
         {"good", R"({"source":"/desk","subject":"s-1","traceparent":"00-abc-01"})"},
         {"not-json", R"({"source": "/desk")"},
@@ -165,21 +184,10 @@ TEST_F(EmbeddedOutbox, RowsWithMalformedHeadersFailWithTheReasonAndTheRestFlows)
         {"trailing", R"({"source":"/desk"} x)"},
         {"after", R"({})"},
     };
-    {
-        auto tx = db->begin();
-        for (const auto& [id, json] : headers) {
-            auto row = row_for(event(id), "order", "o1", "orders");
-            row.headers_json = json;
-            add(*tx, box.dialect(), "postroom_outbox", row);
-        }
-        tx->commit();
-    }
-    EXPECT_EQ(box.relay_once(), headers.size());
+    auto why = relay_rows_with_headers(box, headers);
     auto s = box.status();
     EXPECT_EQ(s.sent, 2);
     ASSERT_EQ(s.failed_rows.size(), 5u);
-    std::map<std::string, std::string> why;
-    for (const auto& f : s.failed_rows) why[f.id] = f.error;
     EXPECT_NE(why["not-json"].find("headers are not valid JSON"), std::string::npos)
         << why["not-json"];
     EXPECT_NE(why["trailing"].find("headers are not valid JSON"), std::string::npos)
@@ -227,7 +235,6 @@ TEST_F(EmbeddedOutbox, RowHeadersSetAttributesButNotTheColumnsOnes) {
     // specversion are not attributes it may set (the row's columns own them), so such a
     // header is an invalid extension name and fails its row.
     Outbox box(config());
-    auto db = box.database();
     const std::vector<std::pair<std::string, std::string>> headers{
         {"attrs", R"({"source":"/desk","time":"2026-11-27T08:00:00Z","dataschema":"urn:s",)"
                   R"("datacontenttype":"text/plain","x1":"v"})"},
@@ -235,21 +242,10 @@ TEST_F(EmbeddedOutbox, RowHeadersSetAttributesButNotTheColumnsOnes) {
         {"sets-type", R"({"type":"other"})"},
         {"sets-specversion", R"({"specversion":"1.0"})"},
     };
-    {
-        auto tx = db->begin();
-        for (const auto& [id, json] : headers) {
-            auto row = row_for(event(id), "order", "o1", "orders");
-            row.headers_json = json;
-            add(*tx, box.dialect(), "postroom_outbox", row);
-        }
-        tx->commit();
-    }
-    EXPECT_EQ(box.relay_once(), headers.size());
+    auto why = relay_rows_with_headers(box, headers);
     auto s = box.status();
     EXPECT_EQ(s.sent, 1);
     ASSERT_EQ(s.failed_rows.size(), 3u);
-    std::map<std::string, std::string> why;
-    for (const auto& f : s.failed_rows) why[f.id] = f.error;
     for (const std::string name : {"id", "type", "specversion"})
         EXPECT_NE(why["sets-" + name].find("extension attribute name '" + name + "' is invalid"),
                   std::string::npos)
